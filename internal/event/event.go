@@ -1,0 +1,147 @@
+package event
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Type is an event's wire name (the SSE `event:` line).
+type Type string
+
+// The event vocabulary. Nothing else is written to a transcript.
+const (
+	Session    Type = "session"
+	User       Type = "user"
+	Status     Type = "status"
+	Text       Type = "text"
+	Tool       Type = "tool"
+	ToolResult Type = "tool_result"
+	Result     Type = "result"
+	Verb       Type = "verb"
+	Approval   Type = "approval"
+	Error      Type = "error"
+	Done       Type = "done"
+)
+
+// Event is one entry of a session's append-only log. IDs start at 1 and grow
+// by one per session.
+type Event struct {
+	ID   int64           `json:"id"`
+	Type Type            `json:"event"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+// SessionData is the data of a session event (from claude's system/init).
+type SessionData struct {
+	SessionID string   `json:"session_id"`
+	Model     string   `json:"model"`
+	Tools     []string `json:"tools"`
+}
+
+// UserData is the operator's prompt, so every attached client sees it.
+type UserData struct {
+	Text  string `json:"text"`
+	Actor string `json:"actor"`
+}
+
+// Status states.
+const (
+	StateRequesting = "requesting"
+	StateRetrying   = "retrying"
+)
+
+// StatusData reports that claude is calling the API or retrying it.
+type StatusData struct {
+	State      string `json:"state"`
+	Attempt    int    `json:"attempt,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"`
+	RetryInMS  int64  `json:"retry_in_ms,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// TextData is a piece of the model's text as it streams.
+type TextData struct {
+	Delta string `json:"delta"`
+}
+
+// ToolData is a tool call. For Bash, Input is the command.
+type ToolData struct {
+	ToolUseID string `json:"tool_use_id"`
+	Name      string `json:"name"`
+	Input     string `json:"input"`
+}
+
+// ToolResultData is a tool's output, capped.
+type ToolResultData struct {
+	ToolUseID string `json:"tool_use_id"`
+	Output    string `json:"output"`
+	IsError   bool   `json:"is_error"`
+}
+
+// ResultData closes claude's side of a turn.
+type ResultData struct {
+	Subtype      string  `json:"subtype"`
+	IsError      bool    `json:"is_error"`
+	Text         string  `json:"text"`
+	DurationMS   int64   `json:"duration_ms"`
+	NumTurns     int     `json:"num_turns"`
+	TotalCostUSD float64 `json:"total_cost_usd"`
+}
+
+// VerbData is a power verb run from the UI or by the agent.
+type VerbData struct {
+	Verb       string `json:"verb"`
+	Actor      string `json:"actor"`
+	ExitCode   *int   `json:"exit_code,omitempty"`
+	Output     string `json:"output,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Approval states.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalDenied   = "denied"
+	ApprovalExpired  = "expired"
+)
+
+// ApprovalData is an agent's mutating verb waiting for, or resolved by, the
+// operator.
+type ApprovalData struct {
+	ApprovalID string `json:"approval_id"`
+	Verb       string `json:"verb"`
+	State      string `json:"state"`
+}
+
+// ErrorData says what went wrong, in words for the operator.
+type ErrorData struct {
+	Message string `json:"message"`
+}
+
+// Turn outcomes, carried by the done event.
+const (
+	OutcomeSuccess   = "success"
+	OutcomeError     = "error"
+	OutcomeCancelled = "cancelled"
+	OutcomeTimeout   = "timeout"
+)
+
+// DoneData ends every turn, exactly once.
+type DoneData struct {
+	ExitCode   int    `json:"exit_code"`
+	Outcome    string `json:"outcome"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// New builds an unnumbered event from its data; the session log assigns the
+// ID and Time when it appends it. Marshalling these plain structs cannot
+// fail, so an error here is a programming error.
+func New(t Type, data any) Event {
+	b, err := json.Marshal(data)
+	if err != nil {
+		panic("event: marshal " + string(t) + ": " + err.Error())
+	}
+	return Event{Type: t, Data: b}
+}
