@@ -1,0 +1,33 @@
+package claude
+
+import "errors"
+
+// Turn describes one claude invocation.
+type Turn struct {
+	// SessionID is the session's UUID v4; it is also claude's session id.
+	SessionID string
+	// Prompt is the operator's text, passed as one argv element.
+	Prompt string
+	// Resume selects --resume (a later turn) over --session-id (the first).
+	Resume bool
+	// Dir is the turn's working directory: the session's folder.
+	Dir string
+	// Env holds extra KEY=value entries for this turn only (e.g. the
+	// per-turn token of the agent's `pve` command), added after the
+	// allowlisted environment.
+	Env []string
+}
+
+// Outcome is how a turn ended. The caller turns it into the `done` event.
+type Outcome struct {
+	// Outcome is one of event.OutcomeSuccess, OutcomeError,
+	// OutcomeCancelled, OutcomeTimeout.
+	Outcome string
+	// ExitCode is claude's exit status, or -1 when it did not exit on its own.
+	ExitCode int
+}
+
+// ErrCancelled is the context cause that marks a turn cancelled by the
+// operator (context.WithCancelCause). A turn whose context ends for any other
+// reason, such as its deadline, ends with outcome timeout.
+var ErrCancelled = errors.New("turn cancelled by the operator")
