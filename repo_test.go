@@ -1,0 +1,86 @@
+// Package breakglass_test checks rules that hold across the whole
+// repository: every package documents what it owns, and only the binaries
+// read the environment.
+package breakglass_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// packages returns the directories under roots holding non-test Go files,
+// with those files parsed, by file name.
+func packages(t *testing.T, roots ...string) map[string]map[string]*ast.File {
+	t.Helper()
+	out := map[string]map[string]*ast.File{}
+	fset := token.NewFileSet()
+	for _, root := range roots {
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && (d.Name() == "testdata" || d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+			if err != nil {
+				return err
+			}
+			dir := filepath.Dir(path)
+			if out[dir] == nil {
+				out[dir] = map[string]*ast.File{}
+			}
+			out[dir][d.Name()] = f
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	return out
+}
+
+func TestEveryPackageHasOneDocInDocGo(t *testing.T) {
+	pkgs := packages(t, "cmd", "internal", "ui", "agents", "deploy")
+	require.NotEmpty(t, pkgs)
+	for dir, files := range pkgs {
+		var docs []string
+		for name, f := range files {
+			if f.Doc != nil {
+				docs = append(docs, name)
+			}
+		}
+		assert.Equal(t, []string{"doc.go"}, docs, "%s: the package doc belongs in doc.go, once", dir)
+	}
+}
+
+// TestOnlyBinariesReadTheEnvironment keeps configuration in one place per
+// binary: packages take a Config.
+func TestOnlyBinariesReadTheEnvironment(t *testing.T) {
+	for dir, files := range packages(t, "internal", "ui", "agents") {
+		for _, f := range files {
+			ast.Inspect(f, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				if id, ok := sel.X.(*ast.Ident); ok && id.Name == "os" {
+					switch sel.Sel.Name {
+					case "Getenv", "LookupEnv", "Environ":
+						t.Errorf("%s: os.%s outside cmd/: pass it in through a Config", dir, sel.Sel.Name)
+					}
+				}
+				return true
+			})
+		}
+	}
+}
