@@ -1,0 +1,248 @@
+package pvegate_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"breakglass/internal/pvegate"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const qm = "/usr/sbin/qm"
+
+// now is a clock whose pauses end at once, so cycle's polls need no waiting.
+func now(time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	ch <- time.Time{}
+	return ch
+}
+
+func newGate(t *testing.T, f *fakeRunner, mod func(*pvegate.Config)) *pvegate.Gate {
+	t.Helper()
+	cfg := pvegate.Config{
+		QM:     qm,
+		Runner: f,
+		FS:     fstest.MapFS{},
+		Lock:   pvegate.FileLock{Path: filepath.Join(t.TempDir(), "lock")},
+		After:  now,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := pvegate.New(cfg)
+	require.NoError(t, err)
+	return g
+}
+
+func run(g *pvegate.Gate, cmd string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = g.Run(context.Background(), pvegate.Request{Command: cmd, Client: "127.0.0.1 1 127.0.0.1 22"}, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestVerbsRunExactlyTheirArgv(t *testing.T) {
+	tests := []struct {
+		verb string
+		want []string
+	}{
+		{"status", []string{"qm status 102 --verbose"}},
+		{"reset", []string{"qm reset 102"}},
+		{"stop", []string{"qm stop 102"}},
+		{"start", []string{"qm start 102"}},
+		{"cycle", []string{"qm stop 102", "qm status 102", "qm start 102"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.verb, func(t *testing.T) {
+			f := newFakeRunner(qm)
+			code, _, stderr := run(newGate(t, f, nil), tc.verb)
+			assert.Equal(t, pvegate.ExitOK, code, stderr)
+			assert.Equal(t, tc.want, f.argvs())
+			for _, c := range f.rawCalls() {
+				assert.Equal(t, qm, c.argv[0], "qm is always the configured absolute path")
+				assert.Empty(t, c.stdin)
+			}
+		})
+	}
+}
+
+func TestVMIDIsConfiguration(t *testing.T) {
+	f := newFakeRunner(qm)
+	g := newGate(t, f, func(c *pvegate.Config) { c.VMID = 4711 })
+	code, _, _ := run(g, "reset")
+	assert.Equal(t, pvegate.ExitOK, code)
+	assert.Equal(t, []string{"qm reset 4711"}, f.argvs())
+	assert.Equal(t, 4711, g.VMID())
+}
+
+func TestExitCodeIsQMs(t *testing.T) {
+	f := newFakeRunner(qm)
+	f.fail["qm start 102"] = pvegate.Result{Output: []byte("VM 102 already running\n"), ExitCode: 255}
+	code, out, _ := run(newGate(t, f, nil), "start")
+	assert.Equal(t, 255, code)
+	assert.Equal(t, "VM 102 already running\n", out)
+}
+
+func TestRefusedInputNeverReachesRunner(t *testing.T) {
+	for _, in := range []string{"", "status ", "STATUS", "status;reboot", "status && x", "$(id)", "`id`",
+		"status\n", "status\x00", "reset 103", "qm reset 102", "stop --skiplock", "../status",
+		"\u0455tatus", strings.Repeat("a", 1<<20)} {
+		t.Run("", func(t *testing.T) {
+			f := newFakeRunner(qm)
+			code, stdout, stderr := run(newGate(t, f, nil), in)
+			assert.Equal(t, pvegate.ExitRefused, code)
+			assert.Empty(t, f.argvs(), "a refused command must never reach qm")
+			assert.Empty(t, stdout)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one-line reason: %q", stderr)
+			assert.True(t, strings.HasPrefix(stderr, "pve-gate: refused: unknown verb"), stderr)
+			assert.Contains(t, stderr, "allowed verbs are status, forensics, reset, stop, start, cycle")
+			assert.Less(t, len(stderr), 300)
+		})
+	}
+}
+
+func TestEveryCallIsOneLogLine(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFakeRunner(qm)
+	g := newGate(t, f, func(c *pvegate.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Name: "pve-gate"})
+	})
+	run(g, "status")
+	run(g, "status;reboot\nfake log line")
+	lines := strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n")
+	require.Len(t, lines, 2, logs.String())
+	assert.Contains(t, lines[0], "verb=status")
+	assert.Contains(t, lines[0], "exit=0")
+	assert.Contains(t, lines[0], `client="127.0.0.1 1 127.0.0.1 22"`)
+	assert.Contains(t, lines[1], "refused")
+	assert.Contains(t, lines[1], "exit=2")
+}
+
+func TestCycle(t *testing.T) {
+	t.Run("waits-for-stopped", func(t *testing.T) {
+		f := newFakeRunner(qm)
+		f.stopsTo = "running" // qm stop returned but the VM still says running
+		polls := 0
+		g := newGate(t, f, func(c *pvegate.Config) {
+			c.After = func(time.Duration) <-chan time.Time {
+				polls++
+				if polls == 3 {
+					f.mu.Lock()
+					f.state = "stopped"
+					f.mu.Unlock()
+				}
+				return now(0)
+			}
+		})
+		code, out, stderr := run(g, "cycle")
+		require.Equal(t, pvegate.ExitOK, code, stderr)
+		assert.Equal(t, []string{"qm stop 102", "qm status 102", "qm status 102", "qm status 102",
+			"qm status 102", "qm start 102"}, f.argvs())
+		assert.Contains(t, out, "VM 102 stopped; starting")
+	})
+	t.Run("never-stopped", func(t *testing.T) {
+		f := newFakeRunner(qm)
+		f.stopsTo = "running"
+		g := newGate(t, f, func(c *pvegate.Config) {
+			c.StopWait = 30 * time.Millisecond
+			c.After = time.After
+			c.PollInterval = time.Millisecond
+		})
+		code, _, stderr := run(g, "cycle")
+		assert.Equal(t, pvegate.ExitTimeout, code)
+		assert.Contains(t, stderr, "did not say stopped")
+		assert.NotContains(t, f.argvs(), "qm start 102", "cycle must never start a VM it has not seen stopped")
+	})
+	t.Run("stop-fails", func(t *testing.T) {
+		f := newFakeRunner(qm)
+		f.fail["qm stop 102"] = pvegate.Result{Output: []byte("VM is locked (backup)\n"), ExitCode: 255}
+		code, out, stderr := run(newGate(t, f, nil), "cycle")
+		assert.Equal(t, 255, code)
+		assert.Equal(t, []string{"qm stop 102"}, f.argvs())
+		assert.Contains(t, out, "VM is locked")
+		assert.Contains(t, stderr, "not starting")
+	})
+}
+
+func TestHungCommandIsKilledAtItsTimeout(t *testing.T) {
+	f := newFakeRunner(qm)
+	f.hang["qm reset 102"] = true
+	g := newGate(t, f, func(c *pvegate.Config) { c.CommandTimeout = 20 * time.Millisecond })
+	code, _, stderr := run(g, "reset")
+	assert.Equal(t, pvegate.ExitTimeout, code)
+	assert.Contains(t, stderr, "qm reset 102: killed after 20ms")
+}
+
+func TestLockContention(t *testing.T) {
+	lock := pvegate.FileLock{Path: filepath.Join(t.TempDir(), "pve-gate.lock")}
+	holder := newFakeRunner(qm)
+	holder.stuck["qm stop 102"] = true
+	holder.entered = make(chan string, 1)
+	first := newGate(t, holder, func(c *pvegate.Config) { c.Lock = lock })
+
+	done := make(chan int)
+	go func() {
+		code, _, _ := run(first, "stop")
+		done <- code
+	}()
+	require.Equal(t, "qm stop 102", <-holder.entered)
+
+	// A second gate (another key, another session) on the same host lock.
+	other := newFakeRunner(qm)
+	second := newGate(t, other, func(c *pvegate.Config) { c.Lock = lock })
+	for _, verb := range []string{"reset", "stop", "start", "cycle"} {
+		t.Run(verb, func(t *testing.T) {
+			code, out, stderr := run(second, verb)
+			assert.Equal(t, pvegate.ExitBusy, code)
+			assert.Empty(t, out)
+			assert.Contains(t, stderr, "busy: another mutating verb is running on this host")
+		})
+	}
+	t.Run("reads-still-run", func(t *testing.T) {
+		code, out, _ := run(second, "status")
+		assert.Equal(t, pvegate.ExitOK, code)
+		assert.Contains(t, out, "status: running")
+	})
+	assert.Equal(t, []string{"qm status 102 --verbose"}, other.argvs(), "a busy mutating verb runs nothing")
+
+	close(holder.release)
+	assert.Equal(t, pvegate.ExitOK, <-done)
+	code, _, stderr := run(second, "reset")
+	assert.Equal(t, pvegate.ExitOK, code, "the lock is released when the holder ends: %s", stderr)
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  pvegate.Config
+		msg  string
+	}{
+		{"vmid-low", pvegate.Config{VMID: 99}, "invalid vmid"},
+		{"vmid-negative", pvegate.Config{VMID: -1}, "invalid vmid"},
+		{"qm-relative", pvegate.Config{QM: "qm"}, "must be absolute"},
+		{"qm-unclean", pvegate.Config{QM: "/usr/sbin/../sbin/qm"}, "must be absolute and clean"},
+		{"negative-timeout", pvegate.Config{CommandTimeout: -time.Second}, "negative command timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pvegate.New(tc.cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.msg)
+		})
+	}
+	g, err := pvegate.New(pvegate.Config{})
+	require.NoError(t, err, "the zero Config is the production gate")
+	assert.Equal(t, 102, g.VMID())
+}
