@@ -1,0 +1,180 @@
+// All network code of the page: the JSON API and the session event stream.
+//
+// Same-origin only: identity comes from the edge proxy's cookie/header, so
+// the page holds no token and sends requests with credentials 'same-origin'.
+
+import { EVENT_TYPES } from './transcript.js';
+import { CLOSED, OPEN, backoffMs, connState, isStale, parseEvent } from './stream.js';
+
+/** ApiError is a non-2xx answer: status is the HTTP status (0: no answer). */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'no answer from the server (network down?)');
+  }
+  const text = await res.text().catch(() => '');
+  let data = null;
+  if (text !== '') {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const why = data && typeof data.error === 'string' ? data.error : text.slice(0, 200) || res.statusText;
+    throw new ApiError(res.status, `${res.status}: ${why}`);
+  }
+  return data;
+}
+
+const sessionPath = (id) => `/api/sessions/${encodeURIComponent(id)}`;
+
+/** listSessions returns the sessions, newest first. */
+export const listSessions = () => call('GET', '/api/sessions');
+/** createSession starts a new session and returns it ({ id, … }). */
+export const createSession = () => call('POST', '/api/sessions', {});
+/** getSession returns one session's summary. */
+export const getSession = (id) => call('GET', sessionPath(id));
+/** sendPrompt starts a turn. */
+export const sendPrompt = (id, text) => call('POST', `${sessionPath(id)}/prompt`, { text });
+/** cancelTurn asks the running turn to stop. */
+export const cancelTurn = (id) => call('POST', `${sessionPath(id)}/cancel`, {});
+/** answerApproval approves or denies an agent's mutating verb. */
+export const answerApproval = (id, aid, approve) =>
+  call('POST', `${sessionPath(id)}/approvals/${encodeURIComponent(aid)}`, { approve });
+/** vmInfo returns { vmid, verbs: [{ name, mutating }] }. */
+export const vmInfo = () => call('GET', '/api/vm');
+/**
+ * runVerb runs a power verb; with a session id its result also goes into
+ * that session's transcript.
+ */
+export const runVerb = (verb, sessionId) =>
+  call('POST', `/api/vm/${encodeURIComponent(verb)}`, sessionId ? { session_id: sessionId } : {});
+
+/**
+ * attach follows a session's event stream from after `lastId`.
+ *
+ * EventSource's own reconnect resumes by id (it sends Last-Event-ID). When
+ * the browser gives up (the server answered with an error) or the page wakes
+ * up with a possibly dead connection, attach opens a new stream from the last
+ * id it delivered. Events are handed over in batches (onEvents) so a long
+ * replay is folded in a few steps; onState gets 'live', 'reconnecting' or
+ * 'offline'. Returns { close, check }.
+ */
+export function attach(id, lastId, { onEvents, onState }) {
+  let last = lastId;
+  let es = null;
+  let closed = false;
+  let failures = 0;
+  let retryTimer = 0;
+  let flushTimer = 0;
+  let queue = [];
+  let hiddenAt = document.visibilityState === 'hidden' ? Date.now() : 0;
+  let state = '';
+
+  const report = () => {
+    const s = connState({ online: navigator.onLine, readyState: es ? es.readyState : CLOSED });
+    if (s !== state) {
+      state = s;
+      onState(s);
+    }
+  };
+
+  const flush = () => {
+    flushTimer = 0;
+    if (closed || queue.length === 0) return;
+    const batch = queue;
+    queue = [];
+    onEvents(batch);
+  };
+
+  const onMessage = (e) => {
+    const ev = parseEvent(e.lastEventId, e.type, e.data);
+    if (ev === null) return;
+    if (ev.id > last) last = ev.id;
+    queue.push(ev);
+    if (!flushTimer) flushTimer = setTimeout(flush, 16);
+  };
+
+  const open = () => {
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    if (es) es.close();
+    const url = `${sessionPath(id)}/stream${last > 0 ? `?last_event_id=${last}` : ''}`;
+    es = new EventSource(url);
+    for (const t of EVENT_TYPES) es.addEventListener(t, onMessage);
+    es.onopen = () => {
+      failures = 0;
+      report();
+    };
+    es.onerror = () => {
+      report();
+      if (es.readyState === CLOSED && !closed) {
+        // The browser will not retry (an HTTP error answer): we do, later.
+        clearTimeout(retryTimer);
+        retryTimer = setTimeout(open, backoffMs(failures++));
+      }
+    };
+    report();
+  };
+
+  const check = (restored = false) => {
+    if (closed) return;
+    const hiddenMs = hiddenAt ? Date.now() - hiddenAt : 0;
+    if (isStale({ readyState: es ? es.readyState : CLOSED, hiddenMs, restored })) {
+      failures = 0;
+      open();
+    }
+  };
+
+  const onVisibility = () => {
+    if (document.visibilityState === 'hidden') {
+      hiddenAt = Date.now();
+      return;
+    }
+    check();
+    hiddenAt = 0;
+  };
+  const onPageShow = (e) => check(e.persisted === true);
+  const onOnline = () => {
+    report();
+    if (!es || es.readyState !== OPEN) check(true);
+  };
+  const onOffline = () => report();
+
+  document.addEventListener('visibilitychange', onVisibility);
+  window.addEventListener('pageshow', onPageShow);
+  window.addEventListener('online', onOnline);
+  window.addEventListener('offline', onOffline);
+  open();
+
+  return {
+    close() {
+      closed = true;
+      clearTimeout(retryTimer);
+      clearTimeout(flushTimer);
+      if (es) es.close();
+      document.removeEventListener('visibilitychange', onVisibility);
+      window.removeEventListener('pageshow', onPageShow);
+      window.removeEventListener('online', onOnline);
+      window.removeEventListener('offline', onOffline);
+    },
+    check,
+  };
+}
