@@ -1,0 +1,125 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"breakglass/internal/event"
+	"breakglass/internal/verbs"
+)
+
+// Sentinel errors of Resolve: the api layer answers 404 and 409.
+var (
+	// ErrNotFound: no approval with that id in that session.
+	ErrNotFound = errors.New("no such approval")
+	// ErrResolved: the approval was already approved, denied or expired.
+	ErrResolved = errors.New("approval already resolved")
+)
+
+// approval is one agent mutating verb waiting for the operator.
+type approval struct {
+	id        string
+	sessionID string
+	verb      verbs.Name
+	// decided is closed by Resolve once state is approved or denied.
+	decided chan struct{}
+	// state is guarded by Service.mu: pending until Resolve or expiry.
+	state string
+}
+
+// await posts a pending approval for verb in the session and blocks until the
+// operator answers, the approval times out, or ctx ends (the agent gave up or
+// its turn ended). It returns nil when approved, ErrDenied or ErrExpired.
+// Every change of state is an `approval` event.
+func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) error {
+	a := &approval{
+		id:        newUUID(),
+		sessionID: sessionID,
+		verb:      verb,
+		decided:   make(chan struct{}),
+		state:     event.ApprovalPending,
+	}
+	// WARNING: the approval is registered before its pending event goes
+	// out, so an operator who taps at once finds it
+	// (TestApproveRunsTheVerb resolves as soon as it sees the event).
+	s.mu.Lock()
+	s.approvals[a.id] = a
+	s.mu.Unlock()
+	s.log.Info("approval pending", "approval_id", a.id, "verb", verb, "session_id", sessionID)
+	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), State: event.ApprovalPending}))
+
+	timer := time.NewTimer(s.approvalTimeout)
+	defer timer.Stop()
+	select {
+	case <-a.decided:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	if a.state == event.ApprovalPending {
+		// Resolve did not get there first: the approval expires.
+		a.state = event.ApprovalExpired
+	}
+	state := a.state
+	s.retireLocked(a.id)
+	s.mu.Unlock()
+
+	s.log.Info("approval "+state, "approval_id", a.id, "verb", verb, "session_id", sessionID)
+	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), State: state}))
+	switch state {
+	case event.ApprovalApproved:
+		return nil
+	case event.ApprovalDenied:
+		return ErrDenied
+	}
+	return ErrExpired
+}
+
+// retireLocked remembers that approval id is resolved, forgetting the oldest
+// resolved ones beyond keptResolved.
+func (s *Service) retireLocked(id string) {
+	s.resolved = append(s.resolved, id)
+	for len(s.resolved) > keptResolved {
+		delete(s.approvals, s.resolved[0])
+		s.resolved = s.resolved[1:]
+	}
+}
+
+// Resolve answers approval approvalID of session sessionID. It returns
+// ErrNotFound when the session has no such approval (malformed ids included),
+// and ErrResolved when it was already approved, denied or expired.
+func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
+	if !ValidSessionID(sessionID) || !ValidSessionID(approvalID) {
+		return ErrNotFound
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.approvals[approvalID]
+	if !ok || a.sessionID != sessionID {
+		return ErrNotFound
+	}
+	if a.state != event.ApprovalPending {
+		return ErrResolved
+	}
+	a.state = event.ApprovalDenied
+	if approve {
+		a.state = event.ApprovalApproved
+	}
+	close(a.decided)
+	return nil
+}
+
+// Pending returns the ids of the session's approvals still waiting, in no
+// particular order.
+func (s *Service) Pending(sessionID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, a := range s.approvals {
+		if a.sessionID == sessionID && a.state == event.ApprovalPending {
+			out = append(out, id)
+		}
+	}
+	return out
+}
