@@ -1,0 +1,155 @@
+package sshagent
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// MaxRequestBytes bounds one agent request. A login's largest request, the
+// sign request, is well under 4 KiB; x/crypto's own ServeAgent would accept
+// 16 MiB.
+const MaxRequestBytes = 256 << 10
+
+// ErrFrameSize means a request's length prefix was zero or over
+// MaxRequestBytes: the connection is closed.
+var ErrFrameSize = errors.New("sshagent: request size out of bounds")
+
+// Message numbers, from draft-miller-ssh-agent §5.1 (OpenSSH PROTOCOL.agent).
+const (
+	msgFailure            = 5
+	msgSuccess            = 6
+	msgRequestIdentities  = 11
+	msgIdentitiesAnswer   = 12
+	msgSignRequest        = 13
+	msgSignResponse       = 14
+	msgAddIdentity        = 17
+	msgRemoveIdentity     = 18
+	msgRemoveAll          = 19
+	msgAddSmartcardKey    = 20
+	msgRemoveSmartcardKey = 21
+	msgLock               = 22
+	msgUnlock             = 23
+	msgAddIDConstrained   = 25
+	msgAddSmartcardConstr = 26
+	msgExtension          = 27
+)
+
+// signRequestMsg is SSH_AGENTC_SIGN_REQUEST (draft-miller-ssh-agent §4.5).
+type signRequestMsg struct {
+	KeyBlob []byte `sshtype:"13"`
+	Data    []byte
+	Flags   uint32
+}
+
+// signResponseMsg is SSH_AGENT_SIGN_RESPONSE.
+type signResponseMsg struct {
+	SigBlob []byte `sshtype:"14"`
+}
+
+// extensionMsg is SSH_AGENTC_EXTENSION (draft-miller-ssh-agent §4.8).
+type extensionMsg struct {
+	Type     string `sshtype:"27"`
+	Contents []byte `ssh:"rest"`
+}
+
+// identitiesAnswerMsg is SSH_AGENT_IDENTITIES_ANSWER; Keys holds NumKeys
+// (string key blob, string comment) pairs.
+type identitiesAnswerMsg struct {
+	NumKeys uint32 `sshtype:"12"`
+	Keys    []byte `ssh:"rest"`
+}
+
+// serveFrames answers agent requests on rw, in order, until rw fails or a
+// request breaks the framing. It replaces agent.ServeAgent, which writes
+// refusals to the standard log package, reads up to 16 MiB and answers the
+// legacy SSH1 requests with success.
+func serveFrames(a *connAgent, rw io.ReadWriter) error {
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(rw, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 || n > MaxRequestBytes {
+			return fmt.Errorf("%w: %d bytes", ErrFrameSize, n)
+		}
+		req := make([]byte, n)
+		if _, err := io.ReadFull(rw, req); err != nil {
+			return fmt.Errorf("read request: %w", err)
+		}
+		reply := a.handle(req)
+		out := make([]byte, 4+len(reply))
+		binary.BigEndian.PutUint32(out, uint32(len(reply)))
+		copy(out[4:], reply)
+		if _, err := rw.Write(out); err != nil {
+			return fmt.Errorf("write reply: %w", err)
+		}
+	}
+}
+
+// handle answers one request. The table is fixed: list, sign and the
+// session-bind extension have answers; everything else is refused.
+func (a *connAgent) handle(req []byte) []byte {
+	switch req[0] {
+	case msgRequestIdentities:
+		if len(req) != 1 {
+			return a.refuse(requestUnknown, "identities request with a body")
+		}
+		return a.identitiesAnswer()
+	case msgSignRequest:
+		var m signRequestMsg
+		if err := ssh.Unmarshal(req, &m); err != nil {
+			a.signDecided(OutcomeMalformed, "unparsable sign request", nil)
+			return []byte{msgFailure}
+		}
+		key, err := ssh.ParsePublicKey(m.KeyBlob)
+		if err != nil {
+			a.signDecided(OutcomeMalformed, "unparsable key in sign request", nil)
+			return []byte{msgFailure}
+		}
+		sig, err := a.SignWithFlags(key, m.Data, agent.SignatureFlags(m.Flags))
+		if err != nil {
+			return []byte{msgFailure}
+		}
+		return ssh.Marshal(signResponseMsg{SigBlob: ssh.Marshal(sig)})
+	case msgExtension:
+		var m extensionMsg
+		if err := ssh.Unmarshal(req, &m); err != nil {
+			return a.refuse(requestExtension, "unparsable extension request")
+		}
+		if _, err := a.Extension(m.Type, m.Contents); err != nil {
+			return []byte{msgFailure}
+		}
+		return []byte{msgSuccess}
+	case msgAddIdentity, msgAddIDConstrained, msgAddSmartcardKey, msgAddSmartcardConstr:
+		return a.refuse(requestAdd, "")
+	case msgRemoveIdentity, msgRemoveSmartcardKey:
+		return a.refuse(requestRemove, "")
+	case msgRemoveAll:
+		return a.refuse(requestRemoveAll, "")
+	case msgLock:
+		return a.refuse(requestLock, "")
+	case msgUnlock:
+		return a.refuse(requestUnlock, "")
+	default:
+		return a.refuse(requestUnknown, fmt.Sprintf("opcode %d", req[0]))
+	}
+}
+
+// identitiesAnswer lists the devvm key, and only it.
+func (a *connAgent) identitiesAnswer() []byte {
+	keys, _ := a.List()
+	var body []byte
+	for _, k := range keys {
+		body = append(body, ssh.Marshal(struct {
+			Blob    []byte
+			Comment string
+		}{k.Blob, k.Comment})...)
+	}
+	return ssh.Marshal(identitiesAnswerMsg{NumKeys: uint32(len(keys)), Keys: body})
+}
