@@ -13,10 +13,10 @@ const MaxSessionIDBytes = 128
 
 // Names on the wire.
 const (
-	extSessionBind   = "session-bind@openssh.com"
-	methodPublicKey  = "publickey"
-	methodHostBound  = "publickey-hostbound-v00@openssh.com"
-	serviceConnect   = "ssh-connection"
+	extSessionBind     = "session-bind@openssh.com"
+	methodPublicKey    = "publickey"
+	methodHostBound    = "publickey-hostbound-v00@openssh.com"
+	serviceConnect     = "ssh-connection"
 	msgUserauthRequest = 50 // SSH_MSG_USERAUTH_REQUEST, RFC 4252 §6
 )
 
