@@ -1,0 +1,15 @@
+// The suite against the stand-in server: fast feedback on the page alone.
+import { suite } from './suite.mjs';
+import { start } from './standin.mjs';
+
+suite(async () => {
+  const s = await start(0);
+  return {
+    url: s.url,
+    close: s.close,
+    toolCommand: /ssh devvm uptime/,
+    toolOutput: /load average/,
+    cutStreams: () => fetch(`${s.url}/__standin/cut`, { method: 'POST' }),
+    requestApproval: (page, sid) => fetch(`${s.url}/__standin/approval?session=${sid}`, { method: 'POST' }),
+  };
+});

@@ -1,0 +1,189 @@
+// The end-to-end suite at 390×844 in Debian's Chromium. `target` is
+// { url, cutStreams(), requestApproval(page, sessionId), flavour } — the
+// real stack or the stand-in.
+import { after, before, test } from 'node:test';
+import { launch } from './browser.mjs';
+import {
+  assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
+  transcriptText, waitTurnEnd,
+} from './flows.mjs';
+
+export function suite(getTarget) {
+  let browser;
+  let target;
+
+  before(async () => {
+    target = await getTarget();
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+    await target?.close?.();
+  });
+
+  test('preset-streams-tool-result', async () => {
+    const { page, errors } = await open(browser.context, target.url);
+    await shot(page, '01-empty');
+    await newSession(page);
+    const lengths = await streamPreset(page, 'Triage');
+    assert.ok(lengths.length >= 2, `text arrived in pieces, saw lengths ${JSON.stringify(lengths)}`);
+    const tool = page.locator('[data-kind="tool"]').first();
+    await tool.locator('.cmd').waitFor();
+    assert.match(await tool.locator('.cmd').textContent(), target.toolCommand);
+    await tool.locator('.output').waitFor({ timeout: 60_000 });
+    assert.match(await tool.locator('.output').textContent(), target.toolOutput);
+    await shot(page, '02-streaming');
+    await waitTurnEnd(page);
+    const footer = page.locator('[data-kind="result"] .result');
+    await footer.waitFor();
+    const f = await footer.textContent();
+    assert.match(f, /Done/);
+    assert.match(f, /\d+(\.\d+)? (ms|s)/, 'duration shown');
+    assert.match(f, /\$\d/, 'cost shown');
+    await shot(page, '03-result');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  test('stream-cut-reconnects-without-gap-or-duplicate', async () => {
+    const { page } = await open(browser.context, target.url);
+    const sid = await newSession(page);
+    await page.locator('#prompt').fill('check the devvm');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
+    await target.cutStreams();
+    await conn(page, 'reconnecting');
+    await shot(page, '04-reconnecting');
+    await conn(page, 'live');
+    await waitTurnEnd(page);
+    const seen = await transcriptText(page);
+    // A fresh page replays the whole log: the same messages, once each.
+    const fresh = await open(browser.context, `${target.url}/#/s/${sid}`);
+    await waitTurnEnd(fresh.page);
+    assert.deepEqual(seen, await transcriptText(fresh.page));
+    assert.equal(seen.filter((s) => s.startsWith('user:')).length, 1);
+    assert.equal(seen.filter((s) => s.startsWith('result:')).length, 1);
+    await fresh.page.close();
+    await page.close();
+  });
+
+  test('vm-sheet-confirm', async () => {
+    const { page } = await open(browser.context, target.url);
+    const sid = await newSession(page);
+    const posts = [];
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && /\/api\/vm\/(reset|stop|start|cycle)$/.test(r.url())) posts.push(r.url());
+    });
+    await page.getByRole('button', { name: 'VM power controls' }).click();
+    const chip = page.locator('[data-vm-state]');
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    assert.match(await chip.textContent(), /running/);
+    await shot(page, '05-vm-sheet');
+
+    await page.locator('button[data-verb="reset"]').click();
+    const confirm = page.getByRole('alertdialog');
+    await confirm.waitFor();
+    assert.match(await confirm.textContent(), /Reset VM/);
+    assert.match(await confirm.textContent(), /reboots/, 'says what reset does');
+    await shot(page, '06-vm-confirm');
+    await confirm.getByRole('button', { name: 'Cancel' }).click();
+    await page.locator('button[data-verb="reset"]').waitFor();
+    assert.deepEqual(posts, [], 'cancel runs nothing');
+
+    await page.locator('button[data-verb="reset"]').click();
+    await page.getByRole('alertdialog').getByRole('button', { name: /^Reset VM/ }).click();
+    const result = page.getByRole('region', { name: 'Result of reset' });
+    await result.waitFor({ timeout: T() });
+    assert.match(await result.textContent(), /exit 0/);
+    assert.equal(posts.length, 1, 'confirm runs it once');
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    await shot(page, '07-vm-result');
+    await page.keyboard.press('Escape');
+    // The verb is in the session's transcript too.
+    await page.locator('[data-kind="verb"]').first().waitFor({ timeout: T() });
+    assert.match(await page.locator('[data-kind="verb"]').first().textContent(), /reset/);
+    void sid;
+    await page.close();
+  });
+
+  test('approval-approve-runs-verb', async () => {
+    const { page } = await open(browser.context, target.url);
+    const sid = await newSession(page);
+    await target.requestApproval(page, sid);
+    const card = page.locator('[data-kind="approval"]').first();
+    await card.getByRole('button', { name: /^Approve/ }).waitFor({ timeout: 120_000 });
+    assert.match(await card.textContent(), /reset/);
+    await shot(page, '08-approval');
+    await card.getByRole('button', { name: /^Approve/ }).click();
+    await card.getByText('approved').waitFor({ timeout: T() });
+    const verb = page.locator('[data-kind="verb"]').first();
+    await verb.waitFor({ timeout: T() });
+    assert.match(await verb.textContent(), /reset/);
+    await shot(page, '09-approved');
+    await page.close();
+  });
+
+  test('prompt-html-renders-as-text', async () => {
+    const { page, dialogs } = await open(browser.context, target.url);
+    await newSession(page);
+    const evil = '<img src=x onerror=alert(1)>';
+    await page.locator('#prompt').fill(evil);
+    await page.keyboard.press('Enter');
+    const user = page.locator('[data-kind="user"]').first();
+    await user.waitFor({ timeout: T() });
+    assert.equal(await user.locator('p').textContent(), evil);
+    assert.equal(await page.locator('.msgs img').count(), 0, 'no element was created from the text');
+    await waitTurnEnd(page);
+    assert.deepEqual(dialogs, [], 'no script ran');
+    await page.close();
+  });
+
+  test('shift-enter-newline', async () => {
+    const { page } = await open(browser.context, target.url);
+    await newSession(page);
+    await page.locator('#prompt').click();
+    await page.keyboard.type('line one');
+    await page.keyboard.press('Shift+Enter');
+    await page.keyboard.type('line two');
+    assert.equal(await page.locator('#prompt').inputValue(), 'line one\nline two');
+    assert.equal(await page.locator('[data-kind="user"]').count(), 0, 'Shift+Enter did not send');
+    await page.close();
+  });
+
+  test('narrow-320-no-horizontal-scroll', async () => {
+    const { page } = await open(browser.context, target.url);
+    await newSession(page);
+    await page.setViewportSize({ width: 320, height: 640 });
+    await page.locator('#prompt').fill('x'.repeat(400));
+    const w = await noHorizontalScroll(page);
+    assert.ok(w.scrollWidth <= w.innerWidth && w.bodyScrollWidth <= w.innerWidth, JSON.stringify(w));
+    // The composer is inside the viewport (the layout is 100dvh, so it sits
+    // above the on-screen keyboard when the viewport shrinks).
+    const box = await page.locator('.composer').boundingBox();
+    assert.ok(box.y + box.height <= 640 + 0.5, `composer bottom ${box.y + box.height} within 640`);
+    await page.setViewportSize({ width: 320, height: 360 }); // a keyboard takes half the screen
+    const small = await page.locator('.composer').boundingBox();
+    assert.ok(small.y + small.height <= 360 + 0.5, `composer bottom ${small.y + small.height} within 360`);
+    await shot(page, '10-narrow-320');
+    await page.close();
+  });
+
+  test('accessibility', async () => {
+    const { page } = await open(browser.context, target.url);
+    await newSession(page);
+    await page.locator('#prompt').fill('check the devvm');
+    await page.keyboard.press('Enter');
+    await waitTurnEnd(page);
+    assert.deepEqual(await axe(page), [], 'transcript: no serious axe violation');
+    assert.deepEqual(await smallTargets(page), [], 'tap targets are at least 44px');
+    await page.getByRole('button', { name: 'VM power controls' }).click();
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    assert.deepEqual(await axe(page), [], 'VM sheet: no serious axe violation');
+    await page.close();
+  });
+}
+
+/** T is the default wait; tests stretch it when the CLI runs for real. */
+function T() {
+  return 30_000;
+}
