@@ -287,7 +287,7 @@ func (c *rawConn) closedByPeer() bool {
 
 func isReset(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op)
+	return errors.As(err, &op) && !op.Timeout()
 }
 
 // bindBody is a session-bind@openssh.com body for sessionID, signed by
