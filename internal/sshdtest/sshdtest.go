@@ -279,22 +279,21 @@ func (s *Server) WriteKnownHosts(t testing.TB) string {
 // remote command) for the real OpenSSH client to log in with the key file
 // keyPath, trusting only the host keys in knownHostsPath. No user or system
 // ssh config is read, no agent is used, and no prompt can block the test.
-// Insert extra client options (e.g. "-t") before the returned destination by
-// passing them as opts.
+// opts (e.g. "-tt", "-o", "IdentityAgent=/path") come first: ssh keeps the
+// first value it sees of an option, so they override the defaults here.
 func (s *Server) SSHArgs(keyPath, knownHostsPath string, opts ...string) []string {
-	args := []string{
-		"-F", "/dev/null",
+	args := append([]string{"-F", "/dev/null"}, opts...)
+	args = append(args,
 		"-i", keyPath,
 		"-o", "IdentitiesOnly=yes",
 		"-o", "IdentityAgent=none",
 		"-o", "BatchMode=yes",
-		"-o", "UserKnownHostsFile=" + knownHostsPath,
+		"-o", "UserKnownHostsFile="+knownHostsPath,
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "ConnectTimeout=10",
 		"-p", strconv.Itoa(s.Port),
-	}
-	args = append(args, opts...)
+	)
 	return append(args, s.User+"@"+s.Host)
 }
 
