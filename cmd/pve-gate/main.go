@@ -1,7 +1,3 @@
-// Command pve-gate is the forced command of breakglass's PVE key in root's
-// authorized_keys on the Proxmox host. It runs one whitelisted verb from
-// SSH_ORIGINAL_COMMAND against one VM and exits with qm's status; see
-// docs/pve-host.md for installing it and internal/pvegate for the logic.
 package main
 
 import (
