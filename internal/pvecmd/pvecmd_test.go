@@ -1,0 +1,364 @@
+package pvecmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"breakglass/internal/event"
+	"breakglass/internal/vm"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const (
+	sessionA = "0b7e4c52-8c1a-4d0e-9f3b-2a6d5e7f8a91"
+	sessionB = "5f0c2d6e-1b3a-4c8d-a7e9-6f4b3c2d1e0a"
+)
+
+// keyholder is a fake keyholder that counts the verbs it runs.
+type keyholder struct {
+	mu     sync.Mutex
+	calls  []string
+	result vm.Result
+	err    error
+	block  chan struct{}
+}
+
+func (k *keyholder) Verbs(context.Context) (vm.VerbList, error) { return vm.VerbList{}, nil }
+
+func (k *keyholder) Run(ctx context.Context, verb, actor string) (vm.Result, error) {
+	k.mu.Lock()
+	k.calls = append(k.calls, verb)
+	res, err, block := k.result, k.err, k.block
+	k.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return vm.Result{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return vm.Result{}, err
+	}
+	res.Verb, res.VMID = verb, 102
+	if res.Output == "" {
+		res.Output = "status: running\n"
+	}
+	return res, nil
+}
+
+func (k *keyholder) Calls() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.calls...)
+}
+
+// transcript records events and signals approvals.
+type transcript struct {
+	approvals chan event.ApprovalData
+}
+
+func (t *transcript) Append(_ string, e event.Event) error {
+	if e.Type == event.Approval {
+		var d event.ApprovalData
+		if json.Unmarshal(e.Data, &d) == nil && d.State == event.ApprovalPending {
+			t.approvals <- d
+		}
+	}
+	return nil
+}
+
+// web is the vm package's handlers on a loopback server.
+type web struct {
+	svc      *vm.Service
+	kh       *keyholder
+	tr       *transcript
+	url      string
+	requests atomic.Int64
+}
+
+func newWeb(t *testing.T, cfg vm.Config) *web {
+	t.Helper()
+	w := &web{kh: &keyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
+	cfg.Keyholder, cfg.Transcript = w.kh, w.tr
+	svc, err := vm.New(cfg)
+	require.NoError(t, err)
+	w.svc = svc
+	r := mux.NewRouter()
+	svc.RegisterAgent(r)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		w.requests.Add(1)
+		r.ServeHTTP(rw, req)
+	}))
+	t.Cleanup(srv.Close)
+	w.url = srv.URL
+	return w
+}
+
+// env is a turn's environment for pve.
+func (w *web) env(t *testing.T, sessionID string) map[string]string {
+	tok, revoke := w.svc.Issue(sessionID)
+	t.Cleanup(revoke)
+	return map[string]string{EnvURL: w.url, EnvToken: tok, EnvSession: sessionID}
+}
+
+type run struct {
+	code           int
+	stdout, stderr string
+}
+
+func pve(env map[string]string, args ...string) run {
+	var out, errb bytes.Buffer
+	code := Main(args, func(k string) string { return env[k] }, &out, &errb)
+	return run{code, out.String(), errb.String()}
+}
+
+func pveAsync(env map[string]string, args ...string) <-chan run {
+	ch := make(chan run, 1)
+	go func() { ch <- pve(env, args...) }()
+	return ch
+}
+
+func waitRun(t *testing.T, ch <-chan run) run {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("pve did not exit within 10s")
+		return run{}
+	}
+}
+
+func waitPending(t *testing.T, w *web) string {
+	t.Helper()
+	select {
+	case d := <-w.tr.approvals:
+		return d.ApprovalID
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pending approval within 10s")
+		return ""
+	}
+}
+
+func TestUsage(t *testing.T) {
+	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
+	env := w.env(t, sessionA)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"none", nil},
+		{"two", []string{"status", "reset"}},
+		{"verb-and-flag", []string{"stop", "--skiplock"}},
+		{"unknown", []string{"reboot"}},
+		{"upper", []string{"STATUS"}},
+		{"trailing-space", []string{"status "}},
+		{"injection", []string{"status;reset"}},
+		{"empty", []string{""}},
+		{"help", []string{"--help"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pve(env, tc.args...)
+			assert.Equal(t, ExitUsage, r.code)
+			assert.Contains(t, r.stderr, "usage: pve <verb>")
+			for _, v := range []string{"status", "forensics", "reset", "stop", "start", "cycle"} {
+				assert.Contains(t, r.stderr, "  "+v+" ")
+			}
+			assert.Empty(t, r.stdout)
+		})
+	}
+	assert.Zero(t, w.requests.Load(), "a bad verb is refused before any I/O")
+	assert.Empty(t, w.kh.Calls())
+}
+
+func TestOutsideATurn(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"nothing", nil},
+		{"no-token", map[string]string{EnvURL: "http://127.0.0.1:1"}},
+		{"no-url", map[string]string{EnvToken: "x"}},
+		{"bad-scheme", map[string]string{EnvURL: "file:///etc/passwd", EnvToken: "x"}},
+		{"userinfo", map[string]string{EnvURL: "http://u:p@127.0.0.1:1", EnvToken: "x"}},
+		{"bad-wait", map[string]string{EnvURL: "http://127.0.0.1:1", EnvToken: "x", EnvWait: "-1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pve(tc.env, "status")
+			assert.Equal(t, ExitConfig, r.code)
+			assert.Contains(t, r.stderr, "pve: ")
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	w := newWeb(t, vm.Config{})
+	r := pve(w.env(t, sessionA), "status")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "status: running\n", r.stdout)
+	assert.Equal(t, []string{"status"}, w.kh.Calls())
+}
+
+func TestRemoteExitCode(t *testing.T) {
+	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
+	w.kh.result = vm.Result{ExitCode: 4, Output: "VM 102 is locked (backup)"}
+	r := pve(w.env(t, sessionA), "start")
+	assert.Equal(t, 4, r.code)
+	assert.Equal(t, "VM 102 is locked (backup)\n", r.stdout)
+	assert.Contains(t, r.stderr, "exited with status 4")
+}
+
+func TestTruncatedOutputIsReported(t *testing.T) {
+	w := newWeb(t, vm.Config{})
+	w.kh.result = vm.Result{Output: "lots\n", Truncated: true}
+	r := pve(w.env(t, sessionA), "forensics")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, "truncated")
+}
+
+func TestApproval(t *testing.T) {
+	tests := []struct {
+		name    string
+		approve bool
+		code    int
+		stderr  string
+		calls   int
+	}{
+		{"approved", true, 0, "may wait for the operator", 1},
+		{"denied", false, ExitDenied, "denied by the operator", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWeb(t, vm.Config{Policy: vm.PolicyApprove})
+			done := pveAsync(w.env(t, sessionA), "reset")
+			id := waitPending(t, w)
+			require.NoError(t, w.svc.Resolve(sessionA, id, tc.approve))
+			r := waitRun(t, done)
+			assert.Equal(t, tc.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tc.stderr)
+			assert.Len(t, w.kh.Calls(), tc.calls)
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    vm.Config
+		err    error
+		verb   string
+		code   int
+		stderr string
+		calls  int
+	}{
+		{"policy-deny", vm.Config{Policy: vm.PolicyDeny}, nil, "cycle", ExitRefused, "cycle refused", 0},
+		{"expired", vm.Config{ApprovalTimeout: time.Millisecond}, nil, "stop", ExitExpired, "approval expired", 0},
+		{"timeout", vm.Config{}, &vm.KeyholderError{Status: 504, Message: "timed out after 120s"}, "status", ExitTimeout, "timed out", 1},
+		{"keyholder-down", vm.Config{}, vm.ErrUnreachable, "status", ExitKeyholderDown, "keyholder down", 1},
+		{"busy", vm.Config{Policy: vm.PolicyAllow}, &vm.KeyholderError{Status: 409, Message: "busy"}, "reset", ExitBusy, "another mutating verb", 1},
+		{"host-key", vm.Config{}, &vm.KeyholderError{Status: 502, Message: "host key mismatch"}, "status", ExitSSH, "host key mismatch", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWeb(t, tc.cfg)
+			w.kh.err = tc.err
+			r := pve(w.env(t, sessionA), tc.verb)
+			assert.Equal(t, tc.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tc.stderr)
+			assert.Empty(t, r.stdout)
+			assert.Len(t, w.kh.Calls(), tc.calls)
+		})
+	}
+}
+
+func TestTokenRejected(t *testing.T) {
+	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
+	dead, revoke := w.svc.Issue(sessionA)
+	revoke()
+	live := w.env(t, sessionA)
+	tests := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"finished-turn", map[string]string{EnvURL: w.url, EnvToken: dead}},
+		{"other-session", map[string]string{EnvURL: w.url, EnvToken: live[EnvToken], EnvSession: sessionB}},
+		{"made-up", map[string]string{EnvURL: w.url, EnvToken: strings.Repeat("x", 43)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pve(tc.env, "status")
+			assert.Equal(t, ExitTokenRejected, r.code)
+			assert.Contains(t, r.stderr, "turn token rejected")
+			assert.NotContains(t, r.stderr, tc.env[EnvToken])
+		})
+	}
+	assert.Empty(t, w.kh.Calls(), "the keyholder saw nothing")
+}
+
+func TestWebUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	r := pve(map[string]string{EnvURL: "http://" + addr, EnvToken: "x"}, "status")
+	assert.Equal(t, ExitWeb, r.code)
+	assert.Contains(t, r.stderr, "cannot reach breakglass")
+}
+
+func TestGivesUpAfterTheWait(t *testing.T) {
+	w := newWeb(t, vm.Config{})
+	w.kh.block = make(chan struct{})
+	defer close(w.kh.block)
+	env := w.env(t, sessionA)
+	env[EnvWait] = "1"
+	r := pve(env, "status")
+	assert.Equal(t, ExitTimeout, r.code)
+	assert.Contains(t, r.stderr, "timed out after 1s")
+}
+
+// A web answering with a redirect must not get pve to send its token
+// anywhere else.
+func TestNeverFollowsRedirects(t *testing.T) {
+	var leaked atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+	}))
+	defer elsewhere.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	r := pve(map[string]string{EnvURL: redirector.URL, EnvToken: "secret-token"}, "status")
+	assert.Equal(t, ExitWeb, r.code)
+	assert.Zero(t, leaked.Load())
+	assert.NotContains(t, r.stderr, "secret-token")
+}
+
+func TestExitCodesAreDistinct(t *testing.T) {
+	codes := []int{ExitUsage, ExitConfig, ExitRefused, ExitDenied, ExitExpired, ExitTimeout, ExitKeyholderDown, ExitTokenRejected, ExitBusy, ExitSSH, ExitWeb}
+	seen := map[int]bool{0: true}
+	for _, c := range codes {
+		assert.False(t, seen[c], "exit code %d used twice", c)
+		seen[c] = true
+	}
+}
