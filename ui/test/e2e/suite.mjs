@@ -2,11 +2,22 @@
 // { url, cutStreams(), requestApproval(page, sessionId), flavour } — the
 // real stack or the stand-in.
 import { after, before, test } from 'node:test';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { launch } from './browser.mjs';
 import {
-  assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
+  OUT, assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
   transcriptText, waitTurnEnd,
 } from './flows.mjs';
+
+// Lighthouse's "slow 4G" mobile profile as DevTools applies it: 150 ms RTT
+// and 1.6 Mbit/s down, 750 kbit/s up, each scaled as DevTools does
+// (×3.75 latency, ×0.9 throughput); with a 4× CPU slowdown.
+const SLOW_4G = {
+  offline: false,
+  latency: 562.5,
+  downloadThroughput: (1.6 * 1024 * 1024 * 0.9) / 8,
+  uploadThroughput: (750 * 1024 * 0.9) / 8,
+};
 
 export function suite(getTarget) {
   let browser;
@@ -165,6 +176,29 @@ export function suite(getTarget) {
     const small = await page.locator('.composer').boundingBox();
     assert.ok(small.y + small.height <= 360 + 0.5, `composer bottom ${small.y + small.height} within 360`);
     await shot(page, '10-narrow-320');
+    await page.close();
+  });
+
+  test('first-contentful-paint-slow-4g', async () => {
+    // Reported, not asserted against a time: docs/performance.md "UI".
+    const page = await browser.context.newPage();
+    const cdp = await browser.context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await cdp.send('Network.emulateNetworkConditions', SLOW_4G);
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 4 });
+    await page.goto(target.url);
+    await page.locator('textarea#prompt').waitFor({ timeout: 60_000 });
+    const m = await page.evaluate(() => {
+      const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+      const nav = performance.getEntriesByType('navigation')[0];
+      return { fcpMs: fcp ? Math.round(fcp.startTime) : null, domContentLoadedMs: Math.round(nav.domContentLoadedEventEnd), loadMs: Math.round(nav.loadEventEnd) };
+    });
+    assert.ok(m.fcpMs > 0, `first-contentful-paint measured: ${JSON.stringify(m)}`);
+    const report = { profile: { ...SLOW_4G, cpuSlowdown: 4 }, ...m };
+    mkdirSync(OUT, { recursive: true });
+    writeFileSync(`${OUT}perf.json`, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`# first-contentful-paint under slow 4G: ${m.fcpMs} ms (DOMContentLoaded ${m.domContentLoadedMs} ms, load ${m.loadMs} ms)`);
     await page.close();
   });
 
