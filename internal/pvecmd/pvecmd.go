@@ -18,19 +18,20 @@ import (
 	"breakglass/internal/vm"
 )
 
-// The environment the web gives the agent's turn; the caller reads it.
+// The environment the web gives the agent's turn (vm.Service.TurnEnv builds
+// it); the caller of Main reads it.
 const (
 	// EnvURL is the web's base URL as seen from the agent, e.g.
 	// http://127.0.0.1:8080.
-	EnvURL = "BREAKGLASS_PVE_URL"
+	EnvURL = vm.EnvPVEURL
 	// EnvToken is the turn's token.
-	EnvToken = "BREAKGLASS_PVE_TOKEN"
+	EnvToken = vm.EnvPVEToken
 	// EnvSession is the turn's session id (optional; when set, the web
 	// checks it is the token's).
-	EnvSession = "BREAKGLASS_PVE_SESSION"
+	EnvSession = vm.EnvPVESession
 	// EnvWait is how many seconds pve waits for an answer (optional,
 	// default DefaultWait). It must cover an approval plus the verb.
-	EnvWait = "BREAKGLASS_PVE_WAIT_SECONDS"
+	EnvWait = vm.EnvPVEWait
 )
 
 // DefaultWait covers the default approval wait (5 min) plus the keyholder's

@@ -362,3 +362,22 @@ func TestExitCodesAreDistinct(t *testing.T) {
 		seen[c] = true
 	}
 }
+
+// The environment the web builds for a turn is the one pve reads.
+func TestTurnEnv(t *testing.T) {
+	w := newWeb(t, vm.Config{})
+	kv, revoke := w.svc.TurnEnv(sessionA, w.url)
+	env := map[string]string{}
+	for _, e := range kv {
+		k, v, ok := strings.Cut(e, "=")
+		require.True(t, ok, e)
+		env[k] = v
+	}
+	assert.Equal(t, "540", env[EnvWait], "the approval wait (5 min), the verb backstop (3 min) and a minute")
+	r := pve(env, "status")
+	assert.Equal(t, 0, r.code, r.stderr)
+	revoke()
+	r = pve(env, "status")
+	assert.Equal(t, ExitTokenRejected, r.code, "the token dies with the turn")
+	assert.Len(t, w.kh.Calls(), 1)
+}

@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 )
 
 // tokenLen is the length of an encoded turn token: 32 random bytes in
@@ -83,4 +85,19 @@ func (s *Service) lookup(token string) *turnToken {
 		}
 	}
 	return found
+}
+
+// TurnEnv issues a token for one turn of session sessionID and returns the
+// KEY=value entries the turn's environment needs for the `pve` command
+// (claude.Turn.Env), with the func that revokes the token when the turn
+// ends. webURL is the web's base URL as the agent reaches it (loopback).
+func (s *Service) TurnEnv(sessionID, webURL string) (env []string, revoke func()) {
+	token, revoke := s.Issue(sessionID)
+	wait := s.MaxWait() + time.Minute
+	return []string{
+		EnvPVEURL + "=" + webURL,
+		EnvPVEToken + "=" + token,
+		EnvPVESession + "=" + sessionID,
+		EnvPVEWait + "=" + strconv.Itoa(int(wait.Seconds())),
+	}, revoke
 }

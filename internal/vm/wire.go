@@ -53,3 +53,18 @@ type ApprovalRequest struct {
 	// Approve is required: true runs the verb, false denies it.
 	Approve *bool `json:"approve"`
 }
+
+// The environment of an agent's turn read by the `pve` command; TurnEnv
+// builds it.
+const (
+	// EnvPVEURL is the web's base URL as the agent reaches it, e.g.
+	// http://127.0.0.1:8080.
+	EnvPVEURL = "BREAKGLASS_PVE_URL"
+	// EnvPVEToken is the turn's token.
+	EnvPVEToken = "BREAKGLASS_PVE_TOKEN"
+	// EnvPVESession is the turn's session id; the web checks it is the
+	// token's.
+	EnvPVESession = "BREAKGLASS_PVE_SESSION"
+	// EnvPVEWait is how many seconds `pve` waits for an answer.
+	EnvPVEWait = "BREAKGLASS_PVE_WAIT_SECONDS"
+)
