@@ -23,6 +23,10 @@ function files(dir) {
   return out;
 }
 
+// Svelte's scoped class names hash file paths relative to the working
+// directory: build from ui/ as `npm run build` does.
+process.chdir(root);
+
 const tmp = mkdtempSync(join(tmpdir(), 'breakglass-ui-'));
 try {
   await build({ root, logLevel: 'error', build: { outDir: tmp, emptyOutDir: true } });
