@@ -1,0 +1,317 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"breakglass/internal/devvmsim"
+	"breakglass/internal/pvesim"
+	"breakglass/internal/verbs"
+)
+
+// Config is the local stack's configuration. The zero value runs on
+// 127.0.0.1:8080 with binaries from the folder of the running executable.
+type Config struct {
+	// Listen is the edge's address (what the browser opens). It must be a
+	// loopback address; "" means 127.0.0.1:8080. Port 0 picks a free port.
+	Listen string
+	// BinDir holds the keyholder and web binaries ("" = this executable's
+	// folder, where `make build` puts them all).
+	BinDir string
+	// ClaudeBin is the claude CLI the web runs ("" = "claude" from PATH).
+	ClaudeBin string
+	// Environ is the environment the web may draw on (PATH, ANTHROPIC_*…);
+	// the web filters it again before it reaches claude.
+	Environ []string
+	// User is the identity the edge asserts ("" = "operator").
+	User string
+	// Out receives the children's output, each line prefixed with its name.
+	Out io.Writer
+	// Logger gets the stack's own lines; nil discards.
+	Logger hclog.Logger
+}
+
+// DevvmUser is the login the simulated devvm accepts.
+const DevvmUser = "breakglass"
+
+// Stack is a running local stack.
+type Stack struct {
+	// URL is where the browser goes (the edge).
+	URL string
+	// Dir is the temporary folder with keys, sockets and sessions; it is
+	// removed by Close.
+	Dir string
+	// VM is the simulated VM 102 behind the simulated Proxmox host.
+	VM *pvesim.VM
+	// MetricsURL is the web's metrics listener.
+	MetricsURL string
+
+	log       hclog.Logger
+	pve       *pvesim.Server
+	devvm     *devvmsim.Server
+	keyholder *process
+	web       *process
+	edge      *http.Server
+	edgeDone  chan error
+}
+
+// Start brings the stack up and returns once the edge serves the UI. On
+// error, everything started so far is stopped and the folder removed.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if err := requireLoopback(cfg.Listen); err != nil {
+		return nil, err
+	}
+	if cfg.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find binaries: %w", err)
+		}
+		cfg.BinDir = filepath.Dir(exe)
+	}
+	if cfg.ClaudeBin == "" {
+		cfg.ClaudeBin = "claude"
+	}
+	if cfg.User == "" {
+		cfg.User = "operator"
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+
+	dir, err := os.MkdirTemp("", "breakglass-devstack-")
+	if err != nil {
+		return nil, fmt.Errorf("temp folder: %w", err)
+	}
+	s := &Stack{Dir: dir, log: cfg.Logger, VM: pvesim.NewVM(verbs.DefaultVMID)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	keysDir := filepath.Join(dir, "keys")
+	if err := os.Mkdir(keysDir, 0o700); err != nil {
+		return nil, fmt.Errorf("keys folder: %w", err)
+	}
+	pveKey, err := newKey(keysDir, "pve")
+	if err != nil {
+		return nil, err
+	}
+	devvmKey, err := newKey(keysDir, "devvm")
+	if err != nil {
+		return nil, err
+	}
+	pveHost, err := newKey("", "")
+	if err != nil {
+		return nil, err
+	}
+	devvmHost, err := newKey("", "")
+	if err != nil {
+		return nil, err
+	}
+
+	s.pve, err = pvesim.Start(pvesim.Config{
+		VM:            s.VM,
+		AuthorizedKey: pveKey.signer.PublicKey(),
+		HostKey:       pveHost.signer,
+		Logger:        cfg.Logger.Named("pve"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("simulated Proxmox host: %w", err)
+	}
+	s.devvm, err = devvmsim.Start(devvmsim.Config{
+		User:          DevvmUser,
+		AuthorizedKey: devvmKey.signer.PublicKey(),
+		HostKey:       devvmHost.signer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("simulated devvm: %w", err)
+	}
+
+	knownHosts := filepath.Join(dir, "known_hosts")
+	pins := knownHostsLine(s.pve.Addr, pveHost.signer.PublicKey()) +
+		knownHostsLine(s.devvm.Addr, devvmHost.signer.PublicKey())
+	if err := os.WriteFile(knownHosts, []byte(pins), 0o644); err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+
+	socketDir := filepath.Join(dir, "run")
+	pveHostIP, pvePort, _ := net.SplitHostPort(s.pve.Addr)
+	devvmIP, devvmPort, _ := net.SplitHostPort(s.devvm.Addr)
+	devvmEnv := []string{
+		"BREAKGLASS_DEVVM_HOST=" + devvmIP,
+		"BREAKGLASS_DEVVM_PORT=" + devvmPort,
+		"BREAKGLASS_DEVVM_USER=" + DevvmUser,
+		"BREAKGLASS_KNOWN_HOSTS=" + knownHosts,
+		"BREAKGLASS_SOCKET_DIR=" + socketDir,
+	}
+
+	s.keyholder, err = startProcess("keyholder", filepath.Join(cfg.BinDir, "keyholder"), append([]string{
+		"BREAKGLASS_PVE_HOST=" + pveHostIP,
+		"BREAKGLASS_PVE_PORT=" + pvePort,
+		"BREAKGLASS_PVE_USER=root",
+		"BREAKGLASS_PVE_KEY=" + pveKey.path,
+		"BREAKGLASS_DEVVM_KEY=" + devvmKey.path,
+		"BREAKGLASS_VMID=" + strconv.Itoa(verbs.DefaultVMID),
+		"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS=30",
+	}, devvmEnv...), cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sock := filepath.Join(socketDir, "keyholder.sock")
+	if err := s.keyholder.waitReady(readyCtx, func() error { return dialUnix(sock) }); err != nil {
+		return nil, err
+	}
+
+	webAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	s.MetricsURL = "http://" + metricsAddr + "/metrics"
+	webEnv := append([]string{
+		"BREAKGLASS_LISTEN=" + webAddr,
+		"BREAKGLASS_METRICS_LISTEN=" + metricsAddr,
+		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(dir, "sessions"),
+		"BREAKGLASS_CLAUDE_BIN=" + cfg.ClaudeBin,
+		"BREAKGLASS_TRUSTED_PROXIES=127.0.0.1/32,::1/128",
+		// The local stack runs the agent's power verbs without waiting for
+		// a tap only if asked; the default stays the product's default.
+	}, devvmEnv...)
+	webEnv = append(webEnv, passThrough(cfg.Environ)...)
+	s.web, err = startProcess("web", filepath.Join(cfg.BinDir, "web"), webEnv, cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.web.waitReady(readyCtx, func() error { return httpOK("http://" + webAddr + "/healthz") }); err != nil {
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("edge listen: %w", err)
+	}
+	s.URL = "http://" + ln.Addr().String() + "/"
+	s.edge = edgeServer(edge(&url.URL{Scheme: "http", Host: webAddr}, cfg.User))
+	s.edgeDone = make(chan error, 1)
+	go func() { s.edgeDone <- s.edge.Serve(ln) }()
+	return s, nil
+}
+
+// Done is closed when a child process of the stack exits on its own.
+func (s *Stack) Done() <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		select {
+		case <-s.keyholder.done:
+		case <-s.web.done:
+		}
+		close(out)
+	}()
+	return out
+}
+
+// Close stops everything in reverse order and removes the folder with the
+// keys. It is safe on a partly started stack.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.edge != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+		errs = append(errs, s.edge.Shutdown(ctx))
+		cancel()
+	}
+	for _, p := range []*process{s.web, s.keyholder} {
+		if p != nil {
+			p.stop()
+		}
+	}
+	if s.devvm != nil {
+		errs = append(errs, s.devvm.Close())
+	}
+	if s.pve != nil {
+		errs = append(errs, s.pve.Close())
+	}
+	errs = append(errs, os.RemoveAll(s.Dir))
+	return errors.Join(errs...)
+}
+
+// passThrough keeps the variables the web or claude legitimately need from
+// the caller's environment; the web filters again for claude.
+func passThrough(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "PATH", name == "LANG", name == "TZ", name == "HOME",
+			name == "HTTPS_PROXY", name == "NO_PROXY",
+			strings.HasPrefix(name, "ANTHROPIC_"),
+			name == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", name == "DISABLE_TELEMETRY", name == "DISABLE_AUTOUPDATER",
+			name == "BREAKGLASS_AGENT_MUTATING_VERBS", name == "BREAKGLASS_MODEL":
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen address %q: the local stack serves on loopback only", addr)
+	}
+	return nil
+}
+
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func dialUnix(path string) error {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func httpOK(u string) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	return nil
+}
