@@ -7,6 +7,7 @@ suite(async () => {
   return {
     url: s.url,
     close: s.close,
+    prepare: async () => {}, // the stand-in plays the same turn for every prompt
     toolCommand: /ssh devvm uptime/,
     toolOutput: /load average/,
     cutStreams: () => fetch(`${s.url}/__standin/cut`, { method: 'POST' }),

@@ -1,6 +1,11 @@
-// The end-to-end suite at 390×844 in Debian's Chromium. `target` is
-// { url, cutStreams(), requestApproval(page, sessionId), flavour } — the
-// real stack or the stand-in.
+// The end-to-end suite at 390×844 in Debian's Chromium. `target` is the
+// real stack or the stand-in:
+//   url                          the page, behind the edge
+//   prepare(kind)                script the next turn ('diagnose')
+//   cutStreams()                 end every open event stream, server side
+//   requestApproval(page, sid)   make the agent ask for a reset
+//   toolCommand, toolOutput      what the diagnose turn's tool card shows
+//   close()
 import { after, before, test } from 'node:test';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { launch } from './browser.mjs';
@@ -36,6 +41,7 @@ export function suite(getTarget) {
     const { page, errors } = await open(browser.context, target.url);
     await shot(page, '01-empty');
     await newSession(page);
+    await target.prepare('diagnose');
     const lengths = await streamPreset(page, 'Triage');
     assert.ok(lengths.length >= 2, `text arrived in pieces, saw lengths ${JSON.stringify(lengths)}`);
     const tool = page.locator('[data-kind="tool"]').first();
@@ -59,6 +65,7 @@ export function suite(getTarget) {
   test('stream-cut-reconnects-without-gap-or-duplicate', async () => {
     const { page } = await open(browser.context, target.url);
     const sid = await newSession(page);
+    await target.prepare('diagnose');
     await page.locator('#prompt').fill('check the devvm');
     await page.keyboard.press('Enter');
     await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
@@ -138,6 +145,7 @@ export function suite(getTarget) {
     const { page, dialogs } = await open(browser.context, target.url);
     await newSession(page);
     const evil = '<img src=x onerror=alert(1)>';
+    await target.prepare('diagnose');
     await page.locator('#prompt').fill(evil);
     await page.keyboard.press('Enter');
     const user = page.locator('[data-kind="user"]').first();
@@ -205,6 +213,7 @@ export function suite(getTarget) {
   test('accessibility', async () => {
     const { page } = await open(browser.context, target.url);
     await newSession(page);
+    await target.prepare('diagnose');
     await page.locator('#prompt').fill('check the devvm');
     await page.keyboard.press('Enter');
     await waitTurnEnd(page);

@@ -1,0 +1,29 @@
+// The suite against the real stack that ui/e2e_test.go (go test ./ui/)
+// starts: the web binary, the real claude CLI, the scripted Messages API
+// double, an edge stand-in and a fake keyholder. It gives the page's URL
+// and a control URL in the environment.
+import { suite } from './suite.mjs';
+
+const url = process.env.BREAKGLASS_E2E_URL;
+const control = process.env.BREAKGLASS_E2E_CONTROL;
+if (!url || !control) {
+  throw new Error('BREAKGLASS_E2E_URL and BREAKGLASS_E2E_CONTROL are unset: run this through go test ./ui/ (make test)');
+}
+
+async function post(path) {
+  const res = await fetch(`${control}${path}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`control ${path}: ${res.status} ${await res.text()}`);
+}
+
+suite(async () => ({
+  url,
+  prepare: (kind) => post(`/turn/${kind}`),
+  cutStreams: () => post('/cut'),
+  async requestApproval(page) {
+    await post('/turn/approval');
+    await page.locator('#prompt').fill('The devvm is frozen. Reset it if you must.');
+    await page.keyboard.press('Enter');
+  },
+  toolCommand: /echo 'up 2 days, load average: 0\.08'/,
+  toolOutput: /up 2 days, load average: 0\.08/,
+}));
