@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultLockPath is the host lock mutating verbs take.
-const DefaultLockPath = "/run/lock/pve-gate.lock"
+// DefaultLockPath is the host lock mutating verbs take. It is in /run, which
+// only root can write, not in the world-writable /run/lock, where any local
+// user could create it first and hold it.
+const DefaultLockPath = "/run/pve-gate.lock"
 
 // ErrBusy is returned by Locker.TryLock when another mutating verb holds the
 // lock. The gate answers it with ExitBusy at once; it never queues.
