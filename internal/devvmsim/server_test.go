@@ -2,6 +2,7 @@ package devvmsim
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
@@ -58,11 +59,14 @@ func TestRunsCommandWithOutputAndStatus(t *testing.T) {
 	defer c.Close()
 	sess, err := c.NewSession()
 	require.NoError(t, err)
-	out, err := sess.CombinedOutput("echo out; echo err >&2; pwd >/dev/null; exit 7")
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	err = sess.Run("echo out; echo err >&2; exit 7")
 	var exitErr *ssh.ExitError
 	require.ErrorAs(t, err, &exitErr)
 	assert.Equal(t, 7, exitErr.ExitStatus())
-	assert.Equal(t, "out\nerr\n", string(out))
+	assert.Equal(t, "out\n", stdout.String())
+	assert.Equal(t, "err\n", stderr.String())
 	assert.Equal(t, int64(1), f.srv.Logins())
 	assert.Equal(t, "127.0.0.1", f.srv.Host)
 	assert.Contains(t, f.srv.KnownHostsLine(), "[127.0.0.1]:")
