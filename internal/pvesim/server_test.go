@@ -370,3 +370,57 @@ func TestStartValidates(t *testing.T) {
 		})
 	}
 }
+
+func TestLockedVMRefusesMutations(t *testing.T) {
+	s := start(t, nil)
+	s.vm.SetLock("backup")
+	for _, verb := range []string{"reset", "stop", "start", "cycle"} {
+		out, _, code := s.run(t, verb)
+		assert.Equal(t, 255, code, verb)
+		assert.Contains(t, out, "VM is locked (backup)", verb)
+	}
+	assert.Equal(t, pvesim.Running, s.vm.State())
+	out, _, _ := s.run(t, "forensics")
+	assert.Contains(t, out, "lock: backup\n!! the VM is locked (backup)")
+	s.vm.SetLock("")
+	_, _, code := s.run(t, "reset")
+	assert.Equal(t, 0, code)
+}
+
+// BenchmarkStatusRoundTrip measures one status verb over a new SSH
+// connection, as the keyholder makes them.
+func BenchmarkStatusRoundTrip(b *testing.B) {
+	client, host := benchSigner(b), benchSigner(b)
+	vm := pvesim.NewVM(102)
+	srv, err := pvesim.Start(pvesim.Config{VM: vm, AuthorizedKey: client.PublicKey(), HostKey: host})
+	require.NoError(b, err)
+	defer srv.Close()
+	cfg := &ssh.ClientConfig{
+		User:            "root",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(client)},
+		HostKeyCallback: ssh.FixedHostKey(host.PublicKey()),
+		Timeout:         10 * time.Second,
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		c, err := ssh.Dial("tcp", srv.Addr, cfg)
+		require.NoError(b, err)
+		sess, err := c.NewSession()
+		require.NoError(b, err)
+		out, err := sess.Output("status")
+		require.NoError(b, err)
+		require.Contains(b, string(out), "status: running")
+		c.Close()
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/status")
+	b.ReportMetric(float64(srv.Connections())/float64(b.N), "conns/op")
+}
+
+func benchSigner(b *testing.B) ssh.Signer {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(b, err)
+	s, err := ssh.NewSignerFromKey(priv)
+	require.NoError(b, err)
+	return s
+}

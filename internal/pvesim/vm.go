@@ -36,6 +36,7 @@ type VM struct {
 	calls   [][]string
 	block   chan struct{} // non-nil while Block holds commands
 	extra   int
+	lock    string
 	waiting chan []string
 }
 
@@ -95,6 +96,15 @@ func (v *VM) SetExtraOutput(n int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.extra = n
+}
+
+// SetLock sets the VM's Proxmox lock ("backup", "migrate", …; "" clears
+// it). Like Proxmox, a locked VM refuses reset, stop and start, and qm config
+// shows a lock: line.
+func (v *VM) SetLock(lock string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.lock = lock
 }
 
 // Block holds every qm command from now on, as a wedged qm would: each waits
@@ -169,7 +179,14 @@ func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 	}
 	running := v.state == Running
 	notRunning := result(255, "VM %d not running\n", v.vmid)
-	switch strings.Join(args[:1], "") + "/" + strconv.Itoa(len(args)) {
+	verb := strings.Join(args[:1], "") + "/" + strconv.Itoa(len(args))
+	switch verb {
+	case "reset/2", "stop/2", "start/2":
+		if v.lock != "" {
+			return result(255, "VM is locked (%s)\n", v.lock)
+		}
+	}
+	switch verb {
 	case "status/2":
 		return v.padLocked(result(0, "status: %s\n", v.state))
 	case "status/3":
@@ -181,7 +198,11 @@ func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 		}
 		return v.padLocked(result(0, "cpus: 4\nmaxmem: 8589934592\nname: devvm\npid: %d\nqmpstatus: running\nstatus: running\nuptime: 86400\nvmid: %d\n", qemuPID, v.vmid))
 	case "config/2":
-		return result(0, "boot: order=scsi0\ncores: 4\nmemory: 8192\nname: devvm\nscsi0: local-lvm:vm-%d-disk-0,size=64G\n", v.vmid)
+		lock := ""
+		if v.lock != "" {
+			lock = "lock: " + v.lock + "\n"
+		}
+		return result(0, "boot: order=scsi0\ncores: 4\n%smemory: 8192\nname: devvm\nscsi0: local-lvm:vm-%d-disk-0,size=64G\n", lock, v.vmid)
 	case "monitor/3", "monitor/2":
 		if !running {
 			return notRunning
