@@ -1,0 +1,296 @@
+package keyholder
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"breakglass/internal/ipc"
+	"breakglass/internal/verbs"
+)
+
+// maxLoggedPath bounds how much of a request path an audit line quotes.
+const maxLoggedPath = 128
+
+// Handler returns the verb API: exactly the routes of ipc (healthz, verbs,
+// one verb, metrics); everything else is refused. It must be served by
+// ipc.Serve: a request without the caller's credentials is refused.
+func (k *Keyholder) Handler() http.Handler {
+	return &handler{k: k, metrics: promhttp.HandlerFor(k.gatherer, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+	})}
+}
+
+type handler struct {
+	k       *Keyholder
+	metrics http.Handler
+}
+
+// audit is the one line every request gets.
+type audit struct {
+	route    string
+	verb     string
+	actor    string
+	outcome  Outcome
+	exitCode *int
+	trunc    bool
+	err      error
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.k.now()
+	sw := &statusWriter{ResponseWriter: w}
+	a := &audit{}
+	cred, ok := ipc.PeerCred(r.Context())
+	switch {
+	case !ok:
+		a.err = errors.New("no peer credentials")
+		writeError(sw, http.StatusForbidden, "no peer credentials")
+	default:
+		h.route(sw, r, cred, a)
+	}
+	h.log(r, sw.status, cred, a, start)
+}
+
+// route dispatches on the escaped path, so percent-encoded separators and
+// dot segments are seen as sent and never normalised into a route.
+func (h *handler) route(w http.ResponseWriter, r *http.Request, cred ipc.Cred, a *audit) {
+	path := r.URL.EscapedPath()
+	switch {
+	case r.URL.RawQuery != "" || r.URL.ForceQuery:
+		a.route, a.err = "bad", errors.New("query string")
+		writeError(w, http.StatusBadRequest, "query strings are not accepted")
+	case !cleanPath(path):
+		a.route, a.err = "bad", errors.New("malformed path")
+		writeError(w, http.StatusBadRequest, "malformed path: no empty, '.' or '..' segments")
+	case path == ipc.PathHealthz:
+		a.route = "healthz"
+		if methodIs(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, ipc.Health{OK: true})
+		}
+	case path == ipc.PathVerbs:
+		a.route = "verbs"
+		if methodIs(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, h.k.verbList())
+		}
+	case path == ipc.PathMetrics:
+		a.route = "metrics"
+		if methodIs(w, r, http.MethodGet) {
+			h.metrics.ServeHTTP(w, r)
+		}
+	case strings.HasPrefix(path, ipc.PathVerbPrefix):
+		a.route = "verb"
+		if methodIs(w, r, http.MethodPost) {
+			h.runVerb(w, r, strings.TrimPrefix(path, ipc.PathVerbPrefix), cred, a)
+		}
+	default:
+		a.route = "unknown"
+		writeError(w, http.StatusNotFound, "not found")
+	}
+}
+
+// runVerb answers POST /v1/verbs/{verb}. The verb is checked before the body
+// is read and long before anything is dialled.
+func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string, cred ipc.Cred, a *audit) {
+	a.verb = invalidVerb
+	name, err := url.PathUnescape(segment)
+	if err != nil {
+		name = segment
+	}
+	v, err := verbs.Parse(name)
+	if err != nil {
+		h.k.metrics.verbs.WithLabelValues(invalidVerb, string(OutcomeRefused)).Inc()
+		a.outcome, a.err = OutcomeRefused, err
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.verb = string(v.Name)
+	req, status, err := decodeRunRequest(w, r)
+	if err != nil {
+		h.k.metrics.verbs.WithLabelValues(a.verb, string(OutcomeBadRequest)).Inc()
+		a.outcome, a.err = OutcomeBadRequest, err
+		writeError(w, status, err.Error())
+		return
+	}
+	a.actor = req.Actor
+	res, err := h.k.Run(a.verb, Caller{Actor: req.Actor, Cred: cred})
+	a.outcome = outcomeOf(res.ExitCode, err)
+	if err != nil {
+		a.err = err
+		status, msg := h.k.errorAnswer(err)
+		writeError(w, status, msg)
+		return
+	}
+	a.exitCode, a.trunc = &res.ExitCode, res.Truncated
+	writeJSON(w, http.StatusOK, res)
+}
+
+// errorAnswer maps a Run error to its status and the plain message the
+// caller gets; the detail goes to the audit line only.
+func (k *Keyholder) errorAnswer(err error) (int, string) {
+	switch {
+	case errors.Is(err, verbs.ErrUnknown):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, ErrBusy):
+		return http.StatusConflict, "a mutating verb is already running; try again when it has finished"
+	case errors.Is(err, ErrHostKeyMismatch):
+		return http.StatusBadGateway, "host key mismatch: the Proxmox host's key is not the one pinned in known_hosts; nothing was run"
+	case errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable, "the keyholder is shutting down"
+	case errors.Is(err, ErrTimeout):
+		return http.StatusGatewayTimeout, fmt.Sprintf("timed out after %v waiting for the Proxmox host", k.timeout)
+	case errors.Is(err, ErrUnreachable):
+		return http.StatusGatewayTimeout, "the Proxmox host is unreachable"
+	}
+	return http.StatusBadGateway, "ssh to the Proxmox host failed"
+}
+
+// decodeRunRequest reads the optional {"actor":…} body: bounded, strict
+// (unknown fields and trailing data refused), actor printable and short.
+func decodeRunRequest(w http.ResponseWriter, r *http.Request) (ipc.RunRequest, int, error) {
+	var req ipc.RunRequest
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ipc.MaxRequestBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return req, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", ipc.MaxRequestBody)
+		}
+		return req, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return req, 0, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, http.StatusBadRequest, fmt.Errorf("malformed body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, http.StatusBadRequest, errors.New("malformed body: trailing data after the JSON object")
+	}
+	if err := checkActor(req.Actor); err != nil {
+		return req, http.StatusBadRequest, err
+	}
+	return req, 0, nil
+}
+
+// checkActor refuses actors that would make audit lines misleading.
+func checkActor(s string) error {
+	if len(s) > ipc.MaxActorLen {
+		return fmt.Errorf("actor longer than %d bytes", ipc.MaxActorLen)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("actor is not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return errors.New("actor holds control or format characters")
+		}
+	}
+	return nil
+}
+
+// cleanPath reports whether p is an absolute path with no empty, "." or
+// ".." segment, as sent (percent-encoded forms are decoded later, and only
+// inside the verb segment, where verbs.Parse refuses them).
+func cleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// methodIs answers 405 unless r uses method.
+func methodIs(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	return false
+}
+
+// verbList is the GET /v1/verbs answer.
+func (k *Keyholder) verbList() ipc.VerbList {
+	vl := ipc.VerbList{VMID: k.vmid}
+	for _, v := range verbs.All() {
+		vl.Verbs = append(vl.Verbs, ipc.VerbInfo{Name: string(v.Name), Mutating: v.Mutating})
+	}
+	return vl
+}
+
+// log writes the request's audit line: one per request, whatever happened.
+func (h *handler) log(r *http.Request, status int, cred ipc.Cred, a *audit, start time.Time) {
+	path := r.URL.EscapedPath()
+	if len(path) > maxLoggedPath {
+		path = path[:maxLoggedPath] + "…"
+	}
+	fields := []any{
+		"method", r.Method, "path", path, "route", a.route, "status", status,
+		"uid", cred.UID, "gid", cred.GID, "pid", cred.PID,
+		"duration_ms", h.k.now().Sub(start).Milliseconds(),
+	}
+	if a.route == "verb" {
+		fields = append(fields, "verb", a.verb, "actor", a.actor, "outcome", string(a.outcome))
+		if a.exitCode != nil {
+			fields = append(fields, "exit_code", *a.exitCode, "truncated", a.trunc)
+		}
+	}
+	if a.err != nil {
+		fields = append(fields, "error", a.err.Error())
+	}
+	if status >= 400 {
+		h.k.log.Warn("request", fields...)
+		return
+	}
+	h.k.log.Info("request", fields...)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ipc.ErrorBody{Error: msg})
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

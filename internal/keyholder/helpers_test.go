@@ -1,0 +1,251 @@
+package keyholder_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"breakglass/internal/ipc"
+	"breakglass/internal/keyholder"
+	"breakglass/internal/pvesim"
+	"breakglass/internal/sshdtest"
+)
+
+// shortDir returns a fresh directory with a short path: a Unix socket path
+// must fit in 108 bytes, which t.TempDir's long names can exceed.
+func shortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "kh")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
+}
+
+// newSigner returns a fresh Ed25519 signer.
+func newSigner(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	s, err := ssh.NewSignerFromKey(priv)
+	require.NoError(t, err)
+	return s
+}
+
+// logBuffer collects hclog JSON lines; safe for concurrent writers.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines decodes every JSON line logged so far.
+func (b *logBuffer) lines(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
+	sc.Buffer(nil, 4<<20)
+	for sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), "log line %q", sc.Text())
+		out = append(out, m)
+	}
+	return out
+}
+
+// withMessage returns the lines whose @message is msg.
+func (b *logBuffer) withMessage(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range b.lines(t) {
+		if l["@message"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// env is a keyholder serving on a real socket in front of some PVE host.
+type env struct {
+	dir        string
+	socket     string
+	pveKeyPath string
+	pveKey     ssh.Signer
+	devvmPath  string
+	knownHosts string
+	log        *logBuffer
+	reg        *prometheus.Registry
+	kh         *keyholder.Keyholder
+	client     *ipc.Client
+}
+
+// options of newEnv.
+type options struct {
+	// pveAddr is the PVE host's address; pinned with pveHostKey.
+	pveAddr    string
+	pveHostKey ssh.PublicKey
+	timeout    time.Duration
+	// mutate edits the config before New.
+	mutate func(*keyholder.Config)
+}
+
+// newKeys writes the PVE and devvm client keys into dir.
+func newKeys(t testing.TB, dir string) (pvePath string, pve ssh.Signer, devvmPath string) {
+	t.Helper()
+	pvePath, _, pve = sshdtest.WriteKey(t, dir)
+	devvmPath, _, _ = sshdtest.WriteKey(t, dir)
+	return pvePath, pve, devvmPath
+}
+
+// knownHostsFor writes a known_hosts pinning pveHostKey at pveAddr and a
+// random key for the (never dialled) devvm at 127.0.0.1:2222.
+func knownHostsFor(t testing.TB, dir, pveAddr string, pveHostKey ssh.PublicKey) string {
+	t.Helper()
+	lines := knownhosts.Line([]string{knownhosts.Normalize(pveAddr)}, pveHostKey) + "\n" +
+		knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2222")}, newSigner(t).PublicKey()) + "\n"
+	p := filepath.Join(dir, "known_hosts")
+	require.NoError(t, os.WriteFile(p, []byte(lines), 0o644))
+	return p
+}
+
+// hostPort splits addr for a keyholder.Host.
+func hostPort(t testing.TB, addr string) (string, int) {
+	t.Helper()
+	tcp, err := net.ResolveTCPAddr("tcp", addr)
+	require.NoError(t, err)
+	return tcp.IP.String(), tcp.Port
+}
+
+// newEnv starts a keyholder on a socket. The PVE client key is generated
+// unless keyPath is set; the caller makes the PVE host trust it.
+func newEnv(t testing.TB, dir, pveKeyPath string, pveKey ssh.Signer, devvmPath string, o options) *env {
+	t.Helper()
+	e := &env{
+		dir:        dir,
+		socket:     filepath.Join(dir, "run", ipc.SocketName),
+		pveKeyPath: pveKeyPath,
+		pveKey:     pveKey,
+		devvmPath:  devvmPath,
+		log:        &logBuffer{},
+		reg:        prometheus.NewRegistry(),
+	}
+	e.knownHosts = knownHostsFor(t, dir, o.pveAddr, o.pveHostKey)
+	host, port := hostPort(t, o.pveAddr)
+	cfg := keyholder.Config{
+		PVE:            keyholder.Host{Host: host, Port: port, User: "root"},
+		PVEKeyPath:     pveKeyPath,
+		DevVM:          keyholder.Host{Host: "127.0.0.1", Port: 2222, User: "breakglass"},
+		DevVMKeyPath:   devvmPath,
+		KnownHostsPath: e.knownHosts,
+		VerbTimeout:    o.timeout,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: "keyholder", JSONFormat: true, Output: e.log, Level: hclog.Debug,
+		}),
+		Registerer: e.reg,
+		Gatherer:   e.reg,
+	}
+	if o.mutate != nil {
+		o.mutate(&cfg)
+	}
+	kh, err := keyholder.New(cfg)
+	require.NoError(t, err)
+	e.kh = kh
+	l, err := ipc.Listen(e.socket)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ipc.Serve(ctx, l, ipc.ServerConfig{Handler: kh.Handler(), ShutdownTimeout: time.Second})
+	}()
+	e.client = ipc.NewClient(e.socket)
+	t.Cleanup(func() {
+		e.client.Close()
+		cancel()
+		kh.Close()
+		require.NoError(t, <-done)
+	})
+	return e
+}
+
+// simEnv is a keyholder in front of the simulated Proxmox host.
+type simEnv struct {
+	*env
+	vm  *pvesim.VM
+	sim *pvesim.Server
+}
+
+// newSimEnv starts pvesim (VM 102, running) and a keyholder pinned to it.
+func newSimEnv(t testing.TB, o options) *simEnv {
+	t.Helper()
+	dir := shortDir(t)
+	pvePath, pveKey, devvmPath := newKeys(t, dir)
+	vm := pvesim.NewVM(102)
+	hostKey := newSigner(t)
+	sim, err := pvesim.Start(pvesim.Config{VM: vm, AuthorizedKey: pveKey.PublicKey(), HostKey: hostKey, StopWait: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sim.Close() })
+	o.pveAddr = sim.Addr
+	if o.pveHostKey == nil {
+		o.pveHostKey = hostKey.PublicKey()
+	}
+	return &simEnv{env: newEnv(t, dir, pvePath, pveKey, devvmPath, o), vm: vm, sim: sim}
+}
+
+// raw sends one request exactly as written (target unnormalised) over the
+// socket and returns the status and body.
+func (e *env) raw(t testing.TB, method, target, body string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("unix", e.socket)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: keyholder\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, len(body))
+	if body != "" {
+		req += "Content-Type: application/json\r\n"
+	}
+	_, err = io.WriteString(c, req+"\r\n"+body)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// errorOf decodes an {"error":…} body.
+func errorOf(t testing.TB, body string) string {
+	t.Helper()
+	var eb ipc.ErrorBody
+	require.NoError(t, json.Unmarshal([]byte(body), &eb), "body %q", body)
+	return eb.Error
+}
