@@ -1,0 +1,223 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"breakglass/internal/session"
+)
+
+// Keyholder is the keyholder's socket API as the web's probes and metrics
+// use it.
+type Keyholder interface {
+	// Healthz returns nil when the keyholder answers /v1/healthz.
+	Healthz(ctx context.Context) error
+	// Metrics returns the keyholder's /metrics, Prometheus text format.
+	Metrics(ctx context.Context) ([]byte, error)
+}
+
+// Defaults for a zero Config.
+const (
+	DefaultKeepAlive    = 20 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// Config configures a Server. Sessions and Keyholder are required; every
+// other zero value is the safe default.
+type Config struct {
+	// Sessions owns the sessions.
+	Sessions *session.Manager
+	// Keyholder answers /readyz and feeds /metrics.
+	Keyholder Keyholder
+	// BearerToken enables `Authorization: Bearer <token>` when non-empty;
+	// empty means the bearer is never accepted.
+	BearerToken string
+	// TrustedProxies are the peers the identity header is believed from;
+	// empty means any peer (the caller should warn).
+	TrustedProxies []netip.Prefix
+	// KeepAlive is the interval of `: keepalive` on idle streams; zero
+	// means DefaultKeepAlive.
+	KeepAlive time.Duration
+	// WriteTimeout bounds each write of the stream and of the other
+	// responses' bodies; zero means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// UI is the built page (package ui); nil serves a placeholder.
+	UI fs.FS
+	// Routes, when set, mounts more routes: operator routes sit behind the
+	// authentication and same-origin check, open ones do not (they must
+	// authenticate on their own). identity returns the operator's name.
+	Routes func(operator, open *mux.Router, identity func(*http.Request) string)
+	// Logger gets refused requests and stream problems; nil means none.
+	Logger hclog.Logger
+	// Registerer receives the api's collectors; Gatherer is what /metrics
+	// serves (with the keyholder's). Nil means a private registry for both.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Server serves the operator's listener (Handler) and the metrics listener
+// (MetricsHandler).
+type Server struct {
+	sessions     *session.Manager
+	kh           Keyholder
+	auth         authenticator
+	crossOrigin  *http.CrossOriginProtection
+	keepAlive    time.Duration
+	writeTimeout time.Duration
+	ui           fs.FS
+	routes       func(operator, open *mux.Router, identity func(*http.Request) string)
+	log          hclog.Logger
+	gatherer     prometheus.Gatherer
+	authFailures *prometheus.CounterVec
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Sessions == nil {
+		return nil, errors.New("api: Config.Sessions is required")
+	}
+	if cfg.Keyholder == nil {
+		return nil, errors.New("api: Config.Keyholder is required")
+	}
+	s := &Server{
+		sessions:     cfg.Sessions,
+		kh:           cfg.Keyholder,
+		auth:         authenticator{trusted: cfg.TrustedProxies},
+		crossOrigin:  http.NewCrossOriginProtection(),
+		keepAlive:    cfg.KeepAlive,
+		writeTimeout: cfg.WriteTimeout,
+		ui:           cfg.UI,
+		routes:       cfg.Routes,
+		log:          cfg.Logger,
+		gatherer:     cfg.Gatherer,
+	}
+	if cfg.BearerToken != "" {
+		d := sha256.Sum256([]byte(cfg.BearerToken))
+		s.auth.tokenDigest = d[:]
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("api: invalid trusted proxy prefix %v", p)
+		}
+	}
+	switch {
+	case s.keepAlive == 0:
+		s.keepAlive = DefaultKeepAlive
+	case s.keepAlive < 0:
+		return nil, fmt.Errorf("api: keepalive %v: must be positive", s.keepAlive)
+	}
+	switch {
+	case s.writeTimeout == 0:
+		s.writeTimeout = DefaultWriteTimeout
+	case s.writeTimeout < 0:
+		return nil, fmt.Errorf("api: write timeout %v: must be positive", s.writeTimeout)
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, s.gatherer = r, r
+	}
+	if s.gatherer == nil {
+		return nil, errors.New("api: Config.Gatherer is required with a Registerer")
+	}
+	s.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "breakglass_auth_failures_total",
+		Help: "Requests refused by authentication or the same-origin check, by reason.",
+	}, []string{"reason"})
+	if err := reg.Register(s.authFailures); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	for _, r := range authReasons {
+		s.authFailures.WithLabelValues(r)
+	}
+	return s, nil
+}
+
+// Handler returns the operator's listener's handler: probes, API, stream,
+// page. It never serves /metrics.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	// Route on the path as sent: `..` and `%2e%2e` reach the id check as
+	// they are (and get 404), never a redirect or a cleaned path.
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet, http.MethodHead)
+
+	open := r.NewRoute().Subrouter()
+	op := r.NewRoute().Subrouter()
+	op.Use(s.requireAuth)
+	op.HandleFunc("/api/sessions", s.createSession).Methods(http.MethodPost)
+	op.HandleFunc("/api/sessions", s.listSessions).Methods(http.MethodGet)
+	op.HandleFunc("/api/sessions/{id}", s.getSession).Methods(http.MethodGet)
+	op.HandleFunc("/api/sessions/{id}/stream", s.stream).Methods(http.MethodGet)
+	op.HandleFunc("/api/sessions/{id}/prompt", s.prompt).Methods(http.MethodPost)
+	op.HandleFunc("/api/sessions/{id}/cancel", s.cancel).Methods(http.MethodPost)
+	// The power verbs (/api/vm, /api/vm/{verb}, approvals) and the
+	// agent's endpoint are mounted here by Config.Routes.
+	if s.routes != nil {
+		s.routes(op, open, Identity)
+	}
+	op.PathPrefix("/api/").HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	op.PathPrefix("/").Handler(s.page()).Methods(http.MethodGet, http.MethodHead)
+	return r
+}
+
+// healthz answers while the process serves.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// readyz answers 200 when the keyholder does, else 503 with why.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.kh.Healthz(ctx); err != nil {
+		s.log.Warn("not ready", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": "keyholder not answering: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only the package's own plain types are written.
+		panic("api: marshal response: " + err.Error())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError writes {"error": msg} with status.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

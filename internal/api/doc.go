@@ -1,0 +1,14 @@
+// Package api is the web's HTTP surface (DESIGN §6.1, §6.2, §6.3, §6.5): the
+// routes of the operator's page and JSON API, their fail-closed
+// authentication and same-origin check, the session event stream (SSE), the
+// page itself, the open health probes, and the /metrics handler served on
+// the separate metrics listener.
+//
+// It must never serve a route other than /healthz, /readyz (and routes a
+// caller mounts as open, such as the agent's token-checked endpoint) without
+// an authenticated operator; never accept the bearer token when none is
+// configured, nor an empty or repeated identity header, nor that header from
+// a peer outside the trusted proxies; never change state on GET; never use a
+// session id that is not a UUID v4; and never serve /metrics on the
+// operator's listener.
+package api
