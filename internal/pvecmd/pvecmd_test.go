@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 	"breakglass/internal/vm"
 )
 
@@ -31,8 +32,8 @@ const (
 	sessionB = "5f0c2d6e-1b3a-4c8d-a7e9-6f4b3c2d1e0a"
 )
 
-// keyholder is a fake keyholder that counts the verbs it runs.
-type keyholder struct {
+// fakeKeyholder is a fake keyholder that counts the verbs it runs.
+type fakeKeyholder struct {
 	mu     sync.Mutex
 	calls  []string
 	result vm.Result
@@ -40,9 +41,9 @@ type keyholder struct {
 	block  chan struct{}
 }
 
-func (k *keyholder) Verbs(context.Context) (vm.VerbList, error) { return vm.VerbList{}, nil }
+func (k *fakeKeyholder) Verbs(context.Context) (vm.VerbList, error) { return vm.VerbList{}, nil }
 
-func (k *keyholder) Run(ctx context.Context, verb, actor string) (vm.Result, error) {
+func (k *fakeKeyholder) Run(ctx context.Context, verb, actor string) (vm.Result, error) {
 	k.mu.Lock()
 	k.calls = append(k.calls, verb)
 	res, err, block := k.result, k.err, k.block
@@ -64,7 +65,7 @@ func (k *keyholder) Run(ctx context.Context, verb, actor string) (vm.Result, err
 	return res, nil
 }
 
-func (k *keyholder) Calls() []string {
+func (k *fakeKeyholder) Calls() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]string(nil), k.calls...)
@@ -88,7 +89,7 @@ func (t *transcript) Append(_ string, e event.Event) error {
 // web is the vm package's handlers on a loopback server.
 type web struct {
 	svc      *vm.Service
-	kh       *keyholder
+	kh       *fakeKeyholder
 	tr       *transcript
 	url      string
 	requests atomic.Int64
@@ -96,7 +97,7 @@ type web struct {
 
 func newWeb(t *testing.T, cfg vm.Config) *web {
 	t.Helper()
-	w := &web{kh: &keyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
+	w := &web{kh: &fakeKeyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
 	cfg.Keyholder, cfg.Transcript = w.kh, w.tr
 	svc, err := vm.New(cfg)
 	require.NoError(t, err)
@@ -273,10 +274,10 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"policy-deny", vm.Config{Policy: vm.PolicyDeny}, nil, "cycle", ExitRefused, "cycle refused", 0},
 		{"expired", vm.Config{ApprovalTimeout: time.Millisecond}, nil, "stop", ExitExpired, "approval expired", 0},
-		{"timeout", vm.Config{}, &vm.KeyholderError{Status: 504, Message: "timed out after 120s"}, "status", ExitTimeout, "timed out", 1},
+		{"timeout", vm.Config{}, &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, "status", ExitTimeout, "timed out", 1},
 		{"keyholder-down", vm.Config{}, vm.ErrUnreachable, "status", ExitKeyholderDown, "keyholder down", 1},
-		{"busy", vm.Config{Policy: vm.PolicyAllow}, &vm.KeyholderError{Status: 409, Message: "busy"}, "reset", ExitBusy, "another mutating verb", 1},
-		{"host-key", vm.Config{}, &vm.KeyholderError{Status: 502, Message: "host key mismatch"}, "status", ExitSSH, "host key mismatch", 1},
+		{"busy", vm.Config{Policy: vm.PolicyAllow}, &ipc.StatusError{Status: 409, Message: "busy"}, "reset", ExitBusy, "another mutating verb", 1},
+		{"host-key", vm.Config{}, &ipc.StatusError{Status: 502, Message: "host key mismatch"}, "status", ExitSSH, "host key mismatch", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

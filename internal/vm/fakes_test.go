@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 )
 
 // fakeKeyholder stands in for the keyholder's socket: it counts calls and
@@ -200,3 +201,5 @@ var badVerbs = []struct {
 	{"destroy", "destroy"},
 	{"long", strings.Repeat("reset", 100)},
 }
+
+var _ Keyholder = (*ipc.Client)(nil)

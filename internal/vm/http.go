@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/ipc"
 	"breakglass/internal/verbs"
 )
 
@@ -210,7 +211,7 @@ func (s *Service) rejectToken(w http.ResponseWriter, r *http.Request, why string
 
 // writeRunError answers for an error of Run or of the verb list.
 func writeRunError(w http.ResponseWriter, err error) {
-	var kerr *KeyholderError
+	var kerr *ipc.StatusError
 	switch {
 	case errors.Is(err, verbs.ErrUnknown):
 		writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
@@ -225,7 +226,7 @@ func writeRunError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnreachable):
 		writeError(w, http.StatusServiceUnavailable, CodeKeyholderDown, "keyholder unreachable: the verb did not run; is the keyholder container up?")
 	case errors.As(err, &kerr) && kerr.Status >= 400 && kerr.Status <= 599:
-		writeError(w, kerr.Status, kerr.code(), kerr.Message)
+		writeError(w, kerr.Status, keyholderCode(kerr.Status), kerr.Message)
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, CodeTimeout, "the keyholder did not answer in time")
 	default:

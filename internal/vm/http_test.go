@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 )
 
 // identityHeader stands for the api layer's authentication in these tests:
@@ -156,9 +157,9 @@ func TestOperatorVerbRelaysTheKeyholder(t *testing.T) {
 		code   Code
 		msg    string
 	}{
-		{"busy", &KeyholderError{Status: 409, Message: "a mutating verb is already running"}, 409, CodeBusy, "a mutating verb is already running"},
-		{"host-key", &KeyholderError{Status: 502, Message: "host key mismatch"}, 502, CodeSSH, "host key mismatch"},
-		{"timeout", &KeyholderError{Status: 504, Message: "timed out after 120s"}, 504, CodeTimeout, "timed out after 120s"},
+		{"busy", &ipc.StatusError{Status: 409, Message: "a mutating verb is already running"}, 409, CodeBusy, "a mutating verb is already running"},
+		{"host-key", &ipc.StatusError{Status: 502, Message: "host key mismatch"}, 502, CodeSSH, "host key mismatch"},
+		{"timeout", &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, 504, CodeTimeout, "timed out after 120s"},
 		{"down", ErrUnreachable, 503, CodeKeyholderDown, "keyholder unreachable"},
 	}
 	for _, tc := range tests {

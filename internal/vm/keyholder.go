@@ -3,82 +3,50 @@ package vm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
+
+	"breakglass/internal/ipc"
 )
 
 // Keyholder is the keyholder's verb API as the web uses it; *ipc.Client in
-// the web.
+// the web. Run answers a non-200 with an *ipc.StatusError and a dead socket
+// with an error wrapping ipc.ErrUnreachable.
 type Keyholder interface {
-	Verbs(ctx context.Context) (VerbList, error)
-	Run(ctx context.Context, verb, actor string) (Result, error)
+	Verbs(ctx context.Context) (ipc.VerbList, error)
+	Run(ctx context.Context, verb, actor string) (ipc.Result, error)
 }
 
-// VerbList is the keyholder's GET /v1/verbs answer.
-type VerbList struct {
-	VMID  int        `json:"vmid"`
-	Verbs []VerbInfo `json:"verbs"`
-}
+// Result is what a verb that ran returned (its exit code may be non-zero),
+// as the keyholder answered it.
+type Result = ipc.Result
+
+// VerbList is the keyholder's verb list, relayed by GET /api/vm.
+type VerbList = ipc.VerbList
 
 // VerbInfo is one row of VerbList.
-type VerbInfo struct {
-	Name     string `json:"name"`
-	Mutating bool   `json:"mutating"`
-}
+type VerbInfo = ipc.VerbInfo
 
-// Result is what a verb that ran returned (exit code may be non-zero).
-type Result struct {
-	Verb       string `json:"verb"`
-	VMID       int    `json:"vmid"`
-	ExitCode   int    `json:"exit_code"`
-	Output     string `json:"output"`
-	DurationMS int64  `json:"duration_ms"`
-	Truncated  bool   `json:"truncated,omitempty"`
-}
+// ErrUnreachable: the keyholder's socket did not answer (ipc.ErrUnreachable).
+var ErrUnreachable = ipc.ErrUnreachable
 
-// ErrUnreachable: the keyholder's socket did not answer.
-var ErrUnreachable = errors.New("keyholder unreachable")
-
-// KeyholderError is a refusal or failure the keyholder answered with.
-type KeyholderError struct {
-	// Status is the keyholder's HTTP status (400, 409, 502, 504, …).
-	Status int
-	// Message is its {"error":…} text.
-	Message string
-}
-
-func (e *KeyholderError) Error() string {
-	return fmt.Sprintf("keyholder: %s (%d)", e.Message, e.Status)
-}
-
-func (e *KeyholderError) outcome() string {
-	switch e.Status {
-	case http.StatusConflict:
+// keyholderOutcome names a keyholder failure for the metrics.
+func keyholderOutcome(err error) string {
+	switch {
+	case errors.Is(err, ipc.ErrUnreachable):
+		return outcomeUnreachable
+	case errors.Is(err, ipc.ErrBusy):
 		return outcomeBusy
-	case http.StatusGatewayTimeout:
+	case errors.Is(err, ipc.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return outcomeTimeout
-	case http.StatusBadGateway:
+	case errors.Is(err, ipc.ErrSSH):
 		return outcomeSSH
 	}
 	return outcomeError
 }
 
-// call runs verb on the keyholder.
-func (s *Service) call(ctx context.Context, verb, actor string) (Result, error) {
-	res, err := s.kh.Run(ctx, verb, actor)
-	if err != nil {
-		return Result{}, err
-	}
-	return res, nil
-}
-
-// verbs lists the keyholder's verbs.
-func (s *Service) verbList(ctx context.Context) (VerbList, error) {
-	return s.kh.Verbs(ctx)
-}
-
-func (e *KeyholderError) code() Code {
-	switch e.Status {
+// keyholderCode is the wire code of a keyholder status.
+func keyholderCode(status int) Code {
+	switch status {
 	case http.StatusBadRequest:
 		return CodeInvalidVerb
 	case http.StatusConflict:
@@ -89,4 +57,14 @@ func (e *KeyholderError) code() Code {
 		return CodeSSH
 	}
 	return CodeError
+}
+
+// call runs verb on the keyholder.
+func (s *Service) call(ctx context.Context, verb, actor string) (Result, error) {
+	return s.kh.Run(ctx, verb, actor)
+}
+
+// verbList lists the keyholder's verbs.
+func (s *Service) verbList(ctx context.Context) (VerbList, error) {
+	return s.kh.Verbs(ctx)
 }

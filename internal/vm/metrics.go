@@ -87,7 +87,6 @@ func (m *Metrics) observe(verb string, kind ActorKind, outcome string) {
 
 // outcomeOf names how a request that passed verbs.Parse ended.
 func outcomeOf(res Result, err error) string {
-	var kerr *KeyholderError
 	switch {
 	case err == nil && res.ExitCode == 0:
 		return outcomeSuccess
@@ -99,10 +98,6 @@ func outcomeOf(res Result, err error) string {
 		return outcomeDenied
 	case errors.Is(err, ErrExpired):
 		return outcomeExpired
-	case errors.Is(err, ErrUnreachable):
-		return outcomeUnreachable
-	case errors.As(err, &kerr):
-		return kerr.outcome()
 	}
-	return outcomeError
+	return keyholderOutcome(err)
 }

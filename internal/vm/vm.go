@@ -211,7 +211,8 @@ func (s *Service) ApprovalTimeout() time.Duration { return s.approvalTimeout }
 func (s *Service) MaxWait() time.Duration { return s.approvalTimeout + s.verbTimeout }
 
 // Sentinel errors of Run, checked with errors.Is. Errors from the keyholder
-// are *KeyholderError; a bad verb wraps verbs.ErrUnknown.
+// are the keyholder client's (*ipc.StatusError, ipc.ErrUnreachable); a bad
+// verb wraps verbs.ErrUnknown.
 var (
 	// ErrRefused: the policy is deny and the agent asked for a mutating verb.
 	ErrRefused = errors.New("refused: the agent may not run mutating verbs")

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 	"breakglass/internal/verbs"
 )
 
@@ -248,9 +249,9 @@ func TestKeyholderErrors(t *testing.T) {
 		err     error
 		outcome string
 	}{
-		{"busy", &KeyholderError{Status: 409, Message: "a mutating verb is already running"}, "busy"},
-		{"timeout", &KeyholderError{Status: 504, Message: "timed out"}, "timeout"},
-		{"ssh", &KeyholderError{Status: 502, Message: "host key mismatch"}, "ssh_error"},
+		{"busy", &ipc.StatusError{Status: 409, Message: "a mutating verb is already running"}, "busy"},
+		{"timeout", &ipc.StatusError{Status: 504, Message: "timed out"}, "timeout"},
+		{"ssh", &ipc.StatusError{Status: 502, Message: "host key mismatch"}, "ssh_error"},
 		{"unreachable", ErrUnreachable, "unreachable"},
 	}
 	for _, tc := range tests {
