@@ -62,7 +62,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pve-gate: %v\n", err)
 		return pvegate.ExitConfig
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// WARNING: a client that goes away (the keyholder's timeout, a dropped
+	// network) must not stop a verb halfway: a cycle killed between stop and
+	// start would leave the VM off. Its closed stdout would raise SIGPIPE,
+	// which kills a Go program writing to fd 1, so SIGPIPE and SIGHUP are
+	// ignored (writes then just fail) and the verb runs on, bounded by its
+	// own timeouts. Only SIGTERM or SIGINT (an operator on the host) cancel.
+	// Guarded by TestSSHClientDisconnectDoesNotStopCycle.
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// An unset SSH_ORIGINAL_COMMAND (ssh with no command) is the empty
 	// string, which the verb table refuses.

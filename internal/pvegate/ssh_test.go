@@ -459,3 +459,46 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestSSHClientDisconnectDoesNotStopCycle(t *testing.T) {
+	// A keyholder timeout or a dropped network closes the session while
+	// cycle is between stop and start; the VM must not be left off.
+	h := startHost(t)
+	entered, release := h.qm+".entered", h.qm+".release"
+	require.NoError(t, syscall.Mkfifo(entered, 0o600))
+	require.NoError(t, syscall.Mkfifo(release, 0o600))
+	require.NoError(t, os.WriteFile(h.qm+".hold", nil, 0o600))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := h.sshCmd(ctx, nil, "cycle")
+	require.NoError(t, client.Start())
+	waited := make(chan struct{})
+	go func() { _ = client.Wait(); close(waited) }()
+	withTimeout(t, func() {
+		_, err := os.ReadFile(entered)
+		require.NoError(t, err)
+	})
+
+	require.NoError(t, client.Process.Kill())
+	<-waited
+	require.Eventually(t, func() bool { return strings.Contains(h.srv.Log(), "Connection closed by 127.0.0.1") },
+		20*time.Second, 10*time.Millisecond, "sshd saw the client go")
+
+	withTimeout(t, func() {
+		f, err := os.OpenFile(release, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	})
+	// pve-gate now writes to a closed session and must carry on.
+	var got []string
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(h.qm + ".calls")
+		return strings.Contains(string(b), `"argv":["start","102"]`)
+	}, 30*time.Second, 20*time.Millisecond, "qm start never ran after the client went away")
+	got = argvs(h.calls(t))
+	assert.Equal(t, []string{"qm stop 102", "qm status 102", "qm start 102"}, got)
+	b, err := os.ReadFile(h.qm + ".state")
+	require.NoError(t, err)
+	assert.Equal(t, "running\n", string(b))
+}

@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +49,8 @@ type Server struct {
 	srv     *gssh.Server
 	ln      net.Listener
 	conns   atomic.Int64
+	ctx     context.Context // cancelled by Close: ends running verbs
+	cancel  context.CancelFunc
 
 	// mu protects the following.
 	mu     sync.Mutex
@@ -100,7 +103,10 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pvesim listen: %w", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		ctx:     ctx,
+		cancel:  cancel,
 		Addr:    ln.Addr().String(),
 		gate:    gate,
 		hostKey: cfg.HostKey.PublicKey(),
@@ -174,6 +180,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.cancel()
 	err := s.ln.Close()
 	for c := range s.open {
 		c.Close()
@@ -198,7 +205,7 @@ type execPayload struct {
 // gate on its command, "shell" runs it on the empty command (refused, as a
 // forced command without SSH_ORIGINAL_COMMAND is), everything else (pty-req,
 // auth-agent-req@openssh.com, x11-req, env, subsystem, …) is refused.
-func (s *Server) session(_ *gssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, ctx gssh.Context) {
+func (s *Server) session(_ *gssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel, _ gssh.Context) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -243,7 +250,10 @@ func (s *Server) session(_ *gssh.Server, conn *ssh.ServerConn, nc ssh.NewChannel
 				}
 			}
 		}()
-		code := s.gate.Run(ctx, pvegate.Request{Command: command, Client: conn.RemoteAddr().String()}, ch, ch.Stderr())
+		// The server's context, not the connection's: as on the real host,
+		// a client that goes away does not stop a verb halfway (a cycle
+		// cut between stop and start would leave the VM off); Close does.
+		code := s.gate.Run(s.ctx, pvegate.Request{Command: command, Client: conn.RemoteAddr().String()}, ch, ch.Stderr())
 		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(exitStatus{Status: uint32(code)}))
 		_ = ch.CloseWrite()
 		ch.Close()

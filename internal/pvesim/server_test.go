@@ -424,3 +424,19 @@ func benchSigner(b *testing.B) ssh.Signer {
 	require.NoError(b, err)
 	return s
 }
+
+func TestClientDisconnectDoesNotStopCycle(t *testing.T) {
+	s := start(t, nil)
+	release := s.vm.Block()
+	defer release()
+	c := s.dial(t)
+	sess, err := c.NewSession()
+	require.NoError(t, err)
+	require.NoError(t, sess.Start("cycle"))
+	assert.Equal(t, []string{"qm", "stop", "102"}, <-s.vm.Waiting())
+	require.NoError(t, c.Close())
+	release()
+	require.Eventually(t, func() bool { return len(s.vm.Calls()) == 3 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, [][]string{{"qm", "stop", "102"}, {"qm", "status", "102"}, {"qm", "start", "102"}}, s.vm.Calls())
+	assert.Equal(t, pvesim.Running, s.vm.State())
+}
