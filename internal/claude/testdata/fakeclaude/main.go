@@ -1,0 +1,34 @@
+// Command fakeclaude stands in for the claude CLI only where the real one
+// cannot produce the behaviour under test: output that is not stream-json.
+// Its first argument after the program name is ignored; the mode comes from
+// FAKECLAUDE_MODE (passed through claude.Turn.Env).
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	mode := ""
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "FAKECLAUDE_MODE="); ok {
+			mode = v
+		}
+	}
+	switch mode {
+	case "garbage":
+		fmt.Println(`{"type":"system","subtype":"init","session_id":"x","model":"m","tools":[]}`)
+		fmt.Println("Segmentation fault (core dumped)")
+		fmt.Println("{not json")
+		os.Exit(0)
+	case "garbage-exit":
+		fmt.Println("<html>proxy error</html>")
+		fmt.Fprintln(os.Stderr, "fatal: something broke")
+		os.Exit(3)
+	default:
+		fmt.Fprintln(os.Stderr, "fakeclaude: unknown mode")
+		os.Exit(2)
+	}
+}

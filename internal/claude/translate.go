@@ -1,0 +1,445 @@
+package claude
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"breakglass/internal/event"
+)
+
+// LineKind classifies one stdout line of claude, for the
+// breakglass_stream_lines_total{kind} metric.
+type LineKind string
+
+// Line kinds.
+const (
+	// LineKnown is a JSON line of a type the translator understands (it may
+	// yield no event, e.g. message_stop).
+	LineKnown LineKind = "known"
+	// LineUnknown is a JSON object of a type or subtype the translator does
+	// not know; it is ignored.
+	LineUnknown LineKind = "unknown"
+	// LineInvalid is a line that is not a JSON object.
+	LineInvalid LineKind = "invalid"
+)
+
+// MaxToolOutput caps a tool_result's output in an event; longer output is
+// cut on a UTF-8 boundary and ends with TruncatedMarker.
+const MaxToolOutput = 64 << 10
+
+// TruncatedMarker ends a tool output that was cut at MaxToolOutput.
+const TruncatedMarker = "\n[truncated]"
+
+// interruptedText is what claude writes as the user's text when a turn is
+// interrupted by SIGINT; it is not chat text.
+const interruptedText = "[Request interrupted by user]"
+
+// syntheticModel marks an assistant message claude made up itself, such as
+// the text of an API failure.
+const syntheticModel = "<synthetic>"
+
+// Translator turns claude's stream-json lines (`-p --output-format
+// stream-json --verbose --include-partial-messages`) into transcript events,
+// one line at a time. It holds the state of one turn: create one per turn.
+// It is not safe for concurrent use. It never panics on input.
+type Translator struct {
+	// streamed holds, in order, the text blocks of the current API message
+	// that already went out as deltas and whose complete `assistant` copy
+	// has not arrived yet: that copy must not be emitted again.
+	streamed []int
+	// textBlocks marks the indexes of text blocks of the current API
+	// message (content_block_start with type text).
+	textBlocks map[int]bool
+	counts     map[LineKind]int
+	initSeen   bool
+	answers    int
+	result     *event.ResultData
+}
+
+// NewTranslator returns a Translator for one turn.
+func NewTranslator() *Translator {
+	return &Translator{textBlocks: map[int]bool{}, counts: map[LineKind]int{}}
+}
+
+// Counts returns how many lines of each kind were fed so far.
+func (t *Translator) Counts() map[LineKind]int {
+	out := make(map[LineKind]int, len(t.counts))
+	for k, v := range t.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// InitSeen reports whether system/init has been read.
+func (t *Translator) InitSeen() bool { return t.initSeen }
+
+// Answers counts the lines that show the API answered (stream events and
+// complete messages); a caller's retry watchdog resets when it grows.
+func (t *Translator) Answers() int { return t.answers }
+
+// Result returns the data of the last result line, or nil if none came.
+func (t *Translator) Result() *event.ResultData { return t.result }
+
+// The typed shapes of the lines this translator reads. Fields it does not
+// need are not decoded.
+type (
+	line struct {
+		Type    string          `json:"type"`
+		Subtype string          `json:"subtype"`
+		Event   json.RawMessage `json:"event"`
+		Message json.RawMessage `json:"message"`
+
+		// system/init
+		SessionID string   `json:"session_id"`
+		Model     string   `json:"model"`
+		Tools     []string `json:"tools"`
+		// system/status
+		Status string `json:"status"`
+		// system/api_retry
+		Attempt      int             `json:"attempt"`
+		MaxRetries   int             `json:"max_retries"`
+		RetryDelayMS float64         `json:"retry_delay_ms"`
+		ErrorStatus  json.RawMessage `json:"error_status"`
+		Error        json.RawMessage `json:"error"`
+		// result
+		IsError      bool     `json:"is_error"`
+		Result       string   `json:"result"`
+		DurationMS   float64  `json:"duration_ms"`
+		NumTurns     int      `json:"num_turns"`
+		TotalCostUSD float64  `json:"total_cost_usd"`
+		Errors       []string `json:"errors"`
+	}
+
+	streamEvent struct {
+		Type         string `json:"type"`
+		Index        int    `json:"index"`
+		ContentBlock struct {
+			Type string `json:"type"`
+		} `json:"content_block"`
+		Delta struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"delta"`
+	}
+
+	message struct {
+		Model   string          `json:"model"`
+		Content json.RawMessage `json:"content"`
+	}
+
+	block struct {
+		Type      string          `json:"type"`
+		Text      string          `json:"text"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		Input     json.RawMessage `json:"input"`
+		ToolUseID string          `json:"tool_use_id"`
+		Content   json.RawMessage `json:"content"`
+		IsError   bool            `json:"is_error"`
+	}
+)
+
+// Line translates one line (without its newline) and says what kind it was.
+func (t *Translator) Line(b []byte) ([]event.Event, LineKind) {
+	evs, kind := t.line(b)
+	t.counts[kind]++
+	return evs, kind
+}
+
+func (t *Translator) line(b []byte) ([]event.Event, LineKind) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, LineInvalid
+	}
+	var l line
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, LineInvalid
+	}
+	switch l.Type {
+	case "system":
+		return t.system(&l)
+	case "stream_event":
+		t.answers++
+		return t.streamEvent(l.Event)
+	case "assistant":
+		t.answers++
+		return t.assistant(l.Message)
+	case "user":
+		return t.user(l.Message)
+	case "result":
+		return t.resultLine(&l), LineKnown
+	case "rate_limit_event":
+		return nil, LineKnown
+	}
+	return nil, LineUnknown
+}
+
+func (t *Translator) system(l *line) ([]event.Event, LineKind) {
+	switch l.Subtype {
+	case "init":
+		t.initSeen = true
+		tools := l.Tools
+		if tools == nil {
+			tools = []string{}
+		}
+		return []event.Event{event.New(event.Session, event.SessionData{SessionID: l.SessionID, Model: l.Model, Tools: tools})}, LineKnown
+	case "status":
+		if l.Status == event.StateRequesting {
+			return []event.Event{event.New(event.Status, event.StatusData{State: event.StateRequesting})}, LineKnown
+		}
+		return nil, LineKnown
+	case "api_retry":
+		return []event.Event{event.New(event.Status, event.StatusData{
+			State:      event.StateRetrying,
+			Attempt:    l.Attempt,
+			MaxRetries: l.MaxRetries,
+			RetryInMS:  int64(l.RetryDelayMS),
+			Error:      retryError(l.ErrorStatus, l.Error),
+		})}, LineKnown
+	}
+	return nil, LineUnknown
+}
+
+// retryError renders an api_retry's error and error_status (either may be
+// a string, a number, null or an object) in a few words.
+func retryError(status, msg json.RawMessage) string {
+	s, m := scalar(status), scalar(msg)
+	switch {
+	case s != "" && m != "":
+		return s + " " + m
+	case s != "":
+		return s
+	}
+	return m
+}
+
+// scalar renders a JSON string or number as text; anything else is compact
+// JSON, null is empty.
+func scalar(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return ""
+	}
+	return capString(buf.String(), 512)
+}
+
+func (t *Translator) streamEvent(raw json.RawMessage) ([]event.Event, LineKind) {
+	var e streamEvent
+	if len(raw) == 0 || json.Unmarshal(raw, &e) != nil {
+		return nil, LineUnknown
+	}
+	switch e.Type {
+	case "message_start":
+		// A new API message: block indexes start again.
+		t.streamed = t.streamed[:0]
+		clear(t.textBlocks)
+	case "content_block_start":
+		if e.ContentBlock.Type == "text" {
+			t.textBlocks[e.Index] = true
+		}
+	case "content_block_delta":
+		if e.Delta.Type != "text_delta" || e.Delta.Text == "" {
+			return nil, LineKnown // thinking, signature and tool input deltas are not chat text
+		}
+		if !t.textBlocks[e.Index] {
+			t.textBlocks[e.Index] = true
+		}
+		if !t.isStreamed(e.Index) {
+			t.streamed = append(t.streamed, e.Index)
+		}
+		return []event.Event{event.New(event.Text, event.TextData{Delta: e.Delta.Text})}, LineKnown
+	case "content_block_stop", "message_delta", "message_stop", "ping", "error":
+	default:
+		return nil, LineUnknown
+	}
+	return nil, LineKnown
+}
+
+func (t *Translator) isStreamed(index int) bool {
+	for _, i := range t.streamed {
+		if i == index {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Translator) assistant(raw json.RawMessage) ([]event.Event, LineKind) {
+	var m message
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+		return nil, LineUnknown
+	}
+	blocks := parseBlocks(m.Content)
+	var out []event.Event
+	for _, b := range blocks {
+		switch b.Type {
+		case "text":
+			if m.Model == syntheticModel {
+				if b.Text != "" {
+					out = append(out, event.New(event.Error, event.ErrorData{Message: b.Text}))
+				}
+				continue
+			}
+			if len(t.streamed) > 0 {
+				// Its deltas already went out: the complete copy is dropped.
+				t.streamed = t.streamed[1:]
+				continue
+			}
+			if b.Text != "" {
+				out = append(out, event.New(event.Text, event.TextData{Delta: b.Text}))
+			}
+		case "tool_use":
+			out = append(out, event.New(event.Tool, event.ToolData{ToolUseID: b.ID, Name: b.Name, Input: toolInput(b.Name, b.Input)}))
+		}
+	}
+	return out, LineKnown
+}
+
+// toolInput is what the operator sees of a tool call: the command for Bash,
+// compact JSON otherwise.
+func toolInput(name string, raw json.RawMessage) string {
+	if name == "Bash" {
+		var in struct {
+			Command *string `json:"command"`
+		}
+		if json.Unmarshal(raw, &in) == nil && in.Command != nil {
+			return *in.Command
+		}
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "{}"
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return "{}"
+	}
+	return capString(buf.String(), MaxToolOutput)
+}
+
+func (t *Translator) user(raw json.RawMessage) ([]event.Event, LineKind) {
+	var m message
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+		return nil, LineUnknown
+	}
+	var out []event.Event
+	for _, b := range parseBlocks(m.Content) {
+		if b.Type != "tool_result" {
+			continue // the prompt itself, or interruptedText: not chat text
+		}
+		out = append(out, event.New(event.ToolResult, event.ToolResultData{
+			ToolUseID: b.ToolUseID,
+			Output:    capOutput(contentText(b.Content)),
+			IsError:   b.IsError,
+		}))
+	}
+	return out, LineKnown
+}
+
+func (t *Translator) resultLine(l *line) []event.Event {
+	rd := event.ResultData{
+		Subtype:      l.Subtype,
+		IsError:      l.IsError,
+		Text:         l.Result,
+		DurationMS:   int64(l.DurationMS),
+		NumTurns:     l.NumTurns,
+		TotalCostUSD: l.TotalCostUSD,
+	}
+	t.result = &rd
+	out := []event.Event{event.New(event.Result, rd)}
+	if l.IsError {
+		out = append(out, event.New(event.Error, event.ErrorData{Message: resultError(l)}))
+	}
+	return out
+}
+
+// resultError words a failed result for the operator.
+func resultError(l *line) string {
+	msg := strings.TrimSpace(l.Result)
+	if msg == "" && len(l.Errors) > 0 {
+		msg = strings.Join(l.Errors, "; ")
+	}
+	if msg == "" {
+		msg = "no details given"
+	}
+	sub := l.Subtype
+	if sub == "" {
+		sub = "error"
+	}
+	return capString(fmt.Sprintf("claude ended the turn with an error (%s): %s", sub, msg), 4096)
+}
+
+// parseBlocks reads a content field that is a string (one text block) or a
+// list of blocks.
+func parseBlocks(raw json.RawMessage) []block {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil
+		}
+		return []block{{Type: "text", Text: s}}
+	}
+	var bs []block
+	if json.Unmarshal(raw, &bs) != nil {
+		return nil
+	}
+	return bs
+}
+
+// contentText renders a tool_result's content (a string or a list of
+// blocks) as text.
+func contentText(raw json.RawMessage) string {
+	var sb strings.Builder
+	for i, b := range parseBlocks(raw) {
+		if i > 0 {
+			sb.WriteByte('\n')
+		}
+		switch b.Type {
+		case "text":
+			sb.WriteString(b.Text)
+		default:
+			sb.WriteString("[" + b.Type + "]")
+		}
+	}
+	return sb.String()
+}
+
+// capOutput caps a tool's output at MaxToolOutput, marking the cut.
+func capOutput(s string) string {
+	if len(s) <= MaxToolOutput {
+		return s
+	}
+	return cutUTF8(s, MaxToolOutput-len(TruncatedMarker)) + TruncatedMarker
+}
+
+// capString cuts s to at most n bytes on a UTF-8 boundary.
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return cutUTF8(s, n)
+}
+
+func cutUTF8(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
