@@ -134,7 +134,7 @@ func removeStale(path string) error {
 func (l *Listener) Path() string { return l.path }
 
 // Addr returns the listener's address.
-func (l *Listener) Addr() net.Addr { return l.ul.Addr() }
+func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 // Accept waits for the next connection and returns it as a *Conn carrying
 // the peer's credentials. A connection whose credentials cannot be read is

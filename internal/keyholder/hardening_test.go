@@ -1,0 +1,199 @@
+package keyholder_test
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+)
+
+// badVerbs are the verb parser's refusals (see internal/verbs), sent as one
+// percent-encoded path segment.
+var badVerbs = []struct {
+	name string
+	in   string
+}{
+	{"empty-name", ""},
+	{"trailing-space", "status "},
+	{"leading-space", " status"},
+	{"upper", "STATUS"},
+	{"title", "Status"},
+	{"semicolon", "status;reboot"},
+	{"and-and", "status && x"},
+	{"pipe", "status|sh"},
+	{"subshell", "$(id)"},
+	{"backticks", "`id`"},
+	{"newline", "status\n"},
+	{"newline-inside", "status\nreset"},
+	{"crlf", "status\r\n"},
+	{"nul", "status\x00"},
+	{"nul-inside", "sta\x00tus"},
+	{"tab", "status\t"},
+	{"cyrillic-s", "\u0455tatus"},
+	{"fullwidth", "ｓｔａｔｕｓ"},
+	{"zero-width", "sta\u200btus"},
+	{"combining", "reset\u0301"},
+	{"long", strings.Repeat("a", 4096)},
+	{"dotdot", "../"},
+	{"dotdot-status", "../status"},
+	{"slash", "status/"},
+	{"vmid-arg", "reset 103"},
+	{"qm-line", "qm reset 102"},
+	{"skiplock", "stop --skiplock"},
+	{"prefix", "stat"},
+	{"suffix", "statuss"},
+	{"glob", "st*"},
+	{"percent", "status%"},
+	{"question", "status?"},
+	{"hash", "status#"},
+}
+
+// TestBadVerbNeverReachesSSH is the attack of a compromised web container
+// smuggling a command through the verb path: every refusal is a 400 and not
+// one SSH connection is opened.
+func TestBadVerbNeverReachesSSH(t *testing.T) {
+	e := newSimEnv(t, options{})
+	var n int
+	for _, c := range badVerbs {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := e.raw(t, "POST", "/v1/verbs/"+url.PathEscape(c.in), `{"actor":"operator:test"}`)
+			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
+			assert.NotEmpty(t, errorOf(t, body))
+		})
+		n++
+	}
+	// Targets as an attacker would write them, not as url.PathEscape would.
+	raw := []struct{ name, target string }{
+		{"enc-space", "/v1/verbs/status%20"},
+		{"enc-semicolon", "/v1/verbs/status%3Breboot"},
+		{"enc-dotdot-slash", "/v1/verbs/%2e%2e%2f"},
+		{"enc-dotdot-status", "/v1/verbs/%2e%2e%2fstatus"},
+		{"enc-slash-inside", "/v1/verbs/status%2freset"},
+		{"enc-nul", "/v1/verbs/status%00"},
+		{"enc-newline", "/v1/verbs/status%0areset"},
+		{"enc-bad-escape", "/v1/verbs/status%zz"},
+		{"enc-upper", "/v1/verbs/%53tatus"},
+		{"raw-semicolon", "/v1/verbs/status;reboot"},
+		{"raw-subshell", "/v1/verbs/$(id)"},
+		{"double-slash-verb", "/v1/verbs//status"},
+		{"double-slash-prefix", "/v1//verbs/status"},
+		{"leading-double-slash", "//v1/verbs/status"},
+		{"dot-segment", "/v1/verbs/./status"},
+		{"dotdot-segment", "/v1/verbs/../verbs/status"},
+		{"trailing-slash", "/v1/verbs/status/"},
+		{"two-segments", "/v1/verbs/status/reset"},
+		{"empty-segment", "/v1/verbs/"},
+		{"query", "/v1/verbs/status?reset"},
+		{"empty-query", "/v1/verbs/status?"},
+		{"absolute-form", "http://keyholder/v1/verbs/status%20"},
+	}
+	for _, c := range raw {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := e.raw(t, "POST", c.target, "")
+			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
+		})
+		n++
+	}
+	assert.GreaterOrEqual(t, n, 30)
+	assert.Zero(t, e.sim.Connections(), "no SSH connection was opened")
+	assert.Empty(t, e.vm.Calls())
+	assert.Equal(t, "running", e.vm.State())
+}
+
+// TestOversizedVerbRefusedBeforeHandler: a 1 MiB verb is refused by the
+// header limit itself (431), still without SSH.
+func TestOversizedVerbRefusedBeforeHandler(t *testing.T) {
+	e := newSimEnv(t, options{})
+	status, _ := e.raw(t, "POST", "/v1/verbs/"+strings.Repeat("a", 1<<20), "")
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, status)
+	assert.Zero(t, e.sim.Connections())
+}
+
+// TestMalformedRequestsRefused: bodies and methods outside the API are
+// refused before any SSH.
+func TestMalformedRequestsRefused(t *testing.T) {
+	e := newSimEnv(t, options{})
+	cases := []struct {
+		name, method, target, body string
+		want                       int
+	}{
+		{"bad-json", "POST", "/v1/verbs/status", `{"actor":`, http.StatusBadRequest},
+		{"not-object", "POST", "/v1/verbs/status", `["operator"]`, http.StatusBadRequest},
+		{"unknown-field", "POST", "/v1/verbs/status", `{"actor":"a","vmid":103}`, http.StatusBadRequest},
+		{"trailing-data", "POST", "/v1/verbs/status", `{"actor":"a"} {"actor":"b"}`, http.StatusBadRequest},
+		{"actor-newline", "POST", "/v1/verbs/status", `{"actor":"alice\n@message: forged"}`, http.StatusBadRequest},
+		{"actor-bidi", "POST", "/v1/verbs/status", `{"actor":"alice\u202e"}`, http.StatusBadRequest},
+		{"actor-long", "POST", "/v1/verbs/status", `{"actor":"` + strings.Repeat("a", 300) + `"}`, http.StatusBadRequest},
+		{"body-too-large", "POST", "/v1/verbs/status", `{"actor":"` + strings.Repeat("a", 5000) + `"}`, http.StatusRequestEntityTooLarge},
+		{"get-verb", "GET", "/v1/verbs/status", "", http.StatusMethodNotAllowed},
+		{"post-healthz", "POST", "/v1/healthz", "", http.StatusMethodNotAllowed},
+		{"post-list", "POST", "/v1/verbs", "", http.StatusMethodNotAllowed},
+		{"delete-verb", "DELETE", "/v1/verbs/stop", "", http.StatusMethodNotAllowed},
+		{"unknown-route", "GET", "/v1/shell", "", http.StatusNotFound},
+		{"root", "GET", "/", "", http.StatusBadRequest},
+		{"debug-pprof", "GET", "/debug/pprof/", "", http.StatusBadRequest},
+		{"debug-pprof-index", "GET", "/debug/pprof/cmdline", "", http.StatusNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := e.raw(t, c.method, c.target, c.body)
+			assert.Equal(t, c.want, status, "body %s", body)
+			assert.NotEmpty(t, errorOf(t, body))
+		})
+	}
+	assert.Zero(t, e.sim.Connections())
+}
+
+// TestKeyMaterialNeverLogged is the attack of reading keys out of the
+// logs: after start-up, verbs, refusals and failures, no line holds any
+// part of either private key.
+func TestKeyMaterialNeverLogged(t *testing.T) {
+	e := newSimEnv(t, options{})
+	ctx := context.Background()
+	_, err := e.client.Run(ctx, "status", "operator:test")
+	require.NoError(t, err)
+	_, err = e.client.Run(ctx, "reset", "operator:test")
+	require.NoError(t, err)
+	_, _ = e.raw(t, "POST", "/v1/verbs/STATUS", "")
+	_, _ = e.raw(t, "POST", "/v1/verbs/status", `{"actor":`)
+
+	logs := e.log.String()
+	require.NotEmpty(t, logs)
+	for _, path := range []string{e.pveKeyPath, e.devvmPath} {
+		pem, err := os.ReadFile(path)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(pem), "\n") {
+			if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+				assert.NotContains(t, logs, line, "a line of %s appears in the logs", path)
+			}
+		}
+		raw, err := ssh.ParseRawPrivateKey(pem)
+		require.NoError(t, err)
+		seed := rawSeed(t, raw)
+		for _, enc := range []string{
+			base64.StdEncoding.EncodeToString(seed),
+			base64.RawStdEncoding.EncodeToString(seed),
+			strings.ToLower(hexString(seed)),
+		} {
+			assert.NotContains(t, logs, enc[:16])
+		}
+	}
+}
+
+// TestRefusalsAreCounted: every refusal is counted under a fixed label, so
+// hostile input never becomes a label value.
+func TestRefusalsAreCounted(t *testing.T) {
+	e := newSimEnv(t, options{})
+	_, _ = e.raw(t, "POST", "/v1/verbs/status%3Breboot", "")
+	_, _ = e.raw(t, "POST", "/v1/verbs/%24(id)", "")
+	got := series(t, e, "keyholder_verbs_total")
+	assert.Len(t, got, 1)
+	assert.Equal(t, 2.0, got["invalid/refused"].GetCounter().GetValue())
+}
