@@ -53,7 +53,14 @@ type ExecRunner struct {
 	// MaxOutput caps the bytes kept of one command's output; 0 means
 	// DefaultMaxOutput.
 	MaxOutput int
+	// WaitDelay bounds how long output is still read after the command
+	// exited or was killed, when something it started keeps its stdout
+	// open; 0 means DefaultWaitDelay.
+	WaitDelay time.Duration
 }
+
+// DefaultWaitDelay is ExecRunner's default WaitDelay.
+const DefaultWaitDelay = 2 * time.Second
 
 var _ Runner = ExecRunner{}
 
@@ -88,7 +95,10 @@ func (r ExecRunner) Run(ctx context.Context, argv []string, stdin string) (Resul
 		// The whole group: qm forks helpers that would keep the pipe open.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	cmd.WaitDelay = 2 * time.Second
+	cmd.WaitDelay = r.WaitDelay
+	if cmd.WaitDelay <= 0 {
+		cmd.WaitDelay = DefaultWaitDelay
+	}
 	err = cmd.Run()
 	res := Result{Output: out.buf.Bytes(), Truncated: out.cut}
 	if ctx.Err() != nil {
@@ -100,6 +110,11 @@ func (r ExecRunner) Run(ctx context.Context, argv []string, stdin string) (Resul
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
+		return res, nil
+	case errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Exited():
+		// It exited; a child it left behind (a daemonising helper) still
+		// held the output pipe. The command's own status stands.
+		res.ExitCode = cmd.ProcessState.ExitCode()
 		return res, nil
 	case errors.As(err, &exitErr) && exitErr.ExitCode() >= 0:
 		res.ExitCode = exitErr.ExitCode()

@@ -48,6 +48,15 @@ func TestExecRunner(t *testing.T) {
 		require.ErrorIs(t, err, pvegate.ErrTimeout)
 		assert.Less(t, time.Since(start), 10*time.Second, "the command is killed, not waited for")
 	})
+	t.Run("child-holds-output", func(t *testing.T) {
+		// The test uses sh to leave a background child holding stdout, as
+		// a daemonising helper of qm could; pve-gate itself never runs sh.
+		r := pvegate.ExecRunner{WaitDelay: 100 * time.Millisecond}
+		res, err := r.Run(ctx, []string{"sh", "-c", "sleep 2 & echo started; exit 3"}, "")
+		require.NoError(t, err)
+		assert.Equal(t, 3, res.ExitCode, "the command's own status stands")
+		assert.Equal(t, "started\n", string(res.Output))
+	})
 	t.Run("not-found", func(t *testing.T) {
 		_, err := r.Run(ctx, []string{"no-such-command-here"}, "")
 		require.ErrorIs(t, err, pvegate.ErrNotFound)
