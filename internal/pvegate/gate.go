@@ -270,6 +270,10 @@ func (g *Gate) cycle(ctx context.Context, stdout, stderr io.Writer) int {
 		}
 		select {
 		case <-waitCtx.Done():
+			if ctx.Err() != nil {
+				fmt.Fprintf(stderr, "pve-gate: cycle: cancelled while waiting for VM %d to stop; not starting\n", g.vmid)
+				return ExitTimeout
+			}
 			fmt.Fprintf(stderr, "pve-gate: cycle: VM %d did not say stopped within %v (last: %s); not starting\n",
 				g.vmid, g.stopWait, describeState(state, err))
 			return ExitTimeout

@@ -177,6 +177,22 @@ func TestCycle(t *testing.T) {
 		assert.Contains(t, stderr, "did not say stopped")
 		assert.NotContains(t, f.argvs(), "qm start 102", "cycle must never start a VM it has not seen stopped")
 	})
+	t.Run("cancelled", func(t *testing.T) {
+		f := newFakeRunner(qm)
+		f.stopsTo = "running"
+		ctx, cancel := context.WithCancel(context.Background())
+		g := newGate(t, f, func(c *pvegate.Config) {
+			c.After = func(time.Duration) <-chan time.Time {
+				cancel() // SIGTERM on the host while cycle waits
+				return nil
+			}
+		})
+		var o, e bytes.Buffer
+		code := g.Run(ctx, pvegate.Request{Command: "cycle"}, &o, &e)
+		assert.Equal(t, pvegate.ExitTimeout, code)
+		assert.Contains(t, e.String(), "cancelled while waiting for VM 102 to stop; not starting")
+		assert.NotContains(t, f.argvs(), "qm start 102")
+	})
 	t.Run("stop-fails", func(t *testing.T) {
 		f := newFakeRunner(qm)
 		f.fail["qm stop 102"] = pvegate.Result{Output: []byte("VM is locked (backup)\n"), ExitCode: 255}
