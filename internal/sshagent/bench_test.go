@@ -98,3 +98,22 @@ func BenchmarkLoginThroughAgent(b *testing.B) {
 	require.Len(b, signs, b.N+1, "every login (and the warm-up) was signed by this agent")
 	require.NotContains(b, signs, "unbound")
 }
+
+// BenchmarkBindAndSign is the agent's own work for one login: a bind (one
+// Ed25519 verification) and a sign (parse and policy, one Ed25519
+// signature), without sockets.
+func BenchmarkBindAndSign(b *testing.B) {
+	f := fixedFixture(b)
+	bind := bindBody(b, f.hostKey, f.boundSID, false)
+	key := f.devvmKey.PublicKey()
+	data := userauthData(f.boundSID, testUser, key, f.hostKey.PublicKey())
+	for b.Loop() {
+		a := f.a.s.newConnAgent(peerCred{uid: -1, pid: -1})
+		if _, err := a.Extension(extSessionBind, bind); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.SignWithFlags(key, data, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
