@@ -35,11 +35,24 @@ import (
 // chain is the web's verb path in front of a real keyholder and pvesim.
 type chain struct {
 	*web
-	vm  *pvesim.VM
-	sim *pvesim.Server
+	*proxmox
 }
 
 func newChain(t *testing.T, cfg vm.Config) *chain {
+	t.Helper()
+	p := startProxmox(t)
+	cfg.Keyholder = p.client
+	return &chain{web: startWeb(t, cfg), proxmox: p}
+}
+
+// proxmox is a real keyholder on a Unix socket, SSH-ing to pvesim.
+type proxmox struct {
+	client *ipc.Client
+	vm     *pvesim.VM
+	sim    *pvesim.Server
+}
+
+func startProxmox(t *testing.T) *proxmox {
 	t.Helper()
 	// Unix socket paths are short (108 bytes): not t.TempDir().
 	dir, err := os.MkdirTemp("", "pvecmd")
@@ -92,17 +105,18 @@ func newChain(t *testing.T, cfg vm.Config) *chain {
 		kh.Close()
 		assert.NoError(t, <-served)
 	})
-
-	cfg.Keyholder = client
-	return &chain{web: startWeb(t, cfg), vm: machine, sim: sim}
+	return &proxmox{client: client, vm: machine, sim: sim}
 }
 
-// startWeb is newWeb with the keyholder given in cfg; it also serves the
-// operator's routes, as "alice" when X-Test-User says so.
+// startWeb is newWeb with the keyholder (and, if set, the transcript) given
+// in cfg; it also serves the operator's routes, as the X-Test-User header
+// says.
 func startWeb(t *testing.T, cfg vm.Config) *web {
 	t.Helper()
 	w := &web{tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
-	cfg.Transcript = w.tr
+	if cfg.Transcript == nil {
+		cfg.Transcript = w.tr
+	}
 	svc, err := vm.New(cfg)
 	require.NoError(t, err)
 	w.svc = svc
@@ -119,7 +133,7 @@ func startWeb(t *testing.T, cfg vm.Config) *web {
 }
 
 // qmCalls returns the qm commands the simulated host ran, joined by spaces.
-func (c *chain) qmCalls() []string {
+func (c *proxmox) qmCalls() []string {
 	var out []string
 	for _, argv := range c.vm.Calls() {
 		out = append(out, strings.Join(argv, " "))

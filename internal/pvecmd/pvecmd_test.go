@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Run as `pve` (a symlink to this test binary on the agent's PATH in
+	// agent_test.go), the binary is the command itself.
+	if filepath.Base(os.Args[0]) == "pve" {
+		os.Exit(Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	goleak.VerifyTestMain(m)
 }
 
