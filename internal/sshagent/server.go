@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,14 +196,16 @@ type peerCred struct {
 	uid, pid int
 }
 
-// peerOf reads the peer's credentials from a Unix socket connection.
+// peerOf reads the peer's credentials from a Unix socket connection: a
+// *net.UnixConn, or any wrapper that exposes its socket (syscall.Conn, as
+// ipc.Listener's connections do).
 func peerOf(c net.Conn) peerCred {
 	p := peerCred{uid: -1, pid: -1}
-	uc, ok := c.(*net.UnixConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return p
 	}
-	raw, err := uc.SyscallConn()
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return p
 	}

@@ -12,12 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"breakglass/internal/ipc"
 )
 
 func TestMetricsCountEveryDecision(t *testing.T) {
@@ -193,4 +196,32 @@ func TestLoadHostKeys(t *testing.T) {
 
 	_, err = LoadHostKeys(filepath.Join(t.TempDir(), "missing"), "10.0.10.10:22")
 	assert.Error(t, err)
+}
+
+// The keyholder may serve the agent on an ipc.Listener (0660 socket, stale
+// socket replaced): its connections wrap the Unix socket, and the audit
+// lines still carry the caller's credentials.
+func TestServeOnIPCListenerKeepsPeerCredentials(t *testing.T) {
+	key, host := newSigner(t), newSigner(t)
+	logs := &logBuffer{}
+	srv, err := New(Config{Key: key, DevvmHostKeys: []ssh.PublicKey{host.PublicKey()}, User: testUser,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: logs, JSONFormat: true})})
+	require.NoError(t, err)
+	l, err := ipc.Listen(filepath.Join(shortTempDir(t), "agent.sock"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+
+	c := dialRaw(t, l.Path())
+	reply, err := c.roundTrip(signReq(key.PublicKey(), userauthData(sessionID(t, 32), testUser, key.PublicKey(), nil)))
+	require.NoError(t, err)
+	assert.Equal(t, []byte{msgFailure}, reply)
+	cancel()
+	require.NoError(t, <-done)
+
+	signs := logs.events(t, "sign")
+	require.Len(t, signs, 1)
+	assert.Equal(t, float64(os.Getuid()), signs[0]["uid"])
+	assert.Equal(t, float64(os.Getpid()), signs[0]["pid"])
 }
