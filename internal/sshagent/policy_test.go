@@ -281,3 +281,43 @@ func TestNewRefusesUnsafeConfig(t *testing.T) {
 		})
 	}
 }
+
+// The devvm key is pinned Ed25519 in practice, but an RSA key signs with the
+// SHA-2 algorithm the flags ask for, as OpenSSH's agent does.
+func TestRSAKeySignsWithFlaggedAlgorithm(t *testing.T) {
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	devvm, err := ssh.NewSignerFromKey(rk)
+	require.NoError(t, err)
+	host := newSigner(t)
+	s, err := New(Config{Key: devvm, DevvmHostKeys: []ssh.PublicKey{host.PublicKey()}, User: testUser})
+	require.NoError(t, err)
+	tests := []struct {
+		name  string
+		flags agent.SignatureFlags
+		algo  string
+	}{
+		{"sha256", agent.SignatureFlagRsaSha256, ssh.KeyAlgoRSASHA256},
+		{"sha512", agent.SignatureFlagRsaSha512, ssh.KeyAlgoRSASHA512},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := s.newConnAgent(peerCred{})
+			sid := sessionID(t, 32)
+			_, err := a.Extension(extSessionBind, bindBody(t, host, sid, false))
+			require.NoError(t, err)
+			var m userauthMsg
+			require.NoError(t, ssh.Unmarshal(userauthData(sid, testUser, devvm.PublicKey(), nil), &m))
+			m.Algorithm = tc.algo
+			data := ssh.Marshal(m)
+			sig, err := a.SignWithFlags(devvm.PublicKey(), data, tc.flags)
+			require.NoError(t, err)
+			assert.Equal(t, tc.algo, sig.Format)
+			assert.NoError(t, devvm.PublicKey().Verify(data, sig))
+			// The same request without the flag names the wrong algorithm.
+			_, outcome, reason := a.decide(devvm.PublicKey(), data, 0)
+			assert.Equal(t, OutcomeMalformed, outcome)
+			assert.Contains(t, reason, "algorithm")
+		})
+	}
+}

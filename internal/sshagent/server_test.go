@@ -140,7 +140,14 @@ func TestConnectionLimit(t *testing.T) {
 		_, err = (&rawConn{c}).roundTrip([]byte{msgRequestIdentities})
 		return err == nil
 	}, sshTimeout, 5*time.Millisecond)
-	assert.NotEmpty(t, a.logs.events(t, "connect"))
+	var refused int
+	for _, m := range a.logs.events(t, "connect") {
+		if m["outcome"] == "refused" {
+			refused++
+		}
+	}
+	assert.Positive(t, refused, "the over-limit connection is audited")
+	assert.Positive(t, testutil.ToFloat64(a.srv.metrics.refused.WithLabelValues("connection")))
 }
 
 func TestLoadHostKeys(t *testing.T) {
