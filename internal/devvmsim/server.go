@@ -12,12 +12,17 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
+
+// waitDelay bounds how long a killed command's leftover children may hold
+// its output open.
+const waitDelay = 2 * time.Second
 
 // Errors Start returns for a configuration it refuses.
 var (
@@ -191,6 +196,9 @@ func (s *Server) handle(sess gliderssh.Session) {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", sess.RawCommand())
 	cmd.Dir = s.dir
 	cmd.Env = env
+	// A background child may keep the output pipes open after the shell is
+	// killed: stop waiting for them after a while.
+	cmd.WaitDelay = waitDelay
 	cmd.Stdout = sess
 	cmd.Stderr = sess.Stderr()
 	stdin, err := cmd.StdinPipe()
