@@ -92,11 +92,14 @@ func (a *connAgent) decide(key ssh.PublicKey, data []byte, flags agent.Signature
 	boundSID, boundHost := a.sessionID, a.hostKey
 	a.mu.Unlock()
 
+	// WARNING: only a connection in stateBound reaches the checks below
+	// (TestBindStates, TestHardeningForwardedAgentCannotSign).
 	switch state {
-	case stateUnbound:
-		return nil, OutcomeUnbound, "no session-bind on this connection"
+	case stateBound:
 	case stateForwarded, statePoisoned:
 		return nil, refusal, reason
+	default:
+		return nil, OutcomeUnbound, "no session-bind on this connection"
 	}
 	if key == nil || !bytes.Equal(key.Marshal(), a.s.keyBlob) {
 		return nil, OutcomeMalformed, "sign request for a key this agent does not hold"
@@ -165,6 +168,10 @@ func (a *connAgent) Extension(extensionType string, contents []byte) ([]byte, er
 func (a *connAgent) bind(body []byte) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// WARNING: the state check comes before anything else, so no later
+	// bind can replace a login bind or clear a failed one
+	// (TestHardeningSecondBindRefusedAndPoisons,
+	// TestHardeningFailedBindPoisonsConnection, TestBindStates).
 	if a.state != stateUnbound {
 		a.failLocked(OutcomeMalformed, "second session-bind on one connection", "")
 		return ErrRefused
