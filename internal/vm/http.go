@@ -238,7 +238,11 @@ func writeRunError(w http.ResponseWriter, err error) {
 // unknown fields and nothing after the value. An empty body is accepted when
 // optional.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var body []byte
+	var err error
+	if r.Body != nil {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
