@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -289,4 +290,20 @@ func TestHardeningPackageImportsNoLogNoExec(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Attack: hold connection slots forever by starting requests and never
+// finishing them (slowloris).
+func TestHardeningStalledRequestLosesItsConnection(t *testing.T) {
+	key, host := newSigner(t), newSigner(t)
+	a := startAgent(t, Config{Key: key, DevvmHostKeys: []ssh.PublicKey{host.PublicKey()}, User: testUser, RequestTimeout: 50 * time.Millisecond})
+	idle := dialRaw(t, a.sock)
+	stalled := dialRaw(t, a.sock)
+	_, err := stalled.Write(append(lengthOnly(100), msgSignRequest))
+	require.NoError(t, err)
+	assert.True(t, stalled.closedByPeer(), "a request stalled mid-frame is cut off")
+	// An idle connection between requests is not: it still answers.
+	reply, err := idle.roundTrip([]byte{msgRequestIdentities})
+	require.NoError(t, err)
+	assert.Equal(t, byte(msgIdentitiesAnswer), reply[0])
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,11 @@ import (
 // DefaultMaxConnections is how many agent connections are served at once
 // when Config.MaxConnections is zero. One `ssh devvm …` holds one or two.
 const DefaultMaxConnections = 64
+
+// DefaultRequestTimeout is how long a request may take to arrive once its
+// first byte has, when Config.RequestTimeout is zero. Idle connections
+// between requests have no limit: ssh keeps its agent connection open.
+const DefaultRequestTimeout = 10 * time.Second
 
 // Errors New returns for a configuration it refuses.
 var (
@@ -46,6 +52,10 @@ type Config struct {
 	// MaxConnections bounds concurrent agent connections; a connection over
 	// the bound is closed at once. Zero means DefaultMaxConnections.
 	MaxConnections int
+	// RequestTimeout bounds the rest of a request once its first byte has
+	// arrived; a peer that stalls mid-request loses its connection. Zero
+	// means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Logger receives one audit line per decision. Nil means no logging.
 	Logger hclog.Logger
 	// Registerer receives the agent's metrics. Nil means they are kept but
@@ -61,6 +71,7 @@ type Server struct {
 	hostKeys [][]byte // Marshal() of each pinned host key
 	user     string
 	maxConns int
+	reqTime  time.Duration
 	log      hclog.Logger
 	metrics  *metrics
 }
@@ -82,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 		keyBlob:  cfg.Key.PublicKey().Marshal(),
 		user:     cfg.User,
 		maxConns: cfg.MaxConnections,
+		reqTime:  cfg.RequestTimeout,
 		log:      cfg.Logger,
 	}
 	for _, k := range cfg.DevvmHostKeys {
@@ -92,6 +104,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxConns <= 0 {
 		s.maxConns = DefaultMaxConnections
+	}
+	if s.reqTime <= 0 {
+		s.reqTime = DefaultRequestTimeout
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -180,7 +195,7 @@ func (s *Server) serveConn(nc net.Conn, peer peerCred) {
 	defer nc.Close()
 	a := s.newConnAgent(peer)
 	a.log.Debug("agent connection", "event", "connect")
-	err := serveFrames(a, nc)
+	err := serveFrames(a, nc, s.reqTime)
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	default:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -64,29 +66,41 @@ type identitiesAnswerMsg struct {
 	Keys    []byte `ssh:"rest"`
 }
 
-// serveFrames answers agent requests on rw, in order, until rw fails or a
-// request breaks the framing. It replaces agent.ServeAgent, which writes
+// serveFrames answers agent requests on c, in order, until c fails, a
+// request breaks the framing, or the rest of a request takes longer than
+// timeout after its first byte. It replaces agent.ServeAgent, which writes
 // refusals to the standard log package, reads up to 16 MiB and answers the
 // legacy SSH1 requests with success.
-func serveFrames(a *connAgent, rw io.ReadWriter) error {
+func serveFrames(a *connAgent, c net.Conn, timeout time.Duration) error {
 	var hdr [4]byte
 	for {
-		if _, err := io.ReadFull(rw, hdr[:]); err != nil {
+		// Wait for a request as long as it takes, then give the rest of
+		// it a deadline.
+		if _, err := io.ReadFull(c, hdr[:1]); err != nil {
 			return err
+		}
+		if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			return fmt.Errorf("set read deadline: %w", err)
+		}
+		if _, err := io.ReadFull(c, hdr[1:]); err != nil {
+			return fmt.Errorf("read request: %w", err)
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
 		if n == 0 || n > MaxRequestBytes {
 			return fmt.Errorf("%w: %d bytes", ErrFrameSize, n)
 		}
 		req := make([]byte, n)
-		if _, err := io.ReadFull(rw, req); err != nil {
+		if _, err := io.ReadFull(c, req); err != nil {
 			return fmt.Errorf("read request: %w", err)
+		}
+		if err := c.SetReadDeadline(time.Time{}); err != nil {
+			return fmt.Errorf("clear read deadline: %w", err)
 		}
 		reply := a.handle(req)
 		out := make([]byte, 4+len(reply))
 		binary.BigEndian.PutUint32(out, uint32(len(reply)))
 		copy(out[4:], reply)
-		if _, err := rw.Write(out); err != nil {
+		if _, err := c.Write(out); err != nil {
 			return fmt.Errorf("write reply: %w", err)
 		}
 	}
