@@ -8,7 +8,7 @@ import (
 //go:embed all:dist
 var dist embed.FS
 
-// FS returns the built page rooted at dist: index.html, manifest.webmanifest,
+// FS returns the built page rooted at dist: index.html, manifest.json,
 // icons, and assets/ whose file names carry a content hash (safe to cache for
 // a long time; index.html is not).
 func FS() fs.FS {

@@ -15,7 +15,7 @@ func TestFSHoldsThePage(t *testing.T) {
 	index, err := fs.ReadFile(fsys, "index.html")
 	require.NoError(t, err, "ui/dist/index.html missing: run make ui")
 
-	for _, name := range []string{"manifest.webmanifest", "icon-192.png", "icon-512.png", "icon-maskable-512.png", "apple-touch-icon.png", "icon.svg"} {
+	for _, name := range []string{"manifest.json", "icon-192.png", "icon-512.png", "icon-maskable-512.png", "apple-touch-icon.png", "icon.svg"} {
 		t.Run(name, func(t *testing.T) {
 			b, err := fs.ReadFile(fsys, name)
 			require.NoError(t, err)
