@@ -210,6 +210,9 @@ func printRefusal(verb string, status int, raw []byte, stderr io.Writer) int {
 	case vm.CodeKeyholderDown:
 		fmt.Fprintf(stderr, "pve: keyholder down: %s did not run (%s)\n", verb, detail)
 		return ExitKeyholderDown
+	case vm.CodeTooManyPending:
+		fmt.Fprintf(stderr, "pve: %s refused: too many of your verbs already wait for the operator's answer\n", verb)
+		return ExitBusy
 	case vm.CodeBusy:
 		fmt.Fprintf(stderr, "pve: %s refused: another mutating verb is running; try again when it ends\n", verb)
 		return ExitBusy

@@ -15,7 +15,13 @@ var (
 	ErrNotFound = errors.New("no such approval")
 	// ErrResolved: the approval was already approved, denied or expired.
 	ErrResolved = errors.New("approval already resolved")
+	// ErrTooManyPending: the session already has MaxPendingApprovals
+	// approvals waiting; the agent cannot flood the operator with more.
+	ErrTooManyPending = errors.New("too many approvals already waiting for the operator")
 )
+
+// MaxPendingApprovals bounds the approvals one session may have waiting.
+const MaxPendingApprovals = 4
 
 // approval is one agent mutating verb waiting for the operator.
 type approval struct {
@@ -44,6 +50,10 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) 
 	// out, so an operator who taps at once finds it
 	// (TestApproveRunsTheVerb resolves as soon as it sees the event).
 	s.mu.Lock()
+	if s.pendingLocked(sessionID) >= MaxPendingApprovals {
+		s.mu.Unlock()
+		return ErrTooManyPending
+	}
 	s.approvals[a.id] = a
 	s.mu.Unlock()
 	s.log.Info("approval pending", "approval_id", a.id, "verb", verb, "session_id", sessionID)
@@ -108,6 +118,17 @@ func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
 	}
 	close(a.decided)
 	return nil
+}
+
+// pendingLocked counts the session's approvals still waiting.
+func (s *Service) pendingLocked(sessionID string) int {
+	n := 0
+	for _, a := range s.approvals {
+		if a.sessionID == sessionID && a.state == event.ApprovalPending {
+			n++
+		}
+	}
+	return n
 }
 
 // Pending returns the ids of the session's approvals still waiting, in no

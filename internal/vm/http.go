@@ -223,6 +223,8 @@ func writeRunError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, CodeDenied, err.Error())
 	case errors.Is(err, ErrExpired):
 		writeError(w, http.StatusForbidden, CodeExpired, err.Error())
+	case errors.Is(err, ErrTooManyPending):
+		writeError(w, http.StatusTooManyRequests, CodeTooManyPending, err.Error())
 	case errors.Is(err, ErrUnreachable):
 		writeError(w, http.StatusServiceUnavailable, CodeKeyholderDown, "keyholder unreachable: the verb did not run; is the keyholder container up?")
 	case errors.As(err, &kerr) && kerr.Status >= 400 && kerr.Status <= 599:

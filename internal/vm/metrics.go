@@ -9,17 +9,18 @@ import (
 
 // Outcomes, the outcome label of breakglass_verb_requests_total.
 const (
-	outcomeSuccess     = "success"     // ran, exit code 0
-	outcomeFailed      = "failed"      // ran, non-zero exit code
-	outcomeInvalid     = "invalid"     // not a verb (the verb label is "invalid" too)
-	outcomeRefused     = "refused"     // policy deny
-	outcomeDenied      = "denied"      // the operator said no
-	outcomeExpired     = "expired"     // nobody answered, or the turn ended
-	outcomeBusy        = "busy"        // keyholder 409
-	outcomeTimeout     = "timeout"     // keyholder 504, or the web's backstop
-	outcomeSSH         = "ssh_error"   // keyholder 502
-	outcomeUnreachable = "unreachable" // keyholder socket down
-	outcomeError       = "error"       // anything else
+	outcomeSuccess     = "success"          // ran, exit code 0
+	outcomeFailed      = "failed"           // ran, non-zero exit code
+	outcomeInvalid     = "invalid"          // not a verb (the verb label is "invalid" too)
+	outcomeRefused     = "refused"          // policy deny
+	outcomeDenied      = "denied"           // the operator said no
+	outcomeExpired     = "expired"          // nobody answered, or the turn ended
+	outcomeTooMany     = "too_many_pending" // approvals already waiting
+	outcomeBusy        = "busy"             // keyholder 409
+	outcomeTimeout     = "timeout"          // keyholder 504, or the web's backstop
+	outcomeSSH         = "ssh_error"        // keyholder 502
+	outcomeUnreachable = "unreachable"      // keyholder socket down
+	outcomeError       = "error"            // anything else
 	invalidVerbLabel   = "invalid"
 )
 
@@ -98,6 +99,8 @@ func outcomeOf(res Result, err error) string {
 		return outcomeDenied
 	case errors.Is(err, ErrExpired):
 		return outcomeExpired
+	case errors.Is(err, ErrTooManyPending):
+		return outcomeTooMany
 	}
 	return keyholderOutcome(err)
 }

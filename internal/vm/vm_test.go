@@ -382,3 +382,23 @@ func TestNewMetricsReusesCollectorsAlreadyRegistered(t *testing.T) {
 	_, err = NewMetrics(other)
 	assert.Error(t, err, "a clashing collector is an error, not silently ignored")
 }
+
+func TestPendingApprovalsAreBounded(t *testing.T) {
+	f := newFixture(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var waiting []<-chan runResult
+	for i := 0; i < MaxPendingApprovals; i++ {
+		waiting = append(waiting, runAsync(ctx, f.svc, sessionA, "reset", agent))
+		f.tr.waitApproval(t, event.ApprovalPending)
+	}
+	_, err := f.svc.Run(context.Background(), sessionA, "stop", agent)
+	require.ErrorIs(t, err, ErrTooManyPending)
+	// Another session is not held back by this one.
+	other := runAsync(ctx, f.svc, sessionB, "reset", agent)
+	f.tr.waitApproval(t, event.ApprovalPending)
+	cancel()
+	for _, ch := range append(waiting, other) {
+		assert.ErrorIs(t, wait(t, ch).err, ErrExpired)
+	}
+	assert.Empty(t, f.kh.Calls())
+}

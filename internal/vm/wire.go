@@ -18,21 +18,22 @@ type Code string
 
 // The codes.
 const (
-	CodeToken         Code = "token_rejected"   // 401: no token, a dead one, or another session's
-	CodeUnauthorized  Code = "unauthorized"     // 401: no operator identity
-	CodeForbidden     Code = "forbidden"        // 403: a turn token on an operator route
-	CodeInvalidVerb   Code = "invalid_verb"     // 400: not one of the six verbs
-	CodeBadRequest    Code = "bad_request"      // 400: malformed body or session id
-	CodeRefused       Code = "refused"          // 403: policy deny
-	CodeDenied        Code = "denied"           // 403: the operator denied the approval
-	CodeExpired       Code = "expired"          // 403: nobody answered the approval in time
-	CodeBusy          Code = "busy"             // 409: a mutating verb is already running
-	CodeTimeout       Code = "timeout"          // 504: the verb timed out
-	CodeSSH           Code = "ssh_failed"       // 502: the keyholder could not run it over SSH
-	CodeKeyholderDown Code = "keyholder_down"   // 503: the keyholder's socket did not answer
-	CodeNotFound      Code = "not_found"        // 404: no such approval
-	CodeResolved      Code = "already_resolved" // 409: approval already resolved
-	CodeError         Code = "error"            // anything else
+	CodeToken          Code = "token_rejected"   // 401: no token, a dead one, or another session's
+	CodeUnauthorized   Code = "unauthorized"     // 401: no operator identity
+	CodeForbidden      Code = "forbidden"        // 403: a turn token on an operator route
+	CodeInvalidVerb    Code = "invalid_verb"     // 400: not one of the six verbs
+	CodeBadRequest     Code = "bad_request"      // 400: malformed body or session id
+	CodeRefused        Code = "refused"          // 403: policy deny
+	CodeDenied         Code = "denied"           // 403: the operator denied the approval
+	CodeExpired        Code = "expired"          // 403: nobody answered the approval in time
+	CodeTooManyPending Code = "too_many_pending" // 429: the session has too many approvals waiting
+	CodeBusy           Code = "busy"             // 409: a mutating verb is already running
+	CodeTimeout        Code = "timeout"          // 504: the verb timed out
+	CodeSSH            Code = "ssh_failed"       // 502: the keyholder could not run it over SSH
+	CodeKeyholderDown  Code = "keyholder_down"   // 503: the keyholder's socket did not answer
+	CodeNotFound       Code = "not_found"        // 404: no such approval
+	CodeResolved       Code = "already_resolved" // 409: approval already resolved
+	CodeError          Code = "error"            // anything else
 )
 
 // ErrorBody is the JSON of every error answer.
