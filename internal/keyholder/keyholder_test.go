@@ -277,3 +277,48 @@ func TestOutputOverCapIsCutAndSaysSo(t *testing.T) {
 	require.Len(t, lines, 1)
 	assert.Equal(t, true, lines[0]["truncated"])
 }
+
+// TestCallerLeavingDoesNotAbandonMutatingVerb: a web that disconnects
+// mid-verb does not cut a mutating verb short (nor free the slot for a
+// second one while the first still runs on the host).
+func TestCallerLeavingDoesNotAbandonMutatingVerb(t *testing.T) {
+	e := newSimEnv(t, options{})
+	release := e.vm.Block()
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.client.Run(ctx, "stop", "operator:first")
+		first <- err
+	}()
+	<-e.vm.Waiting()
+	cancel()
+	assert.ErrorIs(t, <-first, context.Canceled)
+
+	_, err := e.client.Run(context.Background(), "start", "operator:second")
+	assert.ErrorIs(t, err, ipc.ErrBusy, "the first verb still runs")
+	release()
+}
+
+// TestCloseEndsRunningVerb: shutting the keyholder down ends a verb held on
+// the host, and later verbs are refused.
+func TestCloseEndsRunningVerb(t *testing.T) {
+	e := newSimEnv(t, options{})
+	release := e.vm.Block()
+	defer release()
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.client.Run(context.Background(), "reset", "operator:first")
+		first <- err
+	}()
+	<-e.vm.Waiting()
+	e.kh.Close()
+	err := <-first
+	var se *ipc.StatusError
+	require.True(t, errors.As(err, &se), "%v", err)
+	assert.Equal(t, http.StatusServiceUnavailable, se.Status)
+
+	status, body := e.raw(t, "POST", "/v1/verbs/status", "")
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Contains(t, errorOf(t, body), "shutting down")
+}
