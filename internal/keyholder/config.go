@@ -37,6 +37,9 @@ var (
 	ErrKeyPermissions = errors.New("key file permissions too open")
 	// ErrBadKey: a key file does not hold an unencrypted private key.
 	ErrBadKey = errors.New("not a usable private key")
+	// ErrKnownHostsWritable: known_hosts is writable by group or others,
+	// who could then pin a host of their choosing.
+	ErrKnownHostsWritable = errors.New("known_hosts writable by group or others")
 	// ErrNoKnownHost: known_hosts pins no key for a configured host.
 	ErrNoKnownHost = errors.New("no known_hosts entry")
 	// ErrHostNotIP: a configured host is a name, not an IP address.
@@ -155,6 +158,13 @@ func (cfg Config) load() (*loaded, error) {
 	devvm, err := loadKey("devvm key", cfg.DevVMKeyPath)
 	if err != nil {
 		return nil, err
+	}
+	info, err := os.Stat(cfg.KnownHostsPath)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts %s: %w", cfg.KnownHostsPath, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		return nil, fmt.Errorf("known_hosts %s: %w: mode %04o; run chmod go-w %s", cfg.KnownHostsPath, ErrKnownHostsWritable, perm, cfg.KnownHostsPath)
 	}
 	cb, err := knownhosts.New(cfg.KnownHostsPath)
 	if err != nil {

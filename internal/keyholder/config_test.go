@@ -77,6 +77,9 @@ func TestNewRefuses(t *testing.T) {
 		{name: "missing-known-hosts", edit: func(t *testing.T, c *keyholder.Config) {
 			c.KnownHostsPath += ".nope"
 		}, want: fs.ErrNotExist, wantFile: func(c keyholder.Config) string { return c.KnownHostsPath }},
+		{name: "known-hosts-0666", edit: func(t *testing.T, c *keyholder.Config) {
+			require.NoError(t, os.Chmod(c.KnownHostsPath, 0o666))
+		}, want: keyholder.ErrKnownHostsWritable, wantFile: func(c keyholder.Config) string { return c.KnownHostsPath }},
 		{name: "host-name", edit: func(t *testing.T, c *keyholder.Config) { c.PVE.Host = "pve.lan" }, want: keyholder.ErrHostNotIP},
 		{name: "no-user", edit: func(t *testing.T, c *keyholder.Config) { c.PVE.User = "" }, want: keyholder.ErrConfig},
 		{name: "bad-port", edit: func(t *testing.T, c *keyholder.Config) { c.DevVM.Port = 70000 }, want: keyholder.ErrConfig},

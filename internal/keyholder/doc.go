@@ -1,6 +1,7 @@
 // Package keyholder owns the keyholder's verb path: checking its
 // configuration at start-up (key files present, parseable and not readable
-// by group or others; a pinned known_hosts entry for every configured host;
+// by group or others; a known_hosts no one else can write, pinning every
+// configured host;
 // IP addresses, never names), running a whitelisted verb on the Proxmox host
 // over SSH with the PVE key (host key verified against known_hosts, the verb
 // name as the only command), serialising mutating verbs, bounding each run

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
@@ -63,7 +64,8 @@ func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (in
 	defer stop()
 	defer conn.Close()
 
-	var mismatch bool
+	// The callback runs on the handshake's own goroutine.
+	var mismatch atomic.Bool
 	cfg := &ssh.ClientConfig{
 		User: p.user,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(p.signer)},
@@ -71,7 +73,7 @@ func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (in
 			err := p.hostKeys(host, remote, key)
 			var ke *knownhosts.KeyError
 			if errors.As(err, &ke) {
-				mismatch = true
+				mismatch.Store(true)
 				return fmt.Errorf("%w: %s presented %s %s", ErrHostKeyMismatch, host, key.Type(), ssh.FingerprintSHA256(key))
 			}
 			return err
@@ -81,7 +83,7 @@ func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (in
 	c, chans, reqs, err := ssh.NewClientConn(conn, p.addr, cfg)
 	if err != nil {
 		switch {
-		case mismatch:
+		case mismatch.Load():
 			return 0, fmt.Errorf("ssh %s: %w", p.addr, ErrHostKeyMismatch)
 		case ctx.Err() != nil:
 			return 0, fmt.Errorf("ssh %s: %w", p.addr, ErrTimeout)
