@@ -1,12 +1,12 @@
 // Package keyholder owns the keyholder's verb path: checking its
 // configuration at start-up (key files present, parseable and not readable
-// by group or others; a known_hosts no one else can write, pinning every
-// configured host;
-// IP addresses, never names), running a whitelisted verb on the Proxmox host
-// over SSH with the PVE key (host key verified against known_hosts, the verb
-// name as the only command), serialising mutating verbs, bounding each run
-// by a timeout and its output by a cap, and answering the verb API of
-// keyholder.sock with one audit line and metrics per request.
+// by group or others; a known_hosts nobody else can write, pinning every
+// configured host; IP addresses, never names), running a whitelisted verb
+// on the Proxmox host over SSH with the PVE key (host key verified against
+// known_hosts, the verb name as the only command), serialising mutating
+// verbs, bounding each run by a timeout and its output by a cap, and
+// answering the verb API of keyholder.sock with one audit line and metrics
+// per request.
 //
 // It must never run anything but a verb verbs.Parse accepted, never open an
 // SSH connection for a refused request, never accept an unknown host key,
