@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -196,4 +197,26 @@ func TestRefusalsAreCounted(t *testing.T) {
 	got := series(t, e, "keyholder_verbs_total")
 	assert.Len(t, got, 1)
 	assert.Equal(t, 2.0, got["invalid/refused"].GetCounter().GetValue())
+}
+
+// TestHandlerOutsideSocketRefusesAll is the attack of the verb API being
+// mounted somewhere without peer credentials (say, by mistake on a TCP
+// listener): with no SO_PEERCRED every request is refused, and nothing is
+// dialled.
+func TestHandlerOutsideSocketRefusesAll(t *testing.T) {
+	e := newSimEnv(t, options{})
+	srv := httptest.NewServer(e.kh.Handler())
+	defer srv.Close()
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/healthz"}, {"GET", "/v1/verbs"}, {"GET", "/metrics"}, {"POST", "/v1/verbs/reset"},
+	} {
+		req, err := http.NewRequest(c.method, srv.URL+c.path, nil)
+		require.NoError(t, err)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, c.path)
+	}
+	assert.Zero(t, e.sim.Connections())
+	assert.Empty(t, e.vm.Calls())
 }
