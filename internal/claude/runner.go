@@ -2,6 +2,7 @@ package claude
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -471,6 +472,13 @@ func (r *Runner) attempt(ctx context.Context, bin string, env []string, t Turn, 
 
 	out := func(evs []event.Event) {
 		for _, e := range evs {
+			if e.Type == event.Error && stop != stopNone {
+				// claude's own complaint about being interrupted (an
+				// is_error result after SIGINT) is not news: the turn's
+				// outcome says why it ended.
+				log.Debug("error after stop not emitted", "data", string(e.Data))
+				continue
+			}
 			if e.Type == event.Error {
 				errorEmitted = true
 			}
@@ -738,10 +746,8 @@ func readLines(rd io.Reader, max int, lines chan<- []byte) (tooLong int) {
 				}
 			}
 			if complete || (err != nil && !errors.Is(err, bufio.ErrBufferFull)) {
-				if !skipping && len(buf) > 0 {
-					l := make([]byte, len(buf))
-					copy(l, buf)
-					lines <- trimNewline(l)
+				if l := trimNewline(buf); !skipping && len(bytes.TrimSpace(l)) > 0 {
+					lines <- bytes.Clone(l)
 				}
 				buf = buf[:0]
 				skipping = false

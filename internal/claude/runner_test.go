@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"breakglass/agents"
+	"breakglass/internal/agenthome"
 	"breakglass/internal/apidouble"
 	"breakglass/internal/event"
 )
@@ -108,24 +110,18 @@ func testEnviron(baseURL string) []string {
 	}
 }
 
-const testAgent = `---
-name: breakglass
-description: test agent
-tools: Bash, Read, Grep, Glob
----
-You are a test agent.
-`
-
 type harness struct {
 	runner *Runner
 	home   string
+	binDir string
 	dir    string
 	double *apidouble.Server
 	// mu protects the following.
-	mu    sync.Mutex
-	pgids []int
-	lines map[LineKind]int
-	cost  float64
+	mu       sync.Mutex
+	pgids    []int
+	environs [][]string // claude's own environment, per process
+	lines    map[LineKind]int
+	cost     float64
 }
 
 type harnessOpt func(*Config)
@@ -135,18 +131,27 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 	d, err := apidouble.New(apidouble.Config{Script: script})
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
-	h := &harness{home: t.TempDir(), dir: t.TempDir(), double: d, lines: map[LineKind]int{}}
-	require.NoError(t, os.MkdirAll(filepath.Join(h.home, ".claude", "agents"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(h.home, ".claude", "agents", "breakglass.md"), []byte(testAgent), 0o600))
+	h := &harness{dir: t.TempDir(), double: d, lines: map[LineKind]int{}}
+	paths, err := agenthome.Prepare(agenthome.Config{
+		Home:      filepath.Join(t.TempDir(), "home"),
+		AgentFile: agents.Breakglass,
+		DevVMHost: "127.0.0.1",
+		DevVMPort: 1, // never dialled: the tests' tools do not use ssh
+	})
+	require.NoError(t, err)
+	h.home, h.binDir = paths.Home, paths.BinDir
 	cfg := Config{
 		Binary:  claudeBin(t),
 		Home:    h.home,
+		BinDir:  h.binDir,
 		Environ: testEnviron(d.URL()),
 		Logger:  hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
 		Started: func(pgid int) {
+			environ, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pgid), "environ"))
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.pgids = append(h.pgids, pgid)
+			h.environs = append(h.environs, strings.Split(string(environ), "\x00"))
 		},
 		LineObserved: func(k LineKind) {
 			h.mu.Lock()
@@ -388,11 +393,24 @@ func TestRealCancel(t *testing.T) {
 		evs []event.Event
 	}
 	done := make(chan result, 1)
+	sawText := make(chan struct{})
 	go func() {
-		out, evs := h.run(ctx, Turn{SessionID: id, Prompt: "start something slow"})
+		var evs []event.Event
+		once := sync.Once{}
+		out := h.runner.Run(ctx, Turn{SessionID: id, Prompt: "start something slow", Dir: h.dir}, func(e event.Event) {
+			evs = append(evs, e)
+			if e.Type == event.Text {
+				once.Do(func() { close(sawText) })
+			}
+		})
 		done <- result{out, evs}
 	}()
 	require.NoError(t, h.double.WaitMessages(t.Context(), 2), "the slow request arrived")
+	select {
+	case <-sawText:
+	case r := <-done:
+		t.Fatalf("turn ended before streaming: %+v", r.out)
+	}
 	start := time.Now()
 	cancel(ErrCancelled)
 	r := <-done
@@ -409,6 +427,8 @@ func TestRealCancel(t *testing.T) {
 	for _, d := range dataOf[event.TextData](t, r.evs, event.Text) {
 		assert.NotContains(t, d.Delta, "Request interrupted", "not chat text")
 	}
+	assert.Empty(t, dataOf[event.ErrorData](t, r.evs, event.Error), "a cancel is not an error")
+	assert.Equal(t, []string{"thinking "}, texts(t, r.evs), "text streamed before the cancel is kept")
 
 	out, evs := h.run(t.Context(), Turn{SessionID: id, Prompt: "are you there?", Resume: true})
 	assert.Equal(t, event.OutcomeSuccess, out.Outcome)
@@ -542,4 +562,38 @@ func TestRunRefusesBadSessionID(t *testing.T) {
 		require.Len(t, evs, 1)
 		assert.Equal(t, event.Error, evs[0].Type)
 	}
+}
+
+// TestRealTurnEnvironment: the agent's tools see the agent's HOME, its bin
+// dir first on PATH (so `ssh` is the wrapper), the turn's own variables,
+// and nothing of the ambient environment outside the allowlist.
+func TestRealTurnEnvironment(t *testing.T) {
+	h := newHarness(t, []apidouble.Turn{
+		apidouble.T(apidouble.Bash(`echo "home=$HOME"; echo "ssh=$(command -v ssh)"; echo "pve=$(command -v pve)"; echo "turn=$TURN_VAR"; echo "secret=${SECRET_TOKEN:-unset}"; echo "claudecode=${CLAUDECODE:-unset}"`)),
+		apidouble.AfterToolResult(apidouble.Text("done")),
+	})
+	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "env", Env: []string{"TURN_VAR=per-turn", "HOME=/etc", "PATH=/tmp"}})
+	require.Equal(t, event.OutcomeSuccess, out.Outcome)
+	results := dataOf[event.ToolResultData](t, evs, event.ToolResult)
+	require.Len(t, results, 1)
+	got := results[0].Output
+	assert.Contains(t, got, "home="+h.home+"\n")
+	assert.Contains(t, got, "ssh="+filepath.Join(h.binDir, "ssh")+"\n")
+	assert.Contains(t, got, "pve="+filepath.Join(h.binDir, "pve")+"\n")
+	assert.Contains(t, got, "turn=per-turn\n")
+	assert.Contains(t, got, "secret=unset\n")
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	require.Len(t, h.environs, 1)
+	var keys []string
+	for _, kv := range h.environs[0] {
+		if k, _, ok := strings.Cut(kv, "="); ok {
+			keys = append(keys, k)
+		}
+	}
+	assert.ElementsMatch(t, []string{
+		"PATH", "HOME", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+		"DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER", "TURN_VAR", MarkVar,
+	}, keys, "claude's environment is the allowlist, HOME, the turn's variables and the mark; never CLAUDECODE")
 }

@@ -87,12 +87,13 @@ func (t *Translator) Result() *event.ResultData { return t.result }
 // need are not decoded.
 type (
 	line struct {
-		Type    string          `json:"type"`
-		Subtype string          `json:"subtype"`
-		Event   json.RawMessage `json:"event"`
-		Message json.RawMessage `json:"message"`
+		Type    string       `json:"type"`
+		Subtype string       `json:"subtype"`
+		Event   *streamEvent `json:"event"`
+		Message *message     `json:"message"`
 
-		// system/init
+		// system/init (session_id is on every line; model and tools only
+		// on init)
 		SessionID string   `json:"session_id"`
 		Model     string   `json:"model"`
 		Tools     []string `json:"tools"`
@@ -126,8 +127,8 @@ type (
 	}
 
 	message struct {
-		Model   string          `json:"model"`
-		Content json.RawMessage `json:"content"`
+		Model   string  `json:"model"`
+		Content []block `json:"content"`
 	}
 
 	block struct {
@@ -151,16 +152,23 @@ func (t *Translator) Line(b []byte) ([]event.Event, LineKind) {
 
 func (t *Translator) line(b []byte) ([]event.Event, LineKind) {
 	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
+	var f rawFields
+	if !scanObject(b, &f) {
 		return nil, LineInvalid
 	}
 	var l line
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, LineInvalid
+	if !decodeLine(&f, &l) {
+		// A JSON object whose fields have unexpected shapes is a line of
+		// a kind this translator does not know, not garbage.
+		return nil, LineUnknown
 	}
+	return t.typed(&l)
+}
+
+func (t *Translator) typed(l *line) ([]event.Event, LineKind) {
 	switch l.Type {
 	case "system":
-		return t.system(&l)
+		return t.system(l)
 	case "stream_event":
 		t.answers++
 		return t.streamEvent(l.Event)
@@ -170,7 +178,7 @@ func (t *Translator) line(b []byte) ([]event.Event, LineKind) {
 	case "user":
 		return t.user(l.Message)
 	case "result":
-		return t.resultLine(&l), LineKnown
+		return t.resultLine(l), LineKnown
 	case "rate_limit_event":
 		return nil, LineKnown
 	}
@@ -180,12 +188,13 @@ func (t *Translator) line(b []byte) ([]event.Event, LineKind) {
 func (t *Translator) system(l *line) ([]event.Event, LineKind) {
 	switch l.Subtype {
 	case "init":
+		in := l
 		t.initSeen = true
-		tools := l.Tools
+		tools := in.Tools
 		if tools == nil {
 			tools = []string{}
 		}
-		return []event.Event{event.New(event.Session, event.SessionData{SessionID: l.SessionID, Model: l.Model, Tools: tools})}, LineKnown
+		return []event.Event{event.New(event.Session, event.SessionData{SessionID: in.SessionID, Model: in.Model, Tools: tools})}, LineKnown
 	case "status":
 		if l.Status == event.StateRequesting {
 			return []event.Event{event.New(event.Status, event.StatusData{State: event.StateRequesting})}, LineKnown
@@ -234,9 +243,8 @@ func scalar(raw json.RawMessage) string {
 	return capString(buf.String(), 512)
 }
 
-func (t *Translator) streamEvent(raw json.RawMessage) ([]event.Event, LineKind) {
-	var e streamEvent
-	if len(raw) == 0 || json.Unmarshal(raw, &e) != nil {
+func (t *Translator) streamEvent(e *streamEvent) ([]event.Event, LineKind) {
+	if e == nil {
 		return nil, LineUnknown
 	}
 	switch e.Type {
@@ -275,14 +283,12 @@ func (t *Translator) isStreamed(index int) bool {
 	return false
 }
 
-func (t *Translator) assistant(raw json.RawMessage) ([]event.Event, LineKind) {
-	var m message
-	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+func (t *Translator) assistant(m *message) ([]event.Event, LineKind) {
+	if m == nil {
 		return nil, LineUnknown
 	}
-	blocks := parseBlocks(m.Content)
 	var out []event.Event
-	for _, b := range blocks {
+	for _, b := range m.Content {
 		switch b.Type {
 		case "text":
 			if m.Model == syntheticModel {
@@ -328,13 +334,12 @@ func toolInput(name string, raw json.RawMessage) string {
 	return capString(buf.String(), MaxToolOutput)
 }
 
-func (t *Translator) user(raw json.RawMessage) ([]event.Event, LineKind) {
-	var m message
-	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+func (t *Translator) user(m *message) ([]event.Event, LineKind) {
+	if m == nil {
 		return nil, LineUnknown
 	}
 	var out []event.Event
-	for _, b := range parseBlocks(m.Content) {
+	for _, b := range m.Content {
 		if b.Type != "tool_result" {
 			continue // the prompt itself, or interruptedText: not chat text
 		}
