@@ -301,8 +301,15 @@ func (r *Runner) Run(ctx context.Context, t Turn, emit func(event.Event)) Outcom
 	if !ValidSessionID(t.SessionID) {
 		return fail(fmt.Errorf("run claude: %w: %q", ErrInvalidSessionID, capString(t.SessionID, 64)))
 	}
-	if t.Dir == "" || !filepath.IsAbs(t.Dir) {
-		return fail(fmt.Errorf("run claude: turn directory must be an absolute path, got %q", t.Dir))
+	if t.Dir == "" {
+		return fail(errors.New("run claude: the turn has no directory"))
+	}
+	if !filepath.IsAbs(t.Dir) {
+		abs, err := filepath.Abs(t.Dir)
+		if err != nil {
+			return fail(fmt.Errorf("run claude: turn directory: %w", err))
+		}
+		t.Dir = abs
 	}
 	env := r.childEnv(t)
 	bin, err := r.binary(env)

@@ -597,3 +597,44 @@ func TestRealTurnEnvironment(t *testing.T) {
 		"DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER", "TURN_VAR", MarkVar,
 	}, keys, "claude's environment is the allowlist, HOME, the turn's variables and the mark; never CLAUDECODE")
 }
+
+// TestKillAfterGrace: a claude that ignores SIGINT is SIGKILLed after the
+// grace period, and the turn still ends cancelled.
+func TestKillAfterGrace(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) {
+		c.Binary = fakeClaude(t)
+		c.KillGrace = 200 * time.Millisecond
+	})
+	ctx, cancel := context.WithCancelCause(t.Context())
+	started := make(chan struct{})
+	done := make(chan Outcome, 1)
+	go func() {
+		var once sync.Once
+		done <- h.runner.Run(ctx, Turn{SessionID: newSessionID(t), Prompt: "x", Dir: h.dir, Env: []string{"FAKECLAUDE_MODE=ignore-sigint"}},
+			func(e event.Event) {
+				if e.Type == event.Session {
+					once.Do(func() { close(started) })
+				}
+			})
+	}()
+	<-started
+	cancel(ErrCancelled)
+	out := <-done
+	assert.Equal(t, Outcome{Outcome: event.OutcomeCancelled, ExitCode: -1}, out)
+	h.assertGroupsGone(t)
+}
+
+// TestRealInitWatchdog: a claude that prints no system/init in time is
+// stopped with an error (the watchdog is set far below the CLI's start-up
+// time).
+func TestRealInitWatchdog(t *testing.T) {
+	h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Text("late"))}, func(c *Config) {
+		c.InitTimeout = time.Millisecond
+	})
+	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi"})
+	assert.Equal(t, event.OutcomeError, out.Outcome)
+	errs := dataOf[event.ErrorData](t, evs, event.Error)
+	require.NotEmpty(t, errs)
+	assert.Contains(t, errs[len(errs)-1].Message, "did not start")
+	h.assertGroupsGone(t)
+}

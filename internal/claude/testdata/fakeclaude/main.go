@@ -1,5 +1,6 @@
 // Command fakeclaude stands in for the claude CLI only where the real one
-// cannot produce the behaviour under test: output that is not stream-json.
+// cannot produce the behaviour under test: output that is not stream-json,
+// and a process that ignores SIGINT.
 // Its first argument after the program name is ignored; the mode comes from
 // FAKECLAUDE_MODE (passed through claude.Turn.Env).
 package main
@@ -7,7 +8,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 )
 
 func main() {
@@ -27,6 +31,13 @@ func main() {
 		fmt.Println("<html>proxy error</html>")
 		fmt.Fprintln(os.Stderr, "fatal: something broke")
 		os.Exit(3)
+	case "ignore-sigint":
+		// A CLI wedged so badly it ignores SIGINT: only SIGKILL ends it.
+		signal.Ignore(syscall.SIGINT)
+		fmt.Println(`{"type":"system","subtype":"init","session_id":"x","model":"m","tools":[]}`)
+		for {
+			time.Sleep(time.Hour)
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "fakeclaude: unknown mode")
 		os.Exit(2)
