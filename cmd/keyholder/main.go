@@ -17,6 +17,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/sshagent"
 )
 
 // config is everything the keyholder reads from its environment.
@@ -138,6 +139,31 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 
+	// The restricted ssh-agent: the devvm key only, signing only logins
+	// bound to the devvm's pinned host key as the configured user.
+	devvmPins, err := sshagent.LoadHostKeys(cfg.keyholder.KnownHostsPath, cfg.keyholder.DevVM.Addr())
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	agent, err := sshagent.New(sshagent.Config{
+		Key:           kh.DevVMSigner(),
+		DevvmHostKeys: devvmPins,
+		User:          cfg.keyholder.DevVM.User,
+		Logger:        logger.Named("agent"),
+		Registerer:    reg,
+	})
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	agentSock := filepath.Join(cfg.socketDir, ipc.AgentSocketName)
+	al, err := ipc.Listen(agentSock)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Each service runs in its own goroutine until ctx ends; the first to
@@ -146,17 +172,9 @@ func run(ctx context.Context, cfg config) error {
 		func(ctx context.Context) error {
 			return ipc.Serve(ctx, l, ipc.ServerConfig{Handler: kh.Handler(), Logger: logger.Named("http")})
 		},
-		// ---- ssh-agent on agent.sock (internal/sshagent) -------------
-		// Start the restricted agent here as a second service, beside the
-		// verb server: listen on filepath.Join(cfg.socketDir, "agent.sock")
-		// with ipc.Listen (0660, stale replaced, removed on close), build it
-		// with kh.DevVMSigner(), the devvm host keys pinned in
-		// cfg.keyholder.KnownHostsPath, cfg.keyholder.DevVM.User,
-		// logger.Named("agent") and reg (so /metrics on keyholder.sock
-		// carries the agent's metrics too), and return its Serve(ctx, l).
-		// ----------------------------------------------------------------
+		func(ctx context.Context) error { return agent.Serve(ctx, al) },
 	}
-	logger.Info("serving", "socket", sock, "pve", cfg.keyholder.PVE.Addr(), "vmid", kh.VMID())
+	logger.Info("serving", "socket", sock, "agent", agentSock, "pve", cfg.keyholder.PVE.Addr(), "vmid", kh.VMID())
 
 	errc := make(chan error, len(services))
 	for _, s := range services {

@@ -33,8 +33,10 @@ import (
 // fixture is a complete, valid environment: keys, known_hosts and a socket
 // directory (not yet created) in a short temporary directory.
 type fixture struct {
-	dir string
-	env map[string]string
+	dir      string
+	env      map[string]string
+	pvePub   ssh.PublicKey
+	devvmPub ssh.PublicKey
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -42,13 +44,13 @@ func newFixture(t *testing.T) *fixture {
 	dir, err := os.MkdirTemp("", "khcmd")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	pve, _, _ := sshdtest.WriteKey(t, dir)
-	devvm, _, _ := sshdtest.WriteKey(t, dir)
+	pve, pvePub, _ := sshdtest.WriteKey(t, dir)
+	devvm, devvmPub, _ := sshdtest.WriteKey(t, dir)
 	kh := filepath.Join(dir, "known_hosts")
 	lines := knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2200")}, hostKey(t)) + "\n" +
 		knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2222")}, hostKey(t)) + "\n"
 	require.NoError(t, os.WriteFile(kh, []byte(lines), 0o644))
-	return &fixture{dir: dir, env: map[string]string{
+	return &fixture{dir: dir, pvePub: pvePub, devvmPub: devvmPub, env: map[string]string{
 		envSocketDir:   filepath.Join(dir, "run"),
 		envPVEHost:     "127.0.0.1",
 		envPVEPort:     "2200",
@@ -86,6 +88,10 @@ func (f *fixture) config(t *testing.T) config {
 }
 
 func (f *fixture) socket() string { return filepath.Join(f.env[envSocketDir], ipc.SocketName) }
+
+func (f *fixture) agentSocket() string {
+	return filepath.Join(f.env[envSocketDir], ipc.AgentSocketName)
+}
 
 func TestConfigDefaults(t *testing.T) {
 	cfg, err := configFromEnv(func(string) (string, bool) { return "", false })
@@ -320,11 +326,35 @@ func TestBinarySocketLifecycle(t *testing.T) {
 	require.NoError(t, c.Healthz(context.Background()), "the stale socket was replaced by a live one")
 	assert.Empty(t, tcpListeners(t, cmd.Process.Pid), "no TCP listener in the keyholder")
 
+	// The agent socket, served beside it, lists exactly the devvm key to
+	// the real ssh-add.
+	info, err = os.Lstat(f.agentSocket())
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o660), info.Mode().Perm())
+	list := exec.Command("ssh-add", "-L")
+	list.Env = []string{"SSH_AUTH_SOCK=" + f.agentSocket()}
+	out, err := list.CombinedOutput()
+	require.NoError(t, err, "ssh-add -L: %s", out)
+	assert.Equal(t, keyField(t, ssh.MarshalAuthorizedKey(f.devvmPub)), keyField(t, out), "the agent lists the devvm key only")
+	assert.NotContains(t, string(out), keyField(t, ssh.MarshalAuthorizedKey(f.pvePub)), "the PVE key is never listed")
+
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	<-drained
 	require.NoError(t, cmd.Wait(), "clean exit on SIGTERM")
-	_, err = os.Lstat(f.socket())
-	assert.ErrorIs(t, err, fs.ErrNotExist, "SIGTERM removes the socket")
+	for _, sock := range []string{f.socket(), f.agentSocket()} {
+		_, err = os.Lstat(sock)
+		assert.ErrorIs(t, err, fs.ErrNotExist, "SIGTERM removes %s", sock)
+	}
+}
+
+// keyField returns the base64 key of the single authorized_keys line in b.
+func keyField(t *testing.T, b []byte) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.Len(t, lines, 1, "one key: %s", b)
+	fields := strings.Fields(lines[0])
+	require.GreaterOrEqual(t, len(fields), 2)
+	return fields[1]
 }
 
 // tcpListeners returns the listening TCP sockets (inodes) held by pid,

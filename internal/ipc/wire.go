@@ -13,6 +13,10 @@ const (
 // SocketName is the verb API's socket file in BREAKGLASS_SOCKET_DIR.
 const SocketName = "keyholder.sock"
 
+// AgentSocketName is the restricted ssh-agent's socket file in
+// BREAKGLASS_SOCKET_DIR.
+const AgentSocketName = "agent.sock"
+
 // MaxRequestBody bounds a POST /v1/verbs/{verb} body; larger is refused.
 const MaxRequestBody = 4 << 10
 

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,7 +35,8 @@ const (
 // fs.ErrNotExist.
 var (
 	// ErrKeyPermissions: a key file is readable or writable by group or
-	// others (mode wider than 0600), or is not a regular file.
+	// others (mode wider than 0600; see keyModeOK for the Kubernetes Secret
+	// case), or is not a regular file.
 	ErrKeyPermissions = errors.New("key file permissions too open")
 	// ErrBadKey: a key file does not hold an unencrypted private key.
 	ErrBadKey = errors.New("not a usable private key")
@@ -180,6 +183,28 @@ func (cfg Config) load() (*loaded, error) {
 	return &loaded{pveSigner: pve, devvmSigner: devvm, hostKeys: cb, pveAlgos: hostKeyAlgorithms(pveKeys)}, nil
 }
 
+// keyModeOK reports whether a key file's mode keeps the key private: no
+// access for group or others (0600, 0400), or the one exception of a
+// Kubernetes Secret volume under the pod's fsGroup, which the kubelet
+// mounts root-owned, read-only, mode 0440 for the group it shares only with
+// the pod's own containers (deploy/k8s mounts the Secret in the keyholder
+// alone; the deploy tests check it). Nothing writable by group or others,
+// nothing readable by others, is ever accepted.
+func keyModeOK(perm fs.FileMode, owner int) bool {
+	if perm&0o077 == 0 {
+		return true
+	}
+	return owner == 0 && perm&^0o440 == 0 && perm&0o400 != 0
+}
+
+// fileOwner returns the uid owning the file, or -1 when unknown.
+func fileOwner(info fs.FileInfo) int {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
+}
+
 // loadKey reads the private key at path, refusing a file that group or
 // others could read or write. Errors name the file and never include its
 // content.
@@ -197,7 +222,7 @@ func loadKey(what, path string) (ssh.Signer, error) {
 	if !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s %s: %w: not a regular file", what, path, ErrKeyPermissions)
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+	if perm := info.Mode().Perm(); !keyModeOK(perm, fileOwner(info)) {
 		return nil, fmt.Errorf("%s %s: %w: mode %04o is wider than 0600; run chmod 600 %s", what, path, ErrKeyPermissions, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
