@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,7 +174,9 @@ type sseEvent struct {
 
 // sseReader parses an SSE response body.
 type sseReader struct {
-	br         *bufio.Reader
+	br *bufio.Reader
+
+	mu         sync.Mutex
 	keepalives int
 }
 
@@ -193,7 +196,9 @@ func (s *sseReader) next() (sseEvent, error) {
 				return ev, nil
 			}
 		case strings.HasPrefix(line, ":"):
+			s.mu.Lock()
 			s.keepalives++
+			s.mu.Unlock()
 		case strings.HasPrefix(line, "id: "):
 			ev.id, err = strconv.ParseInt(line[4:], 10, 64)
 			if err != nil {
@@ -244,3 +249,16 @@ func withTimeout(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func newBufReader(resp *http.Response) *bufio.Reader { return bufio.NewReader(resp.Body) }
+
+// keepalivesOf reads the keepalive count the reading goroutine updates.
+func keepalivesOf(rd *sseReader) int {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.keepalives
+}
+
+type netipPrefix = netip.Prefix
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

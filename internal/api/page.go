@@ -14,7 +14,11 @@ const placeholder = "<!doctype html><meta charset=utf-8><title>breakglass</title
 func (s *Server) page() http.Handler {
 	fsys := s.ui
 	if fsys == nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+				return
+			}
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-cache")
 			_, _ = w.Write([]byte(placeholder))

@@ -1,0 +1,158 @@
+package api
+
+// One test per security property of the web's HTTP surface, each named for
+// the attack it blocks.
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/claude"
+	"breakglass/internal/event"
+)
+
+// Attack: reach files outside the sessions folder through the session id
+// (`../x`, encoded dots and slashes, ids that are not UUID v4).
+func TestHardeningPathTraversalThroughSessionID(t *testing.T) {
+	e := start(t, opts{})
+	real := e.create(t)
+	ids := []string{
+		"..", "../x", "%2e%2e", "%2e%2e%2fx", "..%2f..%2fetc", "%2E%2E", ".", "%00",
+		"x", real + "x", strings.ToUpper(real),
+		"00000000-0000-0000-0000-000000000000", // nil UUID
+		"6ba7b810-9dad-11d1-80b4-00c04fd430c8", // v1
+		"6ba7b810-9dad-41d1-c0b4-00c04fd430c8", // wrong variant
+	}
+	for _, id := range ids {
+		t.Run(id, func(t *testing.T) {
+			for _, rt := range []struct{ method, path, body string }{
+				{http.MethodGet, "/api/sessions/" + id, ""},
+				{http.MethodGet, "/api/sessions/" + id + "/stream", ""},
+				{http.MethodPost, "/api/sessions/" + id + "/prompt", `{"text":"hi"}`},
+				{http.MethodPost, "/api/sessions/" + id + "/cancel", ""},
+			} {
+				resp, body := e.req(t, rt.method, rt.path, rt.body, nil)
+				assert.Equal(t, http.StatusNotFound, resp.StatusCode, "%s %s: %s", rt.method, rt.path, body)
+			}
+		})
+	}
+	// Nothing appeared beside the sessions folder, nor in it but the real
+	// session.
+	entries, err := os.ReadDir(e.dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "sessions", entries[0].Name())
+	entries, err = os.ReadDir(filepath.Join(e.dir, "sessions"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, real, entries[0].Name())
+}
+
+// Attack: a cross-site page makes the operator's browser (which carries the
+// SSO session, so the proxy adds the identity header) start or cancel a
+// turn.
+func TestHardeningCrossSiteRequestForgery(t *testing.T) {
+	started := make(chan string, 1)
+	e := start(t, opts{runner: &fakeRunner{script: blockTurn(started)}})
+	id := e.create(t)
+	for _, h := range []map[string][]string{
+		{"Sec-Fetch-Site": {"cross-site"}},
+		{"Sec-Fetch-Site": {"same-site"}, "Origin": {"https://sibling.example.com"}},
+		{"Origin": {"https://evil.example"}},
+	} {
+		for _, path := range []string{"/prompt", "/cancel"} {
+			resp, body := e.req(t, http.MethodPost, "/api/sessions/"+id+path, `{"text":"rm -rf"}`, h)
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode, body)
+		}
+	}
+	info, err := e.sessions.Get(id)
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), info.LastEventID, "no turn started")
+}
+
+// Attack: change state with a GET (an <img src> or a prefetch): the stream
+// and every GET route are read-only, and the state-changing routes refuse
+// GET.
+func TestHardeningNoStateChangeOnGet(t *testing.T) {
+	e := start(t, opts{})
+	id := e.create(t)
+	for _, path := range []string{"/api/sessions/" + id + "/prompt?text=hi", "/api/sessions/" + id + "/cancel"} {
+		resp, _ := e.req(t, http.MethodGet, path, "", nil)
+		assert.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, resp.StatusCode, path)
+	}
+	ctx, cancel := context.WithCancel(withTimeout(t))
+	resp, _ := e.attach(t, ctx, id, -1)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	cancel()
+	assert.Len(t, e.sessions.List(), 1)
+	info, err := e.sessions.Get(id)
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), info.LastEventID)
+}
+
+// Attack: forge the identity header from inside the network, bypassing the
+// SSO proxy (a peer outside BREAKGLASS_TRUSTED_PROXIES), or smuggle a second
+// identity next to the proxy's.
+func TestHardeningForgedIdentityHeader(t *testing.T) {
+	e := start(t, opts{api: Config{TrustedProxies: mustPrefixes("192.0.2.0/24")}})
+	resp, _ := e.req(t, http.MethodGet, "/api/sessions", "", map[string][]string{IdentityHeader: {"admin"}})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	e2 := start(t, opts{})
+	resp, _ = e2.req(t, http.MethodGet, "/api/sessions", "", map[string][]string{IdentityHeader: {"alice", "admin"}})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+// Attack: guess the bearer token when none is configured (an empty token
+// must never match an empty or missing one).
+func TestHardeningBearerWithoutConfiguredToken(t *testing.T) {
+	e := start(t, opts{})
+	for _, v := range []string{"Bearer", "Bearer ", "Bearer  ", "bearer x", "Bearer null"} {
+		resp, _ := e.req(t, http.MethodGet, "/api/sessions", "", map[string][]string{IdentityHeader: nil, "Authorization": {v}})
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, v)
+	}
+}
+
+// Attack: exhaust memory with a huge body.
+func TestHardeningOversizedBodies(t *testing.T) {
+	e := start(t, opts{})
+	id := e.create(t)
+	huge := `{"text":"` + strings.Repeat("a", 4<<20) + `"}`
+	resp, _ := e.req(t, http.MethodPost, "/api/sessions/"+id+"/prompt", huge, nil)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	resp, _ = e.req(t, http.MethodPost, "/api/sessions", `{"pad":"`+strings.Repeat("a", 1<<20)+`"}`, nil)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}
+
+// Attack: inject SSE fields (a fake `event: done` or `id:`) through text
+// the model or a tool prints: data always goes out as one JSON line.
+func TestHardeningSSEInjection(t *testing.T) {
+	evil := "x\n\nid: 999\nevent: done\ndata: {}\n\n"
+	e := start(t, opts{runner: &fakeRunner{script: func(_ context.Context, _ claude.Turn, emit func(event.Event)) claude.Outcome {
+		emit(event.New(event.Text, event.TextData{Delta: evil}))
+		emit(event.Event{Type: event.Text, Data: []byte("{\"delta\":\n\"pretty\"}")})
+		return claude.Outcome{Outcome: event.OutcomeSuccess}
+	}}})
+	id := e.create(t)
+	resp, _ := e.req(t, http.MethodPost, "/api/sessions/"+id+"/prompt", `{"text":"`+strings.ReplaceAll(evil, "\n", `\n`)+`"}`, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	_, rd := e.attach(t, withTimeout(t), id, -1)
+	got := readUntilDone(t, rd)
+	require.Len(t, got, 4)
+	assert.Equal(t, []int64{1, 2, 3, 4}, []int64{got[0].id, got[1].id, got[2].id, got[3].id})
+	assert.Equal(t, `{"delta":"pretty"}`, got[2].data)
+}
+
+func mustPrefixes(s ...string) []netipPrefix {
+	out := make([]netipPrefix, len(s))
+	for i, p := range s {
+		out[i] = mustPrefix(p)
+	}
+	return out
+}
