@@ -313,3 +313,27 @@ func TestSplitWords(t *testing.T) {
 		})
 	}
 }
+
+func TestEveryPausesBetweenDeltas(t *testing.T) {
+	s := newServer(t, Config{})
+	s.Push(T(Text("a b c").Every(time.Hour)))
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/v1/messages", strings.NewReader(firstBody))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	sc := bufio.NewScanner(resp.Body)
+	var seen []string
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			seen = append(seen, name)
+			if name == "content_block_start" {
+				break // the first delta waits an hour
+			}
+		}
+	}
+	assert.Equal(t, []string{"message_start", "content_block_start"}, seen)
+	cancel()
+	resp.Body.Close()
+	s.Close() // returns only once the paused handler has ended
+}
