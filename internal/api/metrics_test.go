@@ -22,6 +22,7 @@ var webMetricNames = []string{
 	"breakglass_sse_subscribers",
 	"breakglass_auth_failures_total",
 	"breakglass_agent_cost_usd_total",
+	"breakglass_stream_lines_total",
 }
 
 func scrape(t *testing.T, h http.Handler) string {

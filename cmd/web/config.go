@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"breakglass/internal/vm"
+)
+
+// config is the web's configuration, read from the environment (DESIGN §6).
+type config struct {
+	Listen             string
+	MetricsListen      string
+	SocketDir          string
+	SessionsDir        string
+	ClaudeBin          string
+	Agent              string
+	Model              string
+	MaxConcurrentTurns int
+	TurnTimeout        time.Duration
+	SSEKeepAlive       time.Duration
+	BearerToken        string
+	TrustedProxies     []netip.Prefix
+	DevVMHost          string
+	DevVMPort          int
+	DevVMUser          string
+	KnownHosts         string
+	MaxBudgetUSD       float64
+	APIRetryCutoff     time.Duration
+	AgentMutatingVerbs vm.Policy
+}
+
+// configFromEnv reads the variables of DESIGN §6 through getenv. Every bad
+// value is reported, each naming its variable.
+func configFromEnv(getenv func(string) string) (config, error) {
+	p := envParser{getenv: getenv}
+	cfg := config{
+		Listen:             p.addr("BREAKGLASS_LISTEN", ":8080"),
+		MetricsListen:      p.addr("BREAKGLASS_METRICS_LISTEN", ":9090"),
+		SocketDir:          p.absPath("BREAKGLASS_SOCKET_DIR", "/run/breakglass"),
+		SessionsDir:        p.absPath("BREAKGLASS_SESSIONS_DIR", "/workspace/sessions"),
+		ClaudeBin:          p.str("BREAKGLASS_CLAUDE_BIN", "claude"),
+		Agent:              p.str("BREAKGLASS_AGENT", "breakglass"),
+		Model:              p.str("BREAKGLASS_MODEL", "sonnet"),
+		MaxConcurrentTurns: p.intIn("BREAKGLASS_MAX_CONCURRENT_TURNS", 2, 1, 64),
+		TurnTimeout:        p.seconds("BREAKGLASS_TURN_TIMEOUT_SECONDS", 1800, 1, 24*3600),
+		SSEKeepAlive:       p.seconds("BREAKGLASS_SSE_KEEPALIVE_SECONDS", 20, 1, 3600),
+		BearerToken:        getenv("API_BEARER_TOKEN"),
+		TrustedProxies:     p.prefixes("BREAKGLASS_TRUSTED_PROXIES"),
+		DevVMHost:          p.ip("BREAKGLASS_DEVVM_HOST", "10.0.10.10"),
+		DevVMPort:          p.intIn("BREAKGLASS_DEVVM_PORT", 22, 1, 65535),
+		DevVMUser:          p.str("BREAKGLASS_DEVVM_USER", "breakglass"),
+		KnownHosts:         p.absPath("BREAKGLASS_KNOWN_HOSTS", "/etc/breakglass/known_hosts"),
+		MaxBudgetUSD:       p.budget("BREAKGLASS_MAX_BUDGET_USD"),
+		APIRetryCutoff:     p.seconds("BREAKGLASS_API_RETRY_CUTOFF_SECONDS", 300, 1, 24*3600),
+		AgentMutatingVerbs: p.policy("BREAKGLASS_AGENT_MUTATING_VERBS"),
+	}
+	if cfg.BearerToken != "" && len(cfg.BearerToken) < 16 {
+		p.fail("API_BEARER_TOKEN", "must be at least 16 characters when set")
+	}
+	if len(p.errs) > 0 {
+		return config{}, errors.Join(p.errs...)
+	}
+	return cfg, nil
+}
+
+// envParser reads variables, collecting one error per bad value.
+type envParser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *envParser) fail(name, why string) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", name, why))
+}
+
+func (p *envParser) str(name, def string) string {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	if strings.ContainsAny(v, "\x00\r\n") {
+		p.fail(name, "contains a control character")
+	}
+	return v
+}
+
+func (p *envParser) addr(name, def string) string {
+	v := p.str(name, def)
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		p.fail(name, fmt.Sprintf("%q is not host:port", v))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.fail(name, fmt.Sprintf("%q has no valid port", v))
+	}
+	return v
+}
+
+func (p *envParser) absPath(name, def string) string {
+	v := p.str(name, def)
+	if !strings.HasPrefix(v, "/") {
+		p.fail(name, fmt.Sprintf("%q is not an absolute path", v))
+	}
+	return v
+}
+
+func (p *envParser) intIn(name string, def, lo, hi int) int {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, fmt.Sprintf("%q: a whole number between %d and %d expected", v, lo, hi))
+		return def
+	}
+	return n
+}
+
+func (p *envParser) seconds(name string, def, lo, hi int) time.Duration {
+	return time.Duration(p.intIn(name, def, lo, hi)) * time.Second
+}
+
+func (p *envParser) ip(name, def string) string {
+	v := p.str(name, def)
+	if _, err := netip.ParseAddr(v); err != nil {
+		p.fail(name, fmt.Sprintf("%q is not an IP address (names are refused: it must work with DNS down)", v))
+	}
+	return v
+}
+
+func (p *envParser) prefixes(name string) []netip.Prefix {
+	v := p.getenv(name)
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if pr, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, pr.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p.fail(name, fmt.Sprintf("%q is not a CIDR or an IP address", s))
+	}
+	if len(out) == 0 {
+		p.fail(name, "no CIDR in the list")
+	}
+	return out
+}
+
+func (p *envParser) budget(name string) float64 {
+	v := p.getenv(name)
+	if v == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 1000 {
+		p.fail(name, fmt.Sprintf("%q: a positive amount of US dollars up to 1000 expected", v))
+		return 0
+	}
+	return f
+}
+
+func (p *envParser) policy(name string) vm.Policy {
+	pol, err := vm.ParsePolicy(p.getenv(name))
+	if err != nil {
+		p.fail(name, err.Error())
+	}
+	return pol
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"breakglass/agents"
+	"breakglass/internal/agenthome"
+	"breakglass/internal/api"
+	"breakglass/internal/claude"
+	"breakglass/internal/ipc"
+	"breakglass/internal/pvecmd"
+	"breakglass/internal/session"
+	"breakglass/ui"
+	"breakglass/internal/vm"
+)
+
+func main() {
+	os.Exit(start(os.Args, os.Environ(), os.Stdout, os.Stderr))
+}
+
+// start dispatches on the name the binary was invoked as and returns the
+// exit status.
+func start(args, environ []string, stdout, stderr io.Writer) int {
+	getenv := envLookup(environ)
+	switch filepath.Base(args[0]) {
+	case "ssh":
+		return agenthome.SSHMain(args, environ, stderr)
+	case "pve":
+		return pvecmd.Main(args[1:], getenv, stdout, stderr)
+	}
+	cfg, err := configFromEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "breakglass web: bad configuration:\n%v\n", err)
+		return 2
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "web", JSONFormat: true, Output: stderr, Level: hclog.Info})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg, environ, log); err != nil {
+		log.Error("web stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// envLookup returns a getenv over environ.
+func envLookup(environ []string) func(string) string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) string { return m[k] }
+}
+
+// Server timeouts. The stream sets its own per-write deadlines, and the
+// verb routes lift theirs for as long as a verb may take.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	shutdownTimeout   = 20 * time.Second
+)
+
+// run serves until ctx ends, then shuts down: turns end (each with its
+// done), streams close, listeners drain.
+func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) error {
+	if len(cfg.TrustedProxies) == 0 {
+		log.Warn("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is trusted from any peer; set it to the SSO proxy's addresses")
+	}
+	if cfg.BearerToken == "" {
+		log.Info("API_BEARER_TOKEN is empty: bearer authentication is off")
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sm, err := session.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	paths, err := agenthome.Prepare(agenthome.Config{
+		Home:       filepath.Join(cfg.SessionsDir, "home"),
+		Agent:      cfg.Agent,
+		AgentFile:  agents.Breakglass,
+		SocketDir:  cfg.SocketDir,
+		DevVMHost:  cfg.DevVMHost,
+		DevVMPort:  cfg.DevVMPort,
+		DevVMUser:  cfg.DevVMUser,
+		KnownHosts: cfg.KnownHosts,
+	})
+	if err != nil {
+		return fmt.Errorf("prepare the agent's home: %w", err)
+	}
+	runner, err := claude.New(claude.Config{
+		Binary:       cfg.ClaudeBin,
+		Agent:        cfg.Agent,
+		Model:        cfg.Model,
+		Home:         paths.Home,
+		BinDir:       paths.BinDir,
+		MaxBudgetUSD: cfg.MaxBudgetUSD,
+		Environ:      environ,
+		Logger:       log,
+		LineObserved: func(k claude.LineKind) { sm.StreamLines.WithLabelValues(string(k)).Inc() },
+		RetryCutoff:  cfg.APIRetryCutoff,
+	})
+	if err != nil {
+		return fmt.Errorf("claude runner: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	mln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
+	}
+	defer mln.Close()
+
+	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, "keyholder.sock"))
+	defer kh.Close()
+
+	// The manager and the verb service need each other: the service writes
+	// verb events into sessions, and each turn gets the service's token.
+	var verbsSvc *vm.Service
+	webURL := loopbackURL(ln.Addr())
+	mgr, err := session.New(session.Config{
+		Dir:                cfg.SessionsDir,
+		Runner:             runner,
+		MaxConcurrentTurns: cfg.MaxConcurrentTurns,
+		TurnTimeout:        cfg.TurnTimeout,
+		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, webURL) },
+		Logger:             log.Named("session"),
+		Metrics:            sm,
+	})
+	if err != nil {
+		return err
+	}
+	verbsSvc, err = vm.New(vm.Config{
+		Keyholder:  kh,
+		Transcript: mgr,
+		Policy:     cfg.AgentMutatingVerbs,
+		Logger:     log.Named("vm"),
+		Registerer: reg,
+	})
+	if err != nil {
+		_ = mgr.Close()
+		return err
+	}
+	srv, err := api.New(api.Config{
+		Sessions:       mgr,
+		Keyholder:      keyholderProbe{kh},
+		BearerToken:    cfg.BearerToken,
+		TrustedProxies: cfg.TrustedProxies,
+		KeepAlive:      cfg.SSEKeepAlive,
+		UI:             ui.FS(),
+		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
+			verbsSvc.RegisterOperator(operator, identity)
+			verbsSvc.RegisterAgent(open)
+		},
+		Logger:     log.Named("api"),
+		Registerer: reg,
+		Gatherer:   reg,
+	})
+	if err != nil {
+		_ = mgr.Close()
+		return err
+	}
+
+	web := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", srv.MetricsHandler())
+	metrics := &http.Server{
+		Handler:           metricsMux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{web, ln}, {metrics, mln}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	log.Info("web listening", "addr", ln.Addr().String(), "metrics_addr", mln.Addr().String(),
+		"sessions", len(mgr.List()), "policy", string(verbsSvc.Policy()))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("a listener failed", "error", runErr)
+	}
+	// Turns end first (each writes its error and done, streams then
+	// close), so the listeners can drain.
+	if err := mgr.Close(); err != nil {
+		log.Error("close sessions", "error", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, s := range []*http.Server{web, metrics} {
+		if err := s.Shutdown(sctx); err != nil {
+			_ = s.Close()
+		}
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+// keyholderProbe adapts the ipc client to api.Keyholder.
+type keyholderProbe struct{ c *ipc.Client }
+
+func (k keyholderProbe) Healthz(ctx context.Context) error { return k.c.Healthz(ctx) }
+
+func (k keyholderProbe) Metrics(ctx context.Context) ([]byte, error) {
+	b, _, err := k.c.Metrics(ctx)
+	return b, err
+}
+
+// loopbackURL is the web's base URL as the agent's `pve` reaches it: the
+// listener's port on loopback.
+func loopbackURL(a net.Addr) string {
+	host := "127.0.0.1"
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ta.IP.IsLoopback() && ta.IP.To4() == nil {
+			host = "[::1]"
+		}
+		return fmt.Sprintf("http://%s:%d", host, ta.Port)
+	}
+	return "http://" + host
+}
