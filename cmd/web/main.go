@@ -27,8 +27,8 @@ import (
 	"breakglass/internal/ipc"
 	"breakglass/internal/pvecmd"
 	"breakglass/internal/session"
-	"breakglass/ui"
 	"breakglass/internal/vm"
+	"breakglass/ui"
 )
 
 func main() {
