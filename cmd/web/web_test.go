@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/apidouble"
+)
+
+// joinText joins the deltas of consecutive text events from es[i].
+func joinText(es []ev, i int) (string, int) {
+	var b strings.Builder
+	for ; i < len(es) && (es[i].Type == "text" || es[i].Type == "status"); i++ {
+		if es[i].Type == "text" {
+			b.WriteString(es[i].Data["delta"].(string))
+		}
+	}
+	return b.String(), i
+}
+
+func indexOf(es []ev, typ string) int {
+	for i, e := range es {
+		if e.Type == typ {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRealTurn runs the real claude CLI against the scripted API through the
+// web's HTTP API: text streamed, a Bash call and its result, the answer,
+// then a second prompt that resumes the conversation.
+func TestRealTurn(t *testing.T) {
+	s := newStack(t,
+		apidouble.T(apidouble.Text("Let me check the disk. "), apidouble.Bash("echo breakglass-ok")),
+		apidouble.AfterToolResult(apidouble.Text("The command printed breakglass-ok.")),
+		apidouble.T(apidouble.Text("Second answer.")),
+	)
+	w := s.start(t, nil)
+	id := w.newSession(t)
+	w.prompt(t, id, "first prompt: check the disk")
+	got := w.turn(t, id, 0, 90*time.Second)
+
+	for i := range got {
+		require.Equal(t, int64(i+1), got[i].ID, "ids strictly increasing from 1")
+	}
+	require.Equal(t, []string{"user", "session", "text", "tool", "tool_result", "text", "result", "done"}, shape(got), "%v", typesOf(got))
+	assert.Equal(t, "first prompt: check the disk", got[0].Data["text"])
+	assert.Equal(t, "alice", got[0].Data["actor"])
+	assert.Equal(t, id, got[1].Data["session_id"])
+	text1, _ := joinText(got, indexOf(got, "text"))
+	assert.Equal(t, "Let me check the disk. ", text1, "deltas joined = the scripted text, once")
+	tool := got[indexOf(got, "tool")]
+	assert.Equal(t, "Bash", tool.Data["name"])
+	assert.Equal(t, "echo breakglass-ok", tool.Data["input"])
+	res := got[indexOf(got, "tool_result")]
+	assert.Equal(t, tool.Data["tool_use_id"], res.Data["tool_use_id"])
+	assert.Contains(t, res.Data["output"], "breakglass-ok")
+	text2, _ := joinText(got, indexOf(got, "tool_result")+1)
+	assert.Equal(t, "The command printed breakglass-ok.", text2)
+	assert.Equal(t, false, got[indexOf(got, "result")].Data["is_error"])
+	done := got[len(got)-1]
+	assert.Equal(t, "success", done.Data["outcome"])
+	assert.Equal(t, float64(0), done.Data["exit_code"])
+	assert.Contains(t, typesOf(got), "status")
+
+	w.prompt(t, id, "second prompt")
+	got2 := w.turn(t, id, done.ID, 90*time.Second)
+	assert.Equal(t, done.ID+1, got2[0].ID)
+	assert.Equal(t, "success", got2[len(got2)-1].Data["outcome"], "%v", typesOf(got2))
+	reqs := s.double.MessageRequests()
+	last := reqs[len(reqs)-1]
+	assert.Contains(t, strings.Join(last.UserTexts(), "\n"), "first prompt: check the disk", "the second turn resumes the conversation")
+	assert.Contains(t, strings.Join(last.AssistantTexts(), "\n"), "The command printed breakglass-ok.")
+
+	code, body := w.do(t, http.MethodGet, "/api/sessions/"+id, "")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"title":"first prompt: check the disk"`)
+	assert.Contains(t, body, `"state":"idle"`)
+}
+
+// TestRealCancelAndResume cancels a turn waiting on a slow API answer.
+func TestRealCancelAndResume(t *testing.T) {
+	s := newStack(t,
+		apidouble.T(apidouble.Text("Started. ")),
+		apidouble.T(apidouble.Delay(5*time.Minute), apidouble.Text("never")),
+	)
+	w := s.start(t, nil)
+	id := w.newSession(t)
+	w.prompt(t, id, "remember the word kestrel")
+	first := w.turn(t, id, 0, 90*time.Second)
+	require.Equal(t, "success", first[len(first)-1].Data["outcome"])
+
+	w.prompt(t, id, "now wait")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, s.double.WaitMessages(ctx, 2))
+	code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
+	require.Equal(t, http.StatusAccepted, code, body)
+	cancelled := time.Now()
+	got := w.turn(t, id, first[len(first)-1].ID, 30*time.Second)
+	assert.Less(t, time.Since(cancelled), 5*time.Second, "done(cancelled) within 5 s")
+	assert.Equal(t, "cancelled", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	assert.Empty(t, descendants(w.cmd.Process.Pid), "no process of the turn is left")
+	code, _ = w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
+	assert.Equal(t, http.StatusConflict, code, "nothing left to cancel")
+
+	s.double.Push(apidouble.T(apidouble.Text("Resumed.")))
+	w.prompt(t, id, "and now?")
+	got = w.turn(t, id, got[len(got)-1].ID, 90*time.Second)
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	reqs := s.double.MessageRequests()
+	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "remember the word kestrel", "the next prompt resumes the same conversation")
+}
+
+// TestRealTimeout ends a turn on a slow answer after the configured 2 s.
+func TestRealTimeout(t *testing.T) {
+	s := newStack(t, apidouble.T(apidouble.Delay(5*time.Minute), apidouble.Text("never")))
+	w := s.start(t, map[string]string{"BREAKGLASS_TURN_TIMEOUT_SECONDS": "2"})
+	id := w.newSession(t)
+	w.prompt(t, id, "slow")
+	got := w.turn(t, id, 0, 60*time.Second)
+	assert.Equal(t, "timeout", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	assert.Empty(t, descendants(w.cmd.Process.Pid), "nothing left running")
+}
+
+// TestMissingClaude: BREAKGLASS_CLAUDE_BIN points nowhere; the turn ends
+// with an error saying so, and the server stays up.
+func TestMissingClaude(t *testing.T) {
+	s := newStack(t)
+	w := s.start(t, map[string]string{"BREAKGLASS_CLAUDE_BIN": "/nonexistent/claude"})
+	id := w.newSession(t)
+	for round := 0; round < 2; round++ {
+		w.prompt(t, id, "hello")
+		var last int64
+		if round == 1 {
+			last = 3
+		}
+		got := w.turn(t, id, last, 30*time.Second)
+		require.Equal(t, []string{"user", "error", "done"}, typesOf(got))
+		assert.Contains(t, got[1].Data["message"], "claude")
+		assert.Equal(t, "error", got[2].Data["outcome"])
+	}
+	code, _ := w.do(t, http.MethodGet, "/healthz", "")
+	assert.Equal(t, http.StatusOK, code)
+}
+
+// TestRestartAfterKill kills the web with SIGKILL during a turn and starts
+// it again on the same sessions folder.
+func TestRestartAfterKill(t *testing.T) {
+	s := newStack(t,
+		apidouble.T(apidouble.Text("Noted the codeword osprey.")),
+		apidouble.T(apidouble.Text("Working on it "), apidouble.Delay(5*time.Minute)),
+	)
+	a := s.start(t, nil)
+	id := a.newSession(t)
+	a.prompt(t, id, "the codeword is osprey")
+	first := a.turn(t, id, 0, 90*time.Second)
+	require.Equal(t, "success", first[len(first)-1].Data["outcome"])
+
+	a.prompt(t, id, "keep working")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := a.attach(t, ctx, id, first[len(first)-1].ID)
+	var partial []ev
+	for {
+		e, err := st.next()
+		require.NoError(t, err)
+		partial = append(partial, e)
+		if e.Type == "text" {
+			break // the turn is streaming: kill it now
+		}
+	}
+	orphans := descendants(a.cmd.Process.Pid)
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
+	<-a.exited
+	// The kernel would take the whole pod down; here, end claude by hand.
+	for _, p := range orphans {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+
+	b := s.start(t, nil)
+	st = b.attach(t, ctx, id, 0)
+	var replay []ev
+	for len(replay) < len(first)+len(partial) {
+		e, err := st.next()
+		require.NoError(t, err)
+		replay = append(replay, e)
+	}
+	for i := range first {
+		assert.Equal(t, first[i].ID, replay[i].ID)
+		assert.Equal(t, first[i].Type, replay[i].Type)
+		assert.JSONEq(t, first[i].Raw, replay[i].Raw, "every event of the finished turn is replayed")
+	}
+	for i := range partial {
+		assert.Equal(t, partial[i].Raw, replay[len(first)+i].Raw)
+	}
+	tail := st.untilDone(t)
+	require.Equal(t, []string{"error", "done"}, typesOf(tail), "the interrupted turn ends with error + done")
+	assert.Equal(t, "error", tail[1].Data["outcome"])
+
+	s.double.Push(apidouble.T(apidouble.Text("Back.")))
+	b.prompt(t, id, "are you there?")
+	got := b.turn(t, id, tail[1].ID, 90*time.Second)
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	reqs := s.double.MessageRequests()
+	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "the codeword is osprey", "the next prompt resumes the conversation")
+}
+
+// TestMetricsListener: /metrics only on the metrics listener, with the names
+// of DESIGN §6.5, and keyholder_up 0 when no keyholder answers.
+func TestMetricsListener(t *testing.T) {
+	s := newStack(t)
+	w := s.start(t, nil)
+	code, _ := w.do(t, http.MethodPost, "/api/vm/status", "{}")
+	assert.Equal(t, http.StatusServiceUnavailable, code, "the keyholder is down")
+	code, body := w.do(t, http.MethodGet, "/metrics", "")
+	assert.Equal(t, http.StatusNotFound, code)
+	assert.NotContains(t, body, "breakglass_")
+
+	resp, err := http.Get(w.metricsURL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(b)
+	for _, name := range []string{
+		"breakglass_turns_total", "breakglass_turn_duration_seconds", "breakglass_turns_running",
+		"breakglass_sessions", "breakglass_sse_subscribers", "breakglass_verb_requests_total",
+		"breakglass_auth_failures_total", "breakglass_agent_cost_usd_total", "breakglass_stream_lines_total",
+	} {
+		assert.Contains(t, text, "# TYPE "+name+" ", name)
+	}
+	assert.Contains(t, text, "\nkeyholder_up 0\n")
+	code, _ = w.do(t, http.MethodGet, "/readyz", "")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+}
+
+// TestBadConfiguration: a bad value is a clear error and a non-zero exit.
+func TestBadConfiguration(t *testing.T) {
+	cmd := command(t, buildWeb(t), "BREAKGLASS_TURN_TIMEOUT_SECONDS=soon", "BREAKGLASS_TRUSTED_PROXIES=10.0.0.0/33")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Equal(t, 2, cmd.ProcessState.ExitCode())
+	assert.Contains(t, string(out), "BREAKGLASS_TURN_TIMEOUT_SECONDS")
+	assert.Contains(t, string(out), "BREAKGLASS_TRUSTED_PROXIES")
+}
+
+// command prepares the binary with only env set.
+func command(t *testing.T, bin string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	return cmd
+}
