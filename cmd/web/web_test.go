@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"io"
 	"net/http"
 	"os"
@@ -262,4 +264,62 @@ func command(t *testing.T, bin string, env ...string) *exec.Cmd {
 	cmd := exec.Command(bin)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	return cmd
+}
+
+// TestRealReconnects disconnects a client at 50 random points of a long turn
+// the real CLI streams, and reconnects with Last-Event-ID each time: the
+// union of what it saw is the log, in order, with no gap and no duplicate.
+func TestRealReconnects(t *testing.T) {
+	words := make([]string, 300)
+	for i := range words {
+		words[i] = fmt.Sprintf("w%d", i)
+	}
+	long := strings.Join(words, " ")
+	s := newStack(t, apidouble.T(apidouble.Text(long).Every(10*time.Millisecond)))
+	w := s.start(t, nil)
+	id := w.newSession(t)
+	w.prompt(t, id, "stream a lot")
+
+	rng := rand.New(rand.NewPCG(7, 11))
+	cuts := map[int]bool{}
+	for len(cuts) < 50 {
+		cuts[rng.IntN(250)+2] = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var seen []ev
+	last := int64(0)
+	reconnects := 0
+	for done := false; !done; {
+		cctx, ccancel := context.WithCancel(ctx)
+		st := w.attach(t, cctx, id, last)
+		for {
+			e, err := st.next()
+			require.NoError(t, err)
+			seen = append(seen, e)
+			last = e.ID
+			if e.Type == "done" {
+				done = true
+				break
+			}
+			if cuts[len(seen)] {
+				reconnects++
+				break
+			}
+		}
+		ccancel()
+	}
+	assert.Equal(t, 50, reconnects)
+	for i, e := range seen {
+		require.Equal(t, int64(i+1), e.ID, "gap or duplicate")
+	}
+	// The union is the log: a fresh full attach gives the same events.
+	full := w.turn(t, id, 0, 30*time.Second)
+	require.Len(t, full, len(seen))
+	for i := range full {
+		assert.Equal(t, full[i].Raw, seen[i].Raw)
+	}
+	text, _ := joinText(seen, indexOf(seen, "text"))
+	assert.Equal(t, long, text)
+	assert.Equal(t, "success", seen[len(seen)-1].Data["outcome"])
 }
