@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildWeb(t *testing.T) string {
+func buildWeb(t testing.TB) string {
 	t.Helper()
 	webBin.once.Do(func() {
 		dir, err := os.MkdirTemp("", "breakglass-web-bin-")
@@ -60,7 +60,7 @@ func buildWeb(t *testing.T) string {
 
 // claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
 // sets it), else .tools under the module root.
-func claudeBin(t *testing.T) string {
+func claudeBin(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
 	if bin == "" {
@@ -82,7 +82,7 @@ type stack struct {
 	env    map[string]string
 }
 
-func newStack(t *testing.T, script ...apidouble.Turn) *stack {
+func newStack(t testing.TB, script ...apidouble.Turn) *stack {
 	t.Helper()
 	d, err := apidouble.New(apidouble.Config{Script: script})
 	require.NoError(t, err)
@@ -121,7 +121,7 @@ type web struct {
 }
 
 // start runs the web binary with the stack's environment plus extra.
-func (s *stack) start(t *testing.T, extra map[string]string) *web {
+func (s *stack) start(t testing.TB, extra map[string]string) *web {
 	t.Helper()
 	cmd := exec.Command(buildWeb(t))
 	for k, v := range s.env {
@@ -182,7 +182,7 @@ func (w *web) logs() string {
 
 // stop sends SIGTERM and waits for the process; a process that does not
 // stop is killed and the test fails.
-func (w *web) stop(t *testing.T) {
+func (w *web) stop(t testing.TB) {
 	w.client.CloseIdleConnections()
 	select {
 	case <-w.exited:
@@ -200,7 +200,7 @@ func (w *web) stop(t *testing.T) {
 }
 
 // do sends a request as operator "alice" through the (loopback) proxy.
-func (w *web) do(t *testing.T, method, path, body string) (int, string) {
+func (w *web) do(t testing.TB, method, path, body string) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -221,7 +221,7 @@ func (w *web) do(t *testing.T, method, path, body string) (int, string) {
 }
 
 // newSession creates a session and returns its id.
-func (w *web) newSession(t *testing.T) string {
+func (w *web) newSession(t testing.TB) string {
 	t.Helper()
 	code, body := w.do(t, http.MethodPost, "/api/sessions", "{}")
 	require.Equal(t, http.StatusCreated, code, body)
@@ -233,7 +233,7 @@ func (w *web) newSession(t *testing.T) string {
 }
 
 // prompt starts a turn.
-func (w *web) prompt(t *testing.T, id, text string) {
+func (w *web) prompt(t testing.TB, id, text string) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]string{"text": text})
 	code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/prompt", string(b))
@@ -254,7 +254,7 @@ type stream struct {
 	br   *bufio.Reader
 }
 
-func (w *web) attach(t *testing.T, ctx context.Context, id string, last int64) *stream {
+func (w *web) attach(t testing.TB, ctx context.Context, id string, last int64) *stream {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.url+"/api/sessions/"+id+"/stream", nil)
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func (s *stream) next() (ev, error) {
 }
 
 // untilDone reads events until a done.
-func (s *stream) untilDone(t *testing.T) []ev {
+func (s *stream) untilDone(t testing.TB) []ev {
 	t.Helper()
 	var got []ev
 	for {
@@ -306,7 +306,7 @@ func (s *stream) untilDone(t *testing.T) []ev {
 }
 
 // turn reads one whole turn from id after last, bounded by d.
-func (w *web) turn(t *testing.T, id string, last int64, d time.Duration) []ev {
+func (w *web) turn(t testing.TB, id string, last int64, d time.Duration) []ev {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

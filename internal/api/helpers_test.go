@@ -95,6 +95,7 @@ type env struct {
 	kh       *fakeKeyholder
 	reg      *prometheus.Registry
 	dir      string
+	client   *http.Client
 }
 
 type opts struct {
@@ -104,6 +105,12 @@ type opts struct {
 }
 
 func start(t *testing.T, o opts) *env {
+	t.Helper()
+	return startTB(t, o)
+}
+
+// startTB is start for tests and benchmarks.
+func startTB(t testing.TB, o opts) *env {
 	t.Helper()
 	if o.runner == nil {
 		o.runner = &fakeRunner{script: quickTurn}
@@ -126,7 +133,7 @@ func start(t *testing.T, o opts) *env {
 		hs.CloseClientConnections()
 		hs.Close()
 	})
-	return &env{url: hs.URL, srv: s, sessions: m, kh: kh, reg: reg, dir: dir}
+	return &env{url: hs.URL, srv: s, sessions: m, kh: kh, reg: reg, dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}}}
 }
 
 // req sends a request as the operator "alice" through a trusted proxy,
@@ -262,3 +269,31 @@ func keepalivesOf(rd *sseReader) int {
 type netipPrefix = netip.Prefix
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func newBufReaderFrom(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 64<<10) }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// subscribers is breakglass_sse_subscribers now.
+func subscribers(e *env) int {
+	fams, err := e.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, f := range fams {
+		if f.GetName() == "breakglass_sse_subscribers" {
+			return int(f.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return -1
+}
