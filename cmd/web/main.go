@@ -250,6 +250,14 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	return runErr
 }
 
+// The parts wired together above must fit.
+var (
+	_ session.Runner = (*claude.Runner)(nil)
+	_ vm.Transcript  = (*session.Manager)(nil)
+	_ vm.Keyholder   = (*ipc.Client)(nil)
+	_ api.Keyholder  = keyholderProbe{}
+)
+
 // keyholderProbe adapts the ipc client to api.Keyholder.
 type keyholderProbe struct{ c *ipc.Client }
 

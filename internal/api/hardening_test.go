@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -155,4 +156,48 @@ func mustPrefixes(s ...string) []netipPrefix {
 		out[i] = mustPrefix(p)
 	}
 	return out
+}
+
+// Attack: a client that attaches and stops reading (or a proxy that
+// buffers) stalls the turn, and every other client with it.
+func TestHardeningStalledClientNeverBlocksTheTurn(t *testing.T) {
+	const n = 4000
+	chunk := strings.Repeat("x", 4096)
+	e := start(t, opts{runner: &fakeRunner{script: func(_ context.Context, _ claude.Turn, emit func(event.Event)) claude.Outcome {
+		for i := 0; i < n; i++ {
+			emit(event.New(event.Text, event.TextData{Delta: chunk}))
+		}
+		return claude.Outcome{Outcome: event.OutcomeSuccess}
+	}}, api: Config{WriteTimeout: 200 * time.Millisecond}})
+	id := e.create(t)
+	ctx, cancel := context.WithCancel(withTimeout(t))
+	defer cancel()
+	stalled, _ := e.attach(t, ctx, id, -1) // never read
+	require.Equal(t, http.StatusOK, stalled.StatusCode)
+	resp, _ := e.req(t, http.MethodPost, "/api/sessions/"+id+"/prompt", `{"text":"go"}`, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	// The 16 MiB turn finishes although one client reads nothing; a
+	// reading client that falls behind is dropped and resumes by id, as
+	// EventSource does.
+	var got []sseEvent
+	last := int64(0)
+	for len(got) == 0 || got[len(got)-1].typ != "done" {
+		_, rd := e.attach(t, withTimeout(t), id, last)
+		for {
+			ev, err := rd.next()
+			if err != nil {
+				break
+			}
+			got = append(got, ev)
+			last = ev.id
+			if ev.typ == "done" {
+				break
+			}
+		}
+	}
+	require.Len(t, got, n+2)
+	for i, ev := range got {
+		require.Equal(t, int64(i+1), ev.id)
+	}
+	assert.Contains(t, got[len(got)-1].data, `"outcome":"success"`)
 }
