@@ -330,3 +330,36 @@ func TestRealReconnects(t *testing.T) {
 	assert.Equal(t, long, text)
 	assert.Equal(t, "success", seen[len(seen)-1].Data["outcome"])
 }
+
+// TestGracefulShutdown: SIGTERM during a turn ends it (error + done, written
+// before the process exits), leaves no claude behind, and exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	s := newStack(t, apidouble.T(apidouble.Text("Waiting "), apidouble.Delay(5*time.Minute)))
+	w := s.start(t, nil)
+	id := w.newSession(t)
+	w.prompt(t, id, "wait")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, s.double.WaitMessages(ctx, 1))
+	st := w.attach(t, ctx, id, 0)
+	turnProcs := descendants(w.cmd.Process.Pid)
+	require.NotEmpty(t, turnProcs, "claude runs under the web")
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	got := st.untilDone(t)
+	end := got[len(got)-2:]
+	assert.Equal(t, []string{"error", "done"}, typesOf(end), "%v", typesOf(got))
+	assert.Contains(t, end[0].Data["message"], "stopped")
+	select {
+	case <-w.exited:
+	case <-ctx.Done():
+		t.Fatal("web did not exit after SIGTERM")
+	}
+	assert.Equal(t, 0, w.cmd.ProcessState.ExitCode(), w.logs())
+	for _, p := range turnProcs {
+		assert.False(t, alive(p), "process %d of the turn outlived the web", p)
+	}
+
+	b := s.start(t, nil)
+	replay := b.turn(t, id, 0, 30*time.Second)
+	assert.Equal(t, len(got), len(replay), "the shutdown's done was persisted; nothing added on reload")
+}
