@@ -216,12 +216,23 @@ func TestHardeningKeyManagementRefused(t *testing.T) {
 
 // Attack: exhaust the keyholder's memory with huge length prefixes (x/crypto
 // reads up to 16 MiB per request), or wedge it with broken frames.
+//
+// The whole frame is sent, so the connection can only close because of its
+// size: a bare length prefix would also be closed by the stall timeout.
 func TestHardeningOversizedRequestClosesOnlyThatConnection(t *testing.T) {
 	w := startRawWorld(t)
 	c := dialRaw(t, w.sock)
-	_, err := c.Write(lengthOnly(MaxRequestBytes + 1))
-	require.NoError(t, err)
-	assert.True(t, c.closedByPeer())
+	frame := append(lengthOnly(MaxRequestBytes+1), msgRequestIdentities)
+	frame = append(frame, make([]byte, MaxRequestBytes)...)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		// The agent closes the connection after the length prefix, so
+		// this write may fail part way; that is the point.
+		_, _ = c.Write(frame)
+	}()
+	assert.True(t, c.closedByPeer(), "closed for its size, not answered")
+	<-wrote
 	w.requireLogin(t)
 }
 
