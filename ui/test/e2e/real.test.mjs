@@ -13,12 +13,14 @@ if (!url || !control) {
 async function post(path) {
   const res = await fetch(`${control}${path}`, { method: 'POST' });
   if (!res.ok) throw new Error(`control ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
 }
 
 suite(async () => ({
   url,
   prepare: (kind) => post(`/turn/${kind}`),
-  cutStreams: () => post('/cut'),
+  cutStreams: async () => (await post('/cut')).cut,
+  mutatingCalls: async () => (await fetch(`${control}/qm`)).json(),
   async requestApproval(page) {
     await post('/turn/approval');
     await page.locator('#prompt').fill('The devvm is frozen. Reset it if you must.');

@@ -7,7 +7,7 @@
 //   node test/e2e/standin.mjs [port]      (default 8088)
 //
 // Test hooks: POST /__standin/cut closes every open stream from the server
-// side; POST /__standin/approval?session=<id> posts a pending approval for
+// side; GET /__standin/calls lists the mutating verbs run; POST /__standin/approval?session=<id> posts a pending approval for
 // reset in that session.
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -21,6 +21,7 @@ const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
 const sessions = new Map(); // id -> { id, created_at, title, state, events, subs:Set }
 const VERBS = [['status', false], ['forensics', false], ['reset', true], ['stop', true], ['start', true], ['cycle', true]];
 let vm = 'running';
+const calls = []; // mutating verbs run, as `qm <verb> 102`
 const approvals = new Map(); // aid -> { session, verb, state }
 
 function append(s, type, data) {
@@ -74,6 +75,7 @@ async function body(req) {
 
 function runVerb(name) {
   const started = Date.now();
+  if (name !== 'status' && name !== 'forensics') calls.push(`qm ${name} 102`);
   let output = '';
   if (name === 'status') output = `cpus: 4\nname: devvm\nqmpstatus: ${vm}\nstatus: ${vm === 'paused' ? 'running' : vm}\nvmid: 102\n`;
   else if (name === 'forensics') output = '== qm status ==\nstatus: running\n== qm config ==\nmemory: 16384\n';
@@ -87,9 +89,11 @@ const server = createServer(async (req, res) => {
   const p = url.pathname;
   let m;
   if (p === '/__standin/cut' && req.method === 'POST') {
-    for (const s of sessions.values()) for (const r of s.subs) r.destroy();
-    return json(res, 200, { ok: true });
+    let cut = 0;
+    for (const s of sessions.values()) for (const r of s.subs) { r.destroy(); cut++; }
+    return json(res, 200, { cut });
   }
+  if (p === '/__standin/calls' && req.method === 'GET') return json(res, 200, calls);
   if (p === '/__standin/approval' && req.method === 'POST') {
     const s = sessions.get(url.searchParams.get('session'));
     if (!s) return json(res, 404, { error: 'no such session' });

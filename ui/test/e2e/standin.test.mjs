@@ -10,7 +10,8 @@ suite(async () => {
     prepare: async () => {}, // the stand-in plays the same turn for every prompt
     toolCommand: /ssh devvm uptime/,
     toolOutput: /load average/,
-    cutStreams: () => fetch(`${s.url}/__standin/cut`, { method: 'POST' }),
+    mutatingCalls: async () => (await fetch(`${s.url}/__standin/calls`)).json(),
+    cutStreams: async () => (await (await fetch(`${s.url}/__standin/cut`, { method: 'POST' })).json()).cut,
     requestApproval: (page, sid) => fetch(`${s.url}/__standin/approval?session=${sid}`, { method: 'POST' }),
   };
 });

@@ -2,7 +2,8 @@
 // real stack or the stand-in:
 //   url                          the page, behind the edge
 //   prepare(kind)                script the next turn ('diagnose')
-//   cutStreams()                 end every open event stream, server side
+//   cutStreams()                 end every open event stream, server side; how many
+//   mutatingCalls()              what the (simulated) host ran that changes the VM
 //   requestApproval(page, sid)   make the agent ask for a reset
 //   toolCommand, toolOutput      what the diagnose turn's tool card shows
 //   close()
@@ -69,7 +70,7 @@ export function suite(getTarget) {
     await page.locator('#prompt').fill('check the devvm');
     await page.keyboard.press('Enter');
     await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
-    await target.cutStreams();
+    assert.ok((await target.cutStreams()) >= 1, 'the page\'s stream was open and got cut');
     await conn(page, 'reconnecting');
     await shot(page, '04-reconnecting');
     await conn(page, 'live');
@@ -92,6 +93,7 @@ export function suite(getTarget) {
     page.on('request', (r) => {
       if (r.method() === 'POST' && /\/api\/vm\/(reset|stop|start|cycle)$/.test(r.url())) posts.push(r.url());
     });
+    const callsBefore = await target.mutatingCalls();
     await page.getByRole('button', { name: 'VM power controls' }).click();
     const chip = page.locator('[data-vm-state]');
     await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
@@ -106,7 +108,8 @@ export function suite(getTarget) {
     await shot(page, '06-vm-confirm');
     await confirm.getByRole('button', { name: 'Cancel' }).click();
     await page.locator('button[data-verb="reset"]').waitFor();
-    assert.deepEqual(posts, [], 'cancel runs nothing');
+    assert.deepEqual(posts, [], 'cancel sends nothing');
+    assert.deepEqual(await target.mutatingCalls(), callsBefore, 'cancel runs nothing on the host');
 
     await page.locator('button[data-verb="reset"]').click();
     await page.getByRole('alertdialog').getByRole('button', { name: /^Reset VM/ }).click();
@@ -114,6 +117,7 @@ export function suite(getTarget) {
     await result.waitFor({ timeout: T() });
     assert.match(await result.textContent(), /exit 0/);
     assert.equal(posts.length, 1, 'confirm runs it once');
+    assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm reset 102'], 'the host ran qm reset');
     await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
     await shot(page, '07-vm-result');
     await page.keyboard.press('Escape');
@@ -127,16 +131,19 @@ export function suite(getTarget) {
   test('approval-approve-runs-verb', async () => {
     const { page } = await open(browser.context, target.url);
     const sid = await newSession(page);
+    const callsBefore = await target.mutatingCalls();
     await target.requestApproval(page, sid);
     const card = page.locator('[data-kind="approval"]').first();
     await card.getByRole('button', { name: /^Approve/ }).waitFor({ timeout: 120_000 });
     assert.match(await card.textContent(), /reset/);
+    assert.deepEqual(await target.mutatingCalls(), callsBefore, 'nothing runs before the tap');
     await shot(page, '08-approval');
     await card.getByRole('button', { name: /^Approve/ }).click();
     await card.getByText('approved').waitFor({ timeout: T() });
     const verb = page.locator('[data-kind="verb"]').first();
     await verb.waitFor({ timeout: T() });
     assert.match(await verb.textContent(), /reset/);
+    assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm reset 102'], 'approve ran qm reset');
     await shot(page, '09-approved');
     await page.close();
   });

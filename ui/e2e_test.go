@@ -1,0 +1,245 @@
+package ui
+
+// The page end to end: Debian's Chromium (driven by playwright-core from
+// test/e2e/real.test.mjs) against the local stack (internal/devstack: the
+// real web and keyholder binaries, the simulated Proxmox host running the
+// real pve-gate logic, the simulated devvm), with the real claude CLI
+// talking to the scripted Messages API double. Between the browser and the
+// stack's edge sits a pass-through proxy that can cut every open event
+// stream from the server side.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/apidouble"
+	"breakglass/internal/devstack"
+)
+
+func TestEndToEndInChromium(t *testing.T) {
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	claude := os.Getenv("BREAKGLASS_TEST_CLAUDE")
+	if claude == "" {
+		claude = filepath.Join(root, ".tools", "node_modules", ".bin", "claude")
+	}
+	if _, err := os.Stat(claude); err != nil {
+		t.Fatalf("claude CLI missing at %s: run make deps-claude", claude)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ui", "node_modules", "playwright-core")); err != nil {
+		t.Fatal("ui/node_modules missing (playwright-core, axe-core): run make deps-ui")
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatal("/usr/bin/chromium missing: run make deps-apt")
+	}
+	node, err := exec.LookPath("node")
+	require.NoError(t, err, "node missing: install Node.js (make test needs it)")
+
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/web", "./cmd/keyholder")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	double, err := apidouble.New(apidouble.Config{})
+	require.NoError(t, err)
+	t.Cleanup(double.Close)
+
+	logs := lineLogger(t, "stack")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stack, err := devstack.Start(ctx, devstack.Config{
+		Listen:    "127.0.0.1:0",
+		BinDir:    bin,
+		ClaudeBin: claude,
+		Environ: []string{
+			"PATH=" + os.Getenv("PATH"),
+			"LANG=C.UTF-8",
+			"ANTHROPIC_BASE_URL=" + double.URL(),
+			"ANTHROPIC_API_KEY=test",
+			"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+			"DISABLE_TELEMETRY=1",
+			"DISABLE_AUTOUPDATER=1",
+			"BREAKGLASS_AGENT_MUTATING_VERBS=approve",
+		},
+		Out: logs,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = stack.Close() })
+
+	target, err := url.Parse(stack.URL)
+	require.NoError(t, err)
+	cutter := newCutter(target)
+	pageURL := serve(t, cutter)
+
+	ctl := mux.NewRouter()
+	ctl.HandleFunc("/cut", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"cut":%d}`, cutter.cut())
+	}).Methods(http.MethodPost)
+	ctl.HandleFunc("/turn/{kind}", func(w http.ResponseWriter, r *http.Request) {
+		turns, ok := scenarios[mux.Vars(r)["kind"]]
+		if !ok {
+			http.Error(w, "no such scenario", http.StatusNotFound)
+			return
+		}
+		double.Push(turns()...)
+		fmt.Fprint(w, `{"ok":true}`)
+	}).Methods(http.MethodPost)
+	ctl.HandleFunc("/qm", func(w http.ResponseWriter, r *http.Request) {
+		// The qm commands the simulated Proxmox host ran that change the VM.
+		calls := []string{}
+		for _, c := range stack.VM.Calls() {
+			if len(c) > 1 && c[1] != "status" && c[1] != "config" {
+				calls = append(calls, strings.Join(c, " "))
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(calls)
+	}).Methods(http.MethodGet)
+	ctlURL := serve(t, ctl)
+
+	cmd := exec.Command(node, "--test", "--test-concurrency=1", "test/e2e/real.test.mjs")
+	cmd.Dir = filepath.Join(root, "ui")
+	cmd.Env = append(os.Environ(), "BREAKGLASS_E2E_URL="+pageURL, "BREAKGLASS_E2E_CONTROL="+ctlURL)
+	e2e := lineLogger(t, "e2e")
+	cmd.Stdout = e2e
+	cmd.Stderr = e2e
+	require.NoError(t, cmd.Run(), "the Chromium suite failed (screenshots in ui/out/)")
+}
+
+// scenarios are the scripted answers the suite asks for before each prompt.
+var scenarios = map[string]func() []apidouble.Turn{
+	// A diagnosis: text streamed word by word, one Bash call, an answer.
+	"diagnose": func() []apidouble.Turn {
+		return []apidouble.Turn{
+			apidouble.T(
+				apidouble.Text("Let me look at the devvm first, starting with its uptime and load.").Every(120*time.Millisecond),
+				apidouble.Bash("echo 'up 2 days, load average: 0.08'"),
+			),
+			apidouble.AfterToolResult(
+				apidouble.Text("The devvm answers and its load is low: nothing to repair.").Every(120 * time.Millisecond),
+			),
+		}
+	},
+	// The agent asks for a reset through `pve`, which waits for approval.
+	"approval": func() []apidouble.Turn {
+		return []apidouble.Turn{
+			apidouble.T(
+				apidouble.Text("The guest kernel looks hung; I will ask to reset the VM."),
+				apidouble.Bash("pve reset"),
+			),
+			apidouble.AfterToolResult(apidouble.Text("The VM was reset.")),
+		}
+	},
+}
+
+// cutter passes requests through to the stack's edge and can end every
+// open event stream from the server side.
+type cutter struct {
+	proxy *httputil.ReverseProxy
+	// mu protects the following.
+	mu      sync.Mutex
+	streams map[int]context.CancelFunc
+	next    int
+}
+
+func newCutter(edge *url.URL) *cutter {
+	return &cutter{
+		proxy: &httputil.ReverseProxy{
+			Rewrite: func(r *httputil.ProxyRequest) {
+				r.SetURL(edge)
+				r.Out.Host = r.In.Host
+			},
+			FlushInterval: -1,
+		},
+		streams: map[int]context.CancelFunc{},
+	}
+}
+
+func (c *cutter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/stream") {
+		c.proxy.ServeHTTP(w, r)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	c.mu.Lock()
+	id := c.next
+	c.next++
+	c.streams[id] = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.streams, id)
+		c.mu.Unlock()
+		cancel()
+	}()
+	c.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// cut ends every open stream and says how many there were.
+func (c *cutter) cut() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cancel := range c.streams {
+		cancel()
+	}
+	return len(c.streams)
+}
+
+// serve runs h on a loopback port until the test ends and returns its URL.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return "http://" + l.Addr().String()
+}
+
+// lineLogger returns a writer whose lines go to the test log (shown when
+// the test fails or with -v), closed when the test ends.
+func lineLogger(t *testing.T, name string) *os.File {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			t.Logf("%s: %s", name, sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		_ = pw.Close()
+		wg.Wait()
+		_ = pr.Close()
+	})
+	return pw
+}
