@@ -60,56 +60,71 @@ var _ net.Listener = (*Listener)(nil)
 // one is refused with ErrInUse, and anything that is not a socket with
 // ErrNotSocket. The socket is bound under a temporary name, set to
 // SocketMode, and only then renamed to path, so it is never reachable under
-// path with a wider mode.
+// path with a wider mode. Every step inside the directory goes through an
+// os.Root, so a symlink planted there (the directory may be shared and
+// writable, like a Kubernetes emptyDir) is never followed out of it.
 func Listen(path string) (*Listener, error) {
 	if path == "" {
 		return nil, errors.New("listen: empty socket path")
 	}
-	dir := filepath.Dir(path)
+	dir, name := filepath.Dir(path), filepath.Base(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("create socket directory %s: %w", dir, err)
 	}
-	if err := removeStale(path); err != nil {
-		return nil, err
-	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".new")
-	if err := removeStale(tmp); err != nil {
-		return nil, err
-	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", tmp, err)
+		return nil, fmt.Errorf("open socket directory %s: %w", dir, err)
+	}
+	defer root.Close()
+	if err := removeStale(root, name); err != nil {
+		return nil, err
+	}
+	tmp := "." + name + ".new"
+	if err := removeStale(root, tmp); err != nil {
+		return nil, err
+	}
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, tmp), Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", filepath.Join(dir, tmp), err)
 	}
 	// Close must remove the final name, not the temporary one, and only
 	// while it is still ours: Listener.Close does that itself.
 	ul.SetUnlinkOnClose(false)
-	fail := func(err error) (*Listener, error) {
-		_ = ul.Close()
-		_ = os.Remove(tmp)
-		return nil, err
-	}
-	if err := os.Chmod(tmp, SocketMode); err != nil {
-		return fail(fmt.Errorf("chmod socket %s: %w", tmp, err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail(fmt.Errorf("rename socket to %s: %w", path, err))
-	}
-	// Check afterwards that the result holds: the file under path is a
-	// socket with exactly SocketMode (TestListenSocketMode guards this).
-	info, err := os.Lstat(path)
+	info, err := publish(root, tmp, name)
 	if err != nil {
-		return fail(fmt.Errorf("stat socket %s: %w", path, err))
-	}
-	if info.Mode().Type() != fs.ModeSocket || info.Mode().Perm() != SocketMode {
 		_ = ul.Close()
-		return nil, fmt.Errorf("socket %s has mode %v, want socket %v", path, info.Mode(), SocketMode)
+		_ = root.Remove(tmp)
+		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	return &Listener{ul: ul, path: path, info: info}, nil
 }
 
-// removeStale removes path if it is a socket nobody answers on.
-func removeStale(path string) error {
-	info, err := os.Lstat(path)
+// publish gives the socket bound at tmp its mode and renames it to name,
+// both inside root: a symlink swapped in at tmp can never take the chmod to
+// a file outside the socket directory (TestPublishNeverLeavesSocketDir).
+func publish(root *os.Root, tmp, name string) (fs.FileInfo, error) {
+	if err := root.Chmod(tmp, SocketMode); err != nil {
+		return nil, fmt.Errorf("chmod: %w", err)
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		return nil, fmt.Errorf("rename: %w", err)
+	}
+	// Check afterwards that the result holds: the file under name is a
+	// socket with exactly SocketMode (TestListenSocketMode guards this).
+	info, err := root.Lstat(name)
+	if err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	if info.Mode().Type() != fs.ModeSocket || info.Mode().Perm() != SocketMode {
+		return nil, fmt.Errorf("mode %v, want socket %v", info.Mode(), SocketMode)
+	}
+	return info, nil
+}
+
+// removeStale removes name from root if it is a socket nobody answers on.
+func removeStale(root *os.Root, name string) error {
+	path := filepath.Join(root.Name(), name)
+	info, err := root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -124,7 +139,7 @@ func removeStale(path string) error {
 		_ = c.Close()
 		return fmt.Errorf("%s: %w", path, ErrInUse)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
 	return nil
