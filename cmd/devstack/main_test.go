@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// buildAll builds the three binaries the stack runs into one folder, as
+// `make build` does.
+func buildAll(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../keyholder", "../web", ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return dir
+}
+
+// stack is a running devstack process and what it printed.
+type stack struct {
+	cmd    *exec.Cmd
+	url    string
+	folder string
+	exited chan error
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	bin := buildAll(t)
+	cmd := exec.Command(filepath.Join(bin, "devstack"), "-listen", "127.0.0.1:0")
+	// No claude on this PATH: the stack must come up without it.
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "BREAKGLASS_CLAUDE_BIN=" + filepath.Join(t.TempDir(), "no-claude")}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr := &syncWriter{}
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	s := &stack{cmd: cmd, exited: make(chan error, 1)}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		s.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+	deadline := time.After(2 * time.Minute)
+	for s.url == "" || s.folder == "" {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "devstack ended before it was up:\n%s", stderr.String())
+			if u, ok := strings.CutPrefix(l, "breakglass is up: "); ok {
+				s.url = strings.TrimSuffix(u, "/")
+			}
+			if f, ok := strings.CutPrefix(l, "folder: "); ok {
+				s.folder = f
+			}
+		case <-deadline:
+			t.Fatalf("devstack not up after 2 minutes:\n%s", stderr.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return s
+}
+
+// syncWriter is a buffer the child's output goroutine and the test share.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func post(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(body, &out))
+	return out
+}
+
+func TestStack(t *testing.T) {
+	s := startStack(t)
+
+	t.Run("serves-the-ui", func(t *testing.T) {
+		resp, err := http.Get(s.url + "/")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+	})
+
+	t.Run("verbs-change-the-simulated-vm", func(t *testing.T) {
+		out := post(t, s.url+"/api/vm/status")
+		assert.Contains(t, out["output"], "status: running")
+		out = post(t, s.url+"/api/vm/stop")
+		assert.EqualValues(t, 0, out["exit_code"])
+		out = post(t, s.url+"/api/vm/status")
+		assert.Contains(t, out["output"], "status: stopped")
+		post(t, s.url+"/api/vm/start")
+		out = post(t, s.url+"/api/vm/status")
+		assert.Contains(t, out["output"], "status: running")
+	})
+
+	t.Run("ssh-devvm-through-the-agent", func(t *testing.T) {
+		config := filepath.Join(s.folder, "sessions", "home", ".ssh", "config")
+		require.FileExists(t, config)
+		cmd := exec.Command("ssh", "-F", config, "devvm", "echo", "hello from the devvm")
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "hello from the devvm")
+	})
+
+	// Ctrl-C stops every process and removes the folder with the keys.
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-s.exited:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("devstack did not stop on SIGINT")
+	}
+	assert.NoDirExists(t, s.folder)
+	_, err := http.Get(s.url + "/healthz")
+	assert.Error(t, err, "the edge still answers after Ctrl-C")
+}
