@@ -160,7 +160,13 @@ func TestRunRefusesToStart(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
 			file := c.edit(t, f)
-			err := run(context.Background(), f.config(t))
+			// Refusals come before serving. With a context already
+			// ended, a refusal that is missing makes run serve and
+			// return nil at once, instead of serving until the test
+			// times out.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, f.config(t))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, c.want)
 			assert.Contains(t, err.Error(), file)
@@ -273,6 +279,11 @@ func TestBinaryRefusesBadKeyFile(t *testing.T) {
 			var out strings.Builder
 			for stderr.Scan() {
 				out.WriteString(stderr.Text() + "\n")
+				if strings.Contains(stderr.Text(), `"@message":"serving"`) {
+					// A missing refusal: stop it rather than wait forever.
+					_ = cmd.Process.Kill()
+					t.Errorf("the keyholder started serving: %s", stderr.Text())
+				}
 			}
 			err := cmd.Wait()
 			var exit *exec.ExitError
