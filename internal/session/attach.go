@@ -1,10 +1,6 @@
 package session
 
-import (
-	"encoding/json"
-
-	"breakglass/internal/event"
-)
+import "breakglass/internal/event"
 
 // Subscription is one client attached to a session.
 type Subscription struct {
@@ -61,6 +57,3 @@ func (sub *Subscription) Close() {
 	defer sub.s.mu.Unlock()
 	sub.m.dropLocked(sub.s, sub)
 }
-
-// jsonUnmarshal decodes event data.
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -123,6 +124,6 @@ func doneOf(t *testing.T, e event.Event) event.DoneData {
 	t.Helper()
 	require.Equal(t, event.Done, e.Type)
 	var d event.DoneData
-	require.NoError(t, jsonUnmarshal(e.Data, &d))
+	require.NoError(t, json.Unmarshal(e.Data, &d))
 	return d
 }

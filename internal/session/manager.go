@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -382,13 +383,18 @@ func (s *sess) info() Info {
 	}
 }
 
-// titleOf is a user event's text on one line, cut to titleRunes.
+// titleOf is a user event's text as a title.
 func titleOf(e *event.Event) string {
 	var d event.UserData
-	if err := jsonUnmarshal(e.Data, &d); err != nil {
+	if err := json.Unmarshal(e.Data, &d); err != nil {
 		return ""
 	}
-	t := strings.Join(strings.Fields(d.Text), " ")
+	return title(d.Text)
+}
+
+// title is a prompt on one line, cut to titleRunes.
+func title(text string) string {
+	t := strings.Join(strings.Fields(text), " ")
 	if utf8.RuneCountInString(t) <= titleRunes {
 		return t
 	}
@@ -474,8 +480,7 @@ func (m *Manager) Prompt(id, text, actor string) error {
 	t := &turn{cancel: cancel, start: m.now()}
 	s.turn = t
 	if s.title == "" {
-		u := event.New(event.User, event.UserData{Text: text})
-		s.title = titleOf(&u)
+		s.title = title(text)
 	}
 	m.appendLocked(s, event.New(event.User, event.UserData{Text: text, Actor: actor}))
 	spec := claude.Turn{SessionID: s.id, Prompt: text, Resume: s.conversation, Dir: s.dir}
@@ -581,7 +586,7 @@ func (m *Manager) emit(s *sess, t *turn, e event.Event) {
 		s.conversation = true
 	case event.Result:
 		var r event.ResultData
-		if jsonUnmarshal(e.Data, &r) == nil && r.TotalCostUSD > 0 {
+		if json.Unmarshal(e.Data, &r) == nil && r.TotalCostUSD > 0 {
 			m.metrics.CostUSD.Add(r.TotalCostUSD)
 		}
 	}

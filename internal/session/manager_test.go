@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -57,7 +58,7 @@ func TestTurn(t *testing.T) {
 		assert.Equal(t, int64(i+1), e.ID)
 	}
 	var u event.UserData
-	require.NoError(t, jsonUnmarshal(got[0].Data, &u))
+	require.NoError(t, json.Unmarshal(got[0].Data, &u))
 	assert.Equal(t, event.UserData{Text: "first\nprompt", Actor: "alice"}, u)
 	assert.Equal(t, event.OutcomeSuccess, doneOf(t, got[4]).Outcome)
 
@@ -446,4 +447,21 @@ breakglass_sse_subscribers 1
 breakglass_agent_cost_usd_total 0.25
 `), "breakglass_turns_total", "breakglass_turns_running", "breakglass_sessions", "breakglass_sse_subscribers", "breakglass_agent_cost_usd_total"))
 	assert.Equal(t, 1, testutil.CollectAndCount(m.metrics.TurnDuration))
+}
+
+func TestTitle(t *testing.T) {
+	long := strings.Repeat("é", titleRunes+5)
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "check the disk", "check the disk"},
+		{"one-line", "check\n\tthe   disk\n", "check the disk"},
+		{"cut", long, strings.Repeat("é", titleRunes-1) + "…"},
+		{"exact", strings.Repeat("a", titleRunes), strings.Repeat("a", titleRunes)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, title(tt.in))
+		})
+	}
 }
