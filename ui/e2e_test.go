@@ -137,6 +137,12 @@ var scenarios = map[string]func() []apidouble.Turn{
 			),
 		}
 	},
+	// A long answer, streamed slowly, for the Stop button.
+	"slow": func() []apidouble.Turn {
+		return []apidouble.Turn{
+			apidouble.T(apidouble.Text(strings.Repeat("Still reading the journal of the devvm. ", 20)).Every(250 * time.Millisecond)),
+		}
+	},
 	// The agent asks for a reset through `pve`, which waits for approval.
 	"approval": func() []apidouble.Turn {
 		return []apidouble.Turn{

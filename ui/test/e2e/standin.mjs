@@ -34,10 +34,22 @@ function write(res, ev) {
   res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`);
 }
 
-const wait = (ms) => new Promise((r) => setTimeout(r, ms));
-
 async function playTurn(s, text) {
   s.state = 'running';
+  s.cancelled = false;
+  try {
+    await turnSteps(s, text);
+  } catch {
+    append(s, 'done', { exit_code: 0, outcome: 'cancelled', duration_ms: 100 });
+  }
+  s.state = 'idle';
+}
+
+async function turnSteps(s, text) {
+  const wait = async (ms) => {
+    await new Promise((r) => setTimeout(r, ms));
+    if (s.cancelled) throw new Error('cancelled');
+  };
   if (!s.title) s.title = text.slice(0, 60);
   append(s, 'user', { text, actor: 'operator' });
   append(s, 'session', { session_id: s.id, model: 'sonnet', tools: ['Bash', 'Read', 'Grep', 'Glob'] });
@@ -55,7 +67,6 @@ async function playTurn(s, text) {
   }
   append(s, 'result', { subtype: 'success', is_error: false, text: 'The devvm is up; load is low.', duration_ms: 2100, num_turns: 2, total_cost_usd: 0.0123 });
   append(s, 'done', { exit_code: 0, outcome: 'success', duration_ms: 2200 });
-  s.state = 'idle';
 }
 
 function json(res, code, body) {
@@ -130,7 +141,9 @@ const server = createServer(async (req, res) => {
       playTurn(s, b.text);
       return json(res, 202, { ok: true });
     }
-    return json(res, 409, { error: 'nothing running' });
+    if (s.state !== 'running') return json(res, 409, { error: 'nothing running' });
+    s.cancelled = true;
+    return json(res, 202, { ok: true });
   }
   if ((m = /^\/api\/sessions\/([0-9a-f-]{36})\/approvals\/([0-9a-f-]{36})$/.exec(p)) && req.method === 'POST') {
     const a = approvals.get(m[2]);

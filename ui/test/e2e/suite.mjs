@@ -86,6 +86,44 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  test('stop-cancels-the-turn', async () => {
+    const { page } = await open(browser.context, target.url);
+    await newSession(page);
+    await target.prepare('slow');
+    await page.locator('#prompt').fill('read the whole journal');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
+    await page.getByRole('button', { name: 'Stop', exact: true }).click();
+    await page.locator('[data-kind="done"]').waitFor({ timeout: T() });
+    assert.match(await page.locator('[data-kind="done"]').textContent(), /cancelled/);
+    await page.getByRole('button', { name: 'Send', exact: true }).waitFor();
+    await shot(page, '11-cancelled');
+    await page.close();
+  });
+
+  test('sessions-switch', async () => {
+    const { page } = await open(browser.context, target.url);
+    const first = await newSession(page);
+    await target.prepare('diagnose');
+    await page.locator('#prompt').fill('first session prompt');
+    await page.keyboard.press('Enter');
+    await waitTurnEnd(page);
+    const seen = await transcriptText(page);
+    const second = await newSession(page);
+    assert.notEqual(second, first);
+    assert.equal(await page.locator('.msgs > li').count(), 0, 'a new session starts empty');
+    await page.getByRole('button', { name: 'Sessions' }).click();
+    const item = page.getByRole('button', { name: /first session prompt/ });
+    await item.waitFor();
+    await shot(page, '12-sessions');
+    await item.click();
+    await page.waitForFunction((id) => location.hash === `#/s/${id}`, first);
+    await conn(page, 'live');
+    await waitTurnEnd(page);
+    assert.deepEqual(await transcriptText(page), seen, 'switching back shows the same messages, once');
+    await page.close();
+  });
+
   test('vm-sheet-confirm', async () => {
     const { page } = await open(browser.context, target.url);
     const sid = await newSession(page);
@@ -120,6 +158,15 @@ export function suite(getTarget) {
     assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm reset 102'], 'the host ran qm reset');
     await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
     await shot(page, '07-vm-result');
+
+    // stop: the chip follows the VM until it is stopped; then start again.
+    await page.locator('button[data-verb="stop"]').click();
+    await page.getByRole('alertdialog').getByRole('button', { name: /^Stop VM/ }).click();
+    await page.locator('[data-vm-state="stopped"]').waitFor({ timeout: T() });
+    await page.locator('button[data-verb="start"]').click();
+    await page.getByRole('alertdialog').getByRole('button', { name: /^Start VM/ }).click();
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm reset 102', 'qm stop 102', 'qm start 102']);
     await page.keyboard.press('Escape');
     // The verb is in the session's transcript too.
     await page.locator('[data-kind="verb"]').first().waitFor({ timeout: T() });
