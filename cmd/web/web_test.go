@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -362,4 +363,53 @@ func TestGracefulShutdown(t *testing.T) {
 	b := s.start(t, nil)
 	replay := b.turn(t, id, 0, 30*time.Second)
 	assert.Equal(t, len(got), len(replay), "the shutdown's done was persisted; nothing added on reload")
+}
+
+// TestAuthWiring checks the environment reaches the authentication: the
+// identity header from a peer outside BREAKGLASS_TRUSTED_PROXIES is refused,
+// the bearer token of API_BEARER_TOKEN is accepted, and a cross-site POST
+// with the header is refused.
+func TestAuthWiring(t *testing.T) {
+	s := newStack(t)
+	token := "0123456789abcdef-token"
+	foreign := s.start(t, map[string]string{"BREAKGLASS_TRUSTED_PROXIES": "10.99.0.0/16", "API_BEARER_TOKEN": token, "BREAKGLASS_SESSIONS_DIR": filepath.Join(s.dir, "sessions-foreign")})
+	local := s.start(t, nil)
+
+	send := func(w *web, method, path string, h map[string]string) int {
+		req, err := http.NewRequest(method, w.url+path, strings.NewReader("{}"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := w.client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name   string
+		w      *web
+		method string
+		path   string
+		h      map[string]string
+		want   int
+	}{
+		{"no-credentials", local, "GET", "/api/sessions", nil, 401},
+		{"header-trusted", local, "GET", "/api/sessions", map[string]string{"X-Authentik-Username": "alice"}, 200},
+		{"header-untrusted-peer", foreign, "GET", "/api/sessions", map[string]string{"X-Authentik-Username": "alice"}, 401},
+		{"bearer-right", foreign, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token}, 200},
+		{"bearer-wrong", foreign, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token + "x"}, 401},
+		{"bearer-unset", local, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token}, 401},
+		{"cross-site-post", local, "POST", "/api/sessions", map[string]string{"X-Authentik-Username": "alice", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"foreign-origin-post", local, "POST", "/api/sessions", map[string]string{"X-Authentik-Username": "alice", "Origin": "https://evil.example"}, 403},
+		{"same-origin-post", local, "POST", "/api/sessions", map[string]string{"X-Authentik-Username": "alice", "Sec-Fetch-Site": "same-origin"}, 201},
+		{"healthz-open", foreign, "GET", "/healthz", nil, 200},
+		{"readyz-open", foreign, "GET", "/readyz", nil, 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, send(tt.w, tt.method, tt.path, tt.h))
+		})
+	}
 }
