@@ -3,9 +3,12 @@ package keyholder_test
 import (
 	"context"
 	"encoding/hex"
+	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"crypto/ed25519"
 
@@ -13,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/keyholder"
 )
 
 func rawSeed(t testing.TB, raw any) []byte {
@@ -149,4 +154,24 @@ keyholder_verbs_total{outcome="refused",verb="invalid"} 1
 	assert.Contains(t, ctype, "text/plain")
 	assert.Contains(t, string(body), `keyholder_verbs_total{outcome="ok",verb="status"} 1`)
 	assert.Contains(t, string(body), `keyholder_verb_duration_seconds_count{verb="status"} 1`)
+}
+
+// Attack: ask for a verb and never read the answer, so its outcome (exit
+// code, truncation) never reaches the audit log while the connection stays
+// open. The answer has its own timeout; the line is written after it.
+func TestAuditLineWhenCallerStopsReading(t *testing.T) {
+	e := newSimEnv(t, options{})
+	keyholder.SetAnswerTimeout(e.kh, 100*time.Millisecond)
+	e.vm.SetExtraOutput(3 << 20) // an answer far larger than the socket buffers
+	c, err := net.Dial("unix", e.socket)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "POST /v1/verbs/status HTTP/1.1\r\nHost: keyholder\r\nContent-Length: 0\r\n\r\n")
+	require.NoError(t, err)
+	// Nothing is ever read from c.
+	lines := e.log.waitFor(t, "request", 15*time.Second)
+	require.Len(t, lines, 1)
+	assert.Equal(t, "status", lines[0]["verb"])
+	assert.Equal(t, "ok", lines[0]["outcome"])
+	assert.Equal(t, true, lines[0]["truncated"])
 }

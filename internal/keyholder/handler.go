@@ -22,6 +22,11 @@ import (
 // maxLoggedPath bounds how much of a request path an audit line quotes.
 const maxLoggedPath = 128
 
+// defaultAnswerTimeout bounds writing an answer once it is known, so a
+// caller that stops reading cannot hold the handler, and with it the
+// request's audit line, forever.
+const defaultAnswerTimeout = 10 * time.Second
+
 // Handler returns the verb API: exactly the routes of ipc (healthz, verbs,
 // one verb, metrics); everything else is refused. It must be served by
 // ipc.Serve: a request without the caller's credentials is refused.
@@ -50,6 +55,7 @@ type audit struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.k.now()
 	sw := &statusWriter{ResponseWriter: w}
+	h.answerBy(sw)
 	a := &audit{}
 	cred, ok := ipc.PeerCred(r.Context())
 	switch {
@@ -124,6 +130,9 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 	}
 	a.actor = req.Actor
 	res, err := h.k.Run(a.verb, Caller{Actor: req.Actor, Cred: cred})
+	// WARNING: the verb may have run for minutes; the answer gets its own
+	// time from now, and no more (TestAuditLineWhenCallerStopsReading).
+	h.answerBy(w)
 	a.outcome = outcomeOf(res.ExitCode, err)
 	if err != nil {
 		a.err = err
@@ -133,6 +142,11 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 	}
 	a.exitCode, a.trunc = &res.ExitCode, res.Truncated
 	writeJSON(w, http.StatusOK, res)
+}
+
+// answerBy gives the answer written to w the answer timeout from now.
+func (h *handler) answerBy(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.k.answerTimeout))
 }
 
 // errorAnswer maps a Run error to its status and the plain message the

@@ -54,12 +54,43 @@ func newSigner(t testing.TB) ssh.Signer {
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+	// written, when set, is closed by the next write (see waitFor).
+	written chan struct{}
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitFor returns the lines whose @message is msg once there is one, and
+// fails the test if none is written within d.
+func (b *logBuffer) waitFor(t testing.TB, msg string, d time.Duration) []map[string]any {
+	t.Helper()
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		if lines := b.withMessage(t, msg); len(lines) > 0 {
+			return lines
+		}
+		select {
+		case <-written:
+		case <-timeout.C:
+			t.Fatalf("no %q line within %v; log so far:\n%s", msg, d, b.String())
+			return nil
+		}
+	}
 }
 
 func (b *logBuffer) String() string {

@@ -24,6 +24,8 @@ type Keyholder struct {
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	now      func() time.Time
+	// answerTimeout bounds writing an answer once it is known.
+	answerTimeout time.Duration
 
 	// mutating holds one token while a mutating verb runs.
 	mutating chan struct{}
@@ -82,6 +84,8 @@ func New(cfg Config) (*Keyholder, error) {
 		gatherer: gath,
 		now:      cfg.Now,
 		mutating: make(chan struct{}, 1),
+
+		answerTimeout: defaultAnswerTimeout,
 	}
 	if k.vmid == 0 {
 		k.vmid = verbs.DefaultVMID
