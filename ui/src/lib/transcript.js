@@ -196,6 +196,12 @@ function step(t, ev) {
     case 'done':
       t.running = false;
       t.status = null;
+      if (str(d.outcome) === 'cancelled' || str(d.outcome) === 'timeout') {
+        // The CLI closes an interrupted turn with an error result; it is the
+        // interruption, not a failure of its own.
+        const r = findLast(msgs, (m) => m.kind === 'result' || m.kind === 'user');
+        if (r >= 0 && msgs[r].kind === 'result') msgs[r] = { ...msgs[r], interrupted: str(d.outcome) };
+      }
       // A pending approval cannot outlive its turn.
       for (let i = 0; i < msgs.length; i++) {
         if (msgs[i].kind === 'approval' && msgs[i].state === 'pending') {

@@ -96,6 +96,9 @@ export function suite(getTarget) {
     await page.getByRole('button', { name: 'Stop', exact: true }).click();
     await page.locator('[data-kind="done"]').waitFor({ timeout: T() });
     assert.match(await page.locator('[data-kind="done"]').textContent(), /cancelled/);
+    for (const r of await page.locator('[data-kind="result"]').allTextContents()) {
+      assert.match(r, /Stopped/, 'the result of an interrupted turn reads as stopped, not failed');
+    }
     await page.getByRole('button', { name: 'Send', exact: true }).waitFor();
     await shot(page, '11-cancelled');
     await page.close();

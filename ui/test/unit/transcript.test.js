@@ -258,3 +258,20 @@ test('long-replay', () => {
   assert.equal(t.messages[1].text.length, 9_999);
   assert.equal(t.lastId, 10_000);
 });
+
+test('interrupted-result', () => {
+  const t = fold([
+    { id: 1, type: 'user', data: { text: 'go' } },
+    { id: 2, type: 'result', data: { subtype: 'error_during_execution', is_error: true, duration_ms: 800 } },
+    { id: 3, type: 'done', data: { exit_code: 0, outcome: 'cancelled', duration_ms: 900 } },
+  ]);
+  assert.equal(t.messages[1].interrupted, 'cancelled', 'the error result is the stop, not a failure');
+  const ok = fold([
+    { id: 1, type: 'user', data: { text: 'go' } },
+    { id: 2, type: 'result', data: { subtype: 'success', is_error: false } },
+    { id: 3, type: 'done', data: { exit_code: 0, outcome: 'success' } },
+    { id: 4, type: 'user', data: { text: 'again' } },
+    { id: 5, type: 'done', data: { exit_code: 0, outcome: 'cancelled' } },
+  ]);
+  assert.equal(ok.messages[1].interrupted, undefined, "an earlier turn's result is left alone");
+});
