@@ -138,7 +138,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	}
 	defer mln.Close()
 
-	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, "keyholder.sock"))
+	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, ipc.SocketName))
 	defer kh.Close()
 
 	// The manager and the verb service need each other: the service writes

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/apidouble"
+	"breakglass/internal/ipc"
 )
 
 // joinText joins the deltas of consecutive text events from es[i].
@@ -412,4 +413,46 @@ func TestAuthWiring(t *testing.T) {
 			assert.Equal(t, tt.want, send(tt.w, tt.method, tt.path, tt.h))
 		})
 	}
+}
+
+// TestKeyholderOverSocket runs a keyholder stand-in on
+// BREAKGLASS_SOCKET_DIR/keyholder.sock (the real ipc server): /readyz turns
+// 200, and /metrics carries its metrics with keyholder_up 1.
+func TestKeyholderOverSocket(t *testing.T) {
+	s := newStack(t)
+	khMux := http.NewServeMux()
+	khMux.HandleFunc("GET /v1/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+	khMux.HandleFunc("GET /v1/verbs", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"vmid":102,"verbs":[{"name":"status","mutating":false}]}`)
+	})
+	khMux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "# HELP keyholder_agent_signs_total Signs.\n# TYPE keyholder_agent_signs_total counter\nkeyholder_agent_signs_total{outcome=\"signed\"} 4\n")
+	})
+	ln, err := ipc.Listen(filepath.Join(s.env["BREAKGLASS_SOCKET_DIR"], ipc.SocketName))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ipc.Serve(ctx, ln, ipc.ServerConfig{Handler: khMux}) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-served)
+	})
+
+	w := s.start(t, nil)
+	code, body := w.do(t, http.MethodGet, "/readyz", "")
+	assert.Equal(t, http.StatusOK, code, body)
+	code, body = w.do(t, http.MethodGet, "/api/vm", "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"vmid":102`)
+
+	resp, err := http.Get(w.metricsURL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "\nkeyholder_up 1\n")
+	assert.Contains(t, string(b), `keyholder_agent_signs_total{outcome="signed"} 4`)
+	assert.Contains(t, string(b), "# TYPE breakglass_turns_total counter")
 }
