@@ -93,6 +93,10 @@ export function suite(getTarget) {
     await page.locator('#prompt').fill('read the whole journal');
     await page.keyboard.press('Enter');
     await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
+    const spin = () => page.locator('.spinner').evaluate((e) => parseFloat(getComputedStyle(e).animationDuration));
+    assert.ok((await spin()) > 0.1, 'the working spinner turns');
+    await page.emulateMedia({ reducedMotion: 'reduce' });
+    assert.ok((await spin()) < 0.001, 'and stops turning under prefers-reduced-motion');
     await page.getByRole('button', { name: 'Stop', exact: true }).click();
     await page.locator('[data-kind="done"]').waitFor({ timeout: T() });
     assert.match(await page.locator('[data-kind="done"]').textContent(), /cancelled/);
@@ -279,6 +283,15 @@ export function suite(getTarget) {
     await page.getByRole('button', { name: 'VM power controls' }).click();
     await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
     assert.deepEqual(await axe(page), [], 'VM sheet: no serious axe violation');
+    assert.deepEqual(await smallTargets(page), [], 'VM sheet: tap targets are at least 44px');
+    await page.locator('button[data-verb="cycle"]').click();
+    await page.getByRole('alertdialog').waitFor();
+    assert.deepEqual(await axe(page), [], 'confirm: no serious axe violation');
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Cancel' }).click();
+    await page.keyboard.press('Escape');
+    await page.getByRole('button', { name: 'Sessions' }).click();
+    await page.getByRole('button', { name: 'New session' }).waitFor();
+    assert.deepEqual(await axe(page), [], 'sessions sheet: no serious axe violation');
     await page.close();
   });
 }
