@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -85,7 +86,7 @@ func TestEndToEndInChromium(t *testing.T) {
 
 	target, err := url.Parse(stack.URL)
 	require.NoError(t, err)
-	cutter := newCutter(target)
+	cutter := newCutter(target, log.New(logs, "cutter: ", 0))
 	pageURL := serve(t, cutter)
 
 	ctl := mux.NewRouter()
@@ -165,7 +166,7 @@ type cutter struct {
 	next    int
 }
 
-func newCutter(edge *url.URL) *cutter {
+func newCutter(edge *url.URL, errs *log.Logger) *cutter {
 	return &cutter{
 		proxy: &httputil.ReverseProxy{
 			Rewrite: func(r *httputil.ProxyRequest) {
@@ -173,6 +174,7 @@ func newCutter(edge *url.URL) *cutter {
 				r.Out.Host = r.In.Host
 			},
 			FlushInterval: -1,
+			ErrorLog:      errs, // a cut stream is reported here; it is expected
 		},
 		streams: map[int]context.CancelFunc{},
 	}
