@@ -36,6 +36,10 @@ async function call(method, path, body) {
       data = null;
     }
   }
+  if (res.status === 401) {
+    // The edge proxy's sign-in expired: a reload goes through it again.
+    throw new ApiError(401, 'not signed in: reload the page to sign in again');
+  }
   if (!res.ok) {
     const why = data && typeof data.error === 'string' ? data.error : text.slice(0, 200) || res.statusText;
     throw new ApiError(res.status, `${res.status}: ${why}`);
