@@ -85,7 +85,7 @@ const (
 // done), streams close, listeners drain.
 func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) error {
 	if len(cfg.TrustedProxies) == 0 {
-		log.Warn("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is trusted from any peer; set it to the SSO proxy's addresses")
+		log.Warn("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is trusted from any peer except this host itself; set it to the SSO proxy's addresses")
 	}
 	if cfg.BearerToken == "" {
 		log.Info("API_BEARER_TOKEN is empty: bearer authentication is off")

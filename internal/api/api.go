@@ -44,7 +44,9 @@ type Config struct {
 	// empty means the bearer is never accepted.
 	BearerToken string
 	// TrustedProxies are the peers the identity header is believed from;
-	// empty means any peer (the caller should warn).
+	// empty means any peer but this host itself (the caller should warn).
+	// A loopback peer is believed only when listed here; a peer connecting
+	// from the address it connects to (this pod) never is.
 	TrustedProxies []netip.Prefix
 	// KeepAlive is the interval of `: keepalive` on idle streams; zero
 	// means DefaultKeepAlive.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -29,11 +30,12 @@ const (
 	reasonEmpty         = "empty_header"
 	reasonInvalid       = "invalid_header"
 	reasonUntrustedPeer = "untrusted_peer"
+	reasonLocalPeer     = "local_peer"
 	reasonCrossOrigin   = "cross_origin"
 )
 
 // authReasons lists every reason, so each series exists from the start.
-var authReasons = []string{reasonMissing, reasonBadToken, reasonNoToken, reasonRepeated, reasonEmpty, reasonInvalid, reasonUntrustedPeer, reasonCrossOrigin}
+var authReasons = []string{reasonMissing, reasonBadToken, reasonNoToken, reasonRepeated, reasonEmpty, reasonInvalid, reasonUntrustedPeer, reasonLocalPeer, reasonCrossOrigin}
 
 // principal is who made a request.
 type principal struct {
@@ -97,28 +99,52 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 	if len(name) > maxIdentity || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
 		return principal{}, reasonInvalid
 	}
-	if !a.trustedPeer(r.RemoteAddr) {
-		return principal{}, reasonUntrustedPeer
-	}
-	return principal{name: name, viaHeader: true}, ""
+	return a.trustPeer(r, name)
 }
 
-// trustedPeer reports whether the identity header is believed from addr.
-func (a *authenticator) trustedPeer(addr string) bool {
-	if len(a.trusted) == 0 {
-		return true
-	}
-	ap, err := netip.ParseAddrPort(addr)
+// trustPeer decides whether the identity header is believed from r's peer.
+//
+// The agent runs claude's Bash tool on this very host, so a connection from
+// this host must never pass as the proxy by default: otherwise the agent
+// could `curl` the web with the header, approve its own reset and act as the
+// operator. A peer on this host is either on loopback, or connects from the
+// address it connects to (the pod's own IP). The first is believed only when
+// BREAKGLASS_TRUSTED_PROXIES names it explicitly (a proxy in the same pod,
+// or the local stack's edge); the second never is.
+func (a *authenticator) trustPeer(r *http.Request, name string) (principal, string) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return false
+		return principal{}, reasonUntrustedPeer
 	}
-	ip := ap.Addr().Unmap()
+	peer := ap.Addr().Unmap()
+	if local, ok := localIP(r); ok && peer == local && !peer.IsLoopback() {
+		return principal{}, reasonLocalPeer
+	}
+	if len(a.trusted) == 0 {
+		if peer.IsLoopback() {
+			return principal{}, reasonLocalPeer
+		}
+		return principal{name: name, viaHeader: true}, ""
+	}
 	for _, p := range a.trusted {
-		if p.Contains(ip) {
-			return true
+		if p.Contains(peer) {
+			return principal{name: name, viaHeader: true}, ""
 		}
 	}
-	return false
+	return principal{}, reasonUntrustedPeer
+}
+
+// localIP is the address r arrived on.
+func localIP(r *http.Request) (netip.Addr, bool) {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
 }
 
 // requireAuth wraps the operator's routes: unauthenticated requests get 401

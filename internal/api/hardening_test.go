@@ -5,7 +5,9 @@ package api
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,4 +202,47 @@ func TestHardeningStalledClientNeverBlocksTheTurn(t *testing.T) {
 		require.Equal(t, int64(i+1), ev.id)
 	}
 	assert.Contains(t, got[len(got)-1].data, `"outcome":"success"`)
+}
+
+// TestHardeningAgentCannotPoseAsTheOperator: the agent's Bash tool runs on
+// this host. With the header believed from "any peer", it could `curl` the
+// web with x-authentik-username set, approve its own reset, and act as the
+// operator. A peer on this host is refused: loopback unless explicitly
+// trusted, and the pod's own address always, even inside a trusted CIDR.
+func TestHardeningAgentCannotPoseAsTheOperator(t *testing.T) {
+	cases := []struct {
+		name    string
+		trusted []netipPrefix
+		peer    string
+		local   string
+		want    string
+	}{
+		{name: "loopback-any-peer", peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: reasonLocalPeer},
+		{name: "other-loopback-any-peer", peer: "127.0.0.2:40000", local: "127.0.0.1:8080", want: reasonLocalPeer},
+		{name: "ipv6-loopback-any-peer", peer: "[::1]:40000", local: "[::1]:8080", want: reasonLocalPeer},
+		{name: "own-pod-ip-any-peer", peer: "10.42.0.7:40000", local: "10.42.0.7:8080", want: reasonLocalPeer},
+		{name: "own-pod-ip-in-trusted-cidr", trusted: mustPrefixes("10.42.0.0/16"), peer: "10.42.0.7:40000", local: "10.42.0.7:8080", want: reasonLocalPeer},
+		{name: "loopback-not-listed", trusted: mustPrefixes("10.42.0.0/16"), peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: reasonUntrustedPeer},
+		{name: "edge-in-trusted-cidr", trusted: mustPrefixes("10.42.0.0/16"), peer: "10.42.3.9:40000", local: "10.42.0.7:8080", want: ""},
+		{name: "edge-any-peer", peer: "10.42.3.9:40000", local: "10.42.0.7:8080", want: ""},
+		{name: "loopback-listed-explicitly", trusted: mustPrefixes("127.0.0.1/32"), peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := authenticator{trusted: tc.trusted}
+			r := httptest.NewRequest(http.MethodPost, "/api/vm/reset", nil)
+			r.RemoteAddr = tc.peer
+			local, err := net.ResolveTCPAddr("tcp", tc.local)
+			require.NoError(t, err)
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, local))
+			r.Header.Set(IdentityHeader, "operator")
+			p, reason := a.authenticate(r)
+			assert.Equal(t, tc.want, reason)
+			if tc.want == "" {
+				assert.Equal(t, "operator", p.name)
+			} else {
+				assert.Empty(t, p.name)
+			}
+		})
+	}
 }

@@ -121,6 +121,10 @@ func startTB(t testing.TB, o opts) *env {
 	require.NoError(t, err)
 	kh := &fakeKeyholder{metrics: "# TYPE keyholder_verbs_total counter\nkeyholder_verbs_total{verb=\"status\",outcome=\"success\"} 3\n# TYPE go_goroutines gauge\ngo_goroutines 7\n"}
 	cfg := o.api
+	if cfg.TrustedProxies == nil {
+		// The tests' client stands in for the edge proxy, on loopback.
+		cfg.TrustedProxies = mustPrefixes("127.0.0.0/8", "::1/128")
+	}
 	cfg.Sessions = m
 	cfg.Keyholder = kh
 	cfg.Registerer = reg

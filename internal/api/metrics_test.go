@@ -71,6 +71,7 @@ breakglass_auth_failures_total{reason="bearer_disabled"} 0
 breakglass_auth_failures_total{reason="cross_origin"} 0
 breakglass_auth_failures_total{reason="empty_header"} 0
 breakglass_auth_failures_total{reason="invalid_header"} 0
+breakglass_auth_failures_total{reason="local_peer"} 0
 breakglass_auth_failures_total{reason="missing"} 0
 breakglass_auth_failures_total{reason="repeated_header"} 0
 breakglass_auth_failures_total{reason="untrusted_peer"} 0
