@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -21,12 +22,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/apidouble"
@@ -114,6 +117,33 @@ func TestEndToEndInChromium(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(calls)
 	}).Methods(http.MethodGet)
 	ctlURL := serve(t, ctl)
+
+	t.Run("served-headers", func(t *testing.T) {
+		// The web serves this package's files: index.html revalidated every
+		// time, hashed assets cached for good, each with its content type.
+		index, err := fs.ReadFile(FS(), "index.html")
+		require.NoError(t, err)
+		asset := regexp.MustCompile(`src="/(assets/[^"]+\.js)"`).FindSubmatch(index)
+		require.NotNil(t, asset, "index.html names its script")
+		cases := []struct {
+			name, path, contentType, cache string
+		}{
+			{"index", "/", "text/html", "no-cache"},
+			{"script", "/" + string(asset[1]), "javascript", "immutable"},
+			{"manifest", "/manifest.json", "application/json", "no-cache"},
+			{"icon", "/icon-192.png", "image/png", "no-cache"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				res, err := http.Get(pageURL + c.path)
+				require.NoError(t, err)
+				res.Body.Close()
+				require.Equal(t, http.StatusOK, res.StatusCode)
+				assert.Contains(t, res.Header.Get("Content-Type"), c.contentType)
+				assert.Contains(t, res.Header.Get("Cache-Control"), c.cache)
+			})
+		}
+	})
 
 	cmd := exec.Command(node, "--test", "--test-concurrency=1", "test/e2e/real.test.mjs")
 	cmd.Dir = filepath.Join(root, "ui")
