@@ -318,3 +318,33 @@ func TestHardeningStalledRequestLosesItsConnection(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, byte(msgIdentitiesAnswer), reply[0])
 }
+
+// Attack: pipeline requests and never read the replies, so the agent's
+// goroutine for the connection blocks in a write for as long as the
+// connection stays open.
+func TestHardeningUnreadRepliesLoseTheConnection(t *testing.T) {
+	key, host := newSigner(t), newSigner(t)
+	a := startAgent(t, Config{Key: key, DevvmHostKeys: []ssh.PublicKey{host.PublicKey()}, User: testUser, RequestTimeout: 50 * time.Millisecond})
+	c := dialRaw(t, a.sock)
+	// Far more replies than the socket buffers hold. One write per request,
+	// so no request is ever split across the point where the writer blocks.
+	req := append(lengthOnly(1), msgRequestIdentities)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for range 20000 {
+			if _, err := c.Write(req); err != nil {
+				return // the agent closed the connection
+			}
+		}
+	}()
+	// Nothing is read from c until the agent has given up on it.
+	lines := a.logs.waitEvent(t, "disconnect", 10*time.Second)
+	assert.Contains(t, lines[0]["reason"], "write reply")
+	<-wrote
+	require.NoError(t, c.Close())
+	a2 := dialRaw(t, a.sock)
+	reply, err := a2.roundTrip([]byte{msgRequestIdentities})
+	require.NoError(t, err)
+	assert.Equal(t, byte(msgIdentitiesAnswer), reply[0], "the agent still serves others")
+}

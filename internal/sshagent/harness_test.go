@@ -58,12 +58,43 @@ func shortTempDir(t testing.TB) string {
 type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+	// written, when set, is closed by the next write (see waitEvent).
+	written chan struct{}
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitEvent returns the audit lines with event ev once there is one, and
+// fails the test if none is written within d.
+func (b *logBuffer) waitEvent(t testing.TB, ev string, d time.Duration) []map[string]any {
+	t.Helper()
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		if lines := b.events(t, ev); len(lines) > 0 {
+			return lines
+		}
+		select {
+		case <-written:
+		case <-timeout.C:
+			t.Fatalf("no %q audit line within %v; log so far:\n%s", ev, d, b.String())
+			return nil
+		}
+	}
 }
 
 func (b *logBuffer) String() string {

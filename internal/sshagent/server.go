@@ -53,8 +53,9 @@ type Config struct {
 	// the bound is closed at once. Zero means DefaultMaxConnections.
 	MaxConnections int
 	// RequestTimeout bounds the rest of a request once its first byte has
-	// arrived; a peer that stalls mid-request loses its connection. Zero
-	// means DefaultRequestTimeout.
+	// arrived, and the writing of its reply; a peer that stalls mid-request
+	// or leaves replies unread loses its connection. Zero means
+	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// Logger receives one audit line per decision. Nil means no logging.
 	Logger hclog.Logger

@@ -67,8 +67,9 @@ type identitiesAnswerMsg struct {
 }
 
 // serveFrames answers agent requests on c, in order, until c fails, a
-// request breaks the framing, or the rest of a request takes longer than
-// timeout after its first byte. It replaces agent.ServeAgent, which writes
+// request breaks the framing, the rest of a request takes longer than
+// timeout after its first byte, or the peer leaves a reply unread for
+// longer than timeout. It replaces agent.ServeAgent, which writes
 // refusals to the standard log package, reads up to 16 MiB and answers the
 // legacy SSH1 requests with success.
 func serveFrames(a *connAgent, c net.Conn, timeout time.Duration) error {
@@ -100,6 +101,9 @@ func serveFrames(a *connAgent, c net.Conn, timeout time.Duration) error {
 		out := make([]byte, 4+len(reply))
 		binary.BigEndian.PutUint32(out, uint32(len(reply)))
 		copy(out[4:], reply)
+		if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+			return fmt.Errorf("set write deadline: %w", err)
+		}
 		if _, err := c.Write(out); err != nil {
 			return fmt.Errorf("write reply: %w", err)
 		}
