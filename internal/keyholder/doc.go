@@ -4,9 +4,9 @@
 // configured host; IP addresses, never names), running a whitelisted verb
 // on the Proxmox host over SSH with the PVE key (host key verified against
 // known_hosts, the verb name as the only command), serialising mutating
-// verbs, bounding each run by a timeout and its output by a cap, and
-// answering the verb API of keyholder.sock with one audit line and metrics
-// per request.
+// verbs, bounding how many verbs run at once, each run by a timeout and its
+// output by a cap, and answering the verb API of keyholder.sock with one
+// audit line and metrics per request.
 //
 // It must never run anything but a verb verbs.Parse accepted, never open an
 // SSH connection for a refused request, never accept an unknown host key,

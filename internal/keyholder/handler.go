@@ -157,6 +157,8 @@ func (k *Keyholder) errorAnswer(err error) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrBusy):
 		return http.StatusConflict, "a mutating verb is already running; try again when it has finished"
+	case errors.Is(err, ErrTooMany):
+		return http.StatusTooManyRequests, fmt.Sprintf("too many verbs running (%d); try again when one has finished", MaxConcurrentVerbs)
 	case errors.Is(err, ErrHostKeyMismatch):
 		return http.StatusBadGateway, "host key mismatch: the Proxmox host's key is not the one pinned in known_hosts; nothing was run"
 	case errors.Is(err, ErrClosed):

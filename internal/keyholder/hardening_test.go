@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
+
+	"breakglass/internal/keyholder"
 )
 
 // badVerbs are the verb parser's refusals (see internal/verbs), sent as one
@@ -219,4 +221,35 @@ func TestHandlerOutsideSocketRefusesAll(t *testing.T) {
 	}
 	assert.Zero(t, e.sim.Connections())
 	assert.Empty(t, e.vm.Calls())
+}
+
+// Attack: run verbs side by side by the hundred, each a root login and qm
+// processes on the Proxmox host and up to 1 MiB of output held here, to
+// load the hypervisor or exhaust the keyholder's memory. Past
+// MaxConcurrentVerbs a verb is refused at once with 429 and opens no SSH
+// connection.
+func TestConcurrentVerbsAreBounded(t *testing.T) {
+	e := newSimEnv(t, options{})
+	release := e.vm.Block()
+	defer release()
+	errs := make(chan error, keyholder.MaxConcurrentVerbs)
+	for range keyholder.MaxConcurrentVerbs {
+		go func() {
+			_, err := e.client.Run(context.Background(), "status", "")
+			errs <- err
+		}()
+		<-e.vm.Waiting() // held inside qm on the Proxmox host
+	}
+	conns := e.sim.Connections()
+	status, body := e.raw(t, "POST", "/v1/verbs/forensics", "")
+	assert.Equal(t, http.StatusTooManyRequests, status)
+	assert.Contains(t, errorOf(t, body), "too many verbs running")
+	assert.Equal(t, conns, e.sim.Connections(), "the refusal opens no SSH connection")
+
+	release()
+	for range keyholder.MaxConcurrentVerbs {
+		assert.NoError(t, <-errs)
+	}
+	_, err := e.client.Run(context.Background(), "status", "")
+	assert.NoError(t, err, "the slots are free again")
 }

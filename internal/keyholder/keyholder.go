@@ -29,6 +29,8 @@ type Keyholder struct {
 
 	// mutating holds one token while a mutating verb runs.
 	mutating chan struct{}
+	// slots holds one token per verb running, up to MaxConcurrentVerbs.
+	slots chan struct{}
 
 	// life ends every running verb when the keyholder closes.
 	life     context.Context
@@ -84,6 +86,7 @@ func New(cfg Config) (*Keyholder, error) {
 		gatherer: gath,
 		now:      cfg.Now,
 		mutating: make(chan struct{}, 1),
+		slots:    make(chan struct{}, MaxConcurrentVerbs),
 
 		answerTimeout: defaultAnswerTimeout,
 	}
@@ -132,8 +135,9 @@ func (k *Keyholder) enter() bool {
 }
 
 // Run runs verb on the Proxmox host for caller. A name verbs.Parse refuses
-// is refused (wrapping verbs.ErrUnknown) before any I/O. A mutating verb
-// while another runs fails with ErrBusy; the line saying a mutating verb
+// is refused (wrapping verbs.ErrUnknown) before any I/O. A verb while
+// MaxConcurrentVerbs run fails with ErrTooMany, a mutating verb while
+// another runs with ErrBusy; the line saying a mutating verb
 // starts is logged before it is sent. Once started, a verb is not abandoned
 // because its caller went away: it ends when the remote command does, at
 // the verb timeout (ErrTimeout), or when the keyholder closes.
@@ -156,6 +160,13 @@ func (k *Keyholder) Run(verb string, caller Caller) (ipc.Result, error) {
 		return res, ErrClosed
 	}
 	defer k.running.Done()
+	select {
+	case k.slots <- struct{}{}:
+		defer func() { <-k.slots }()
+	default:
+		count(0, ErrTooMany)
+		return res, ErrTooMany
+	}
 	if v.Mutating {
 		select {
 		case k.mutating <- struct{}{}:

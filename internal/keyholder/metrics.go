@@ -19,7 +19,7 @@ const (
 	OutcomeNonzeroExit  Outcome = "nonzero_exit" // ran, exit code not 0
 	OutcomeRefused      Outcome = "refused"      // not a verb (verb label "invalid")
 	OutcomeBadRequest   Outcome = "bad_request"  // a verb, but a bad body
-	OutcomeBusy         Outcome = "busy"         // another mutating verb running
+	OutcomeBusy         Outcome = "busy"         // another mutating verb, or too many verbs, running
 	OutcomeHostKey      Outcome = "host_key_mismatch"
 	OutcomeSSHError     Outcome = "ssh_error"
 	OutcomeUnreachable  Outcome = "unreachable"
@@ -66,7 +66,7 @@ func outcomeOf(exitCode int, err error) Outcome {
 		return OutcomeNonzeroExit
 	case errors.Is(err, verbs.ErrUnknown):
 		return OutcomeRefused
-	case errors.Is(err, ErrBusy):
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrTooMany):
 		return OutcomeBusy
 	case errors.Is(err, ErrHostKeyMismatch):
 		return OutcomeHostKey

@@ -13,6 +13,11 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
+// MaxConcurrentVerbs bounds the verbs running at once, whatever their kind:
+// each is a root login and qm processes on the Proxmox host, and up to
+// MaxOutput of memory here.
+const MaxConcurrentVerbs = 8
+
 // MaxOutput caps a verb's output (stdout and stderr together). More is read
 // and dropped, so the remote command still ends normally, and the answer says
 // how much was dropped.
@@ -23,6 +28,8 @@ const MaxOutput = 1 << 20
 var (
 	// ErrBusy: a mutating verb is already running (409).
 	ErrBusy = errors.New("a mutating verb is already running")
+	// ErrTooMany: MaxConcurrentVerbs verbs are already running (429).
+	ErrTooMany = errors.New("too many verbs running")
 	// ErrHostKeyMismatch: the Proxmox host presented a key known_hosts does
 	// not pin for it (502). Nothing was run.
 	ErrHostKeyMismatch = errors.New("host key mismatch")
