@@ -61,3 +61,25 @@ export function shortTime(iso, now = new Date()) {
   if (sameDay) return hm;
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')} ${hm}`;
 }
+
+/**
+ * footer is a turn's result line: how it ended, how long it took, what it
+ * cost, and how many model calls it made.
+ */
+export function footer(m) {
+  let head = 'Done';
+  if (m.interrupted) head = m.interrupted === 'timeout' ? 'Timed out' : 'Stopped';
+  else if (m.isError) head = `Failed (${m.subtype || 'error'})`;
+  const parts = [head, formatDuration(m.durationMs), formatCost(m.costUsd)];
+  if (typeof m.numTurns === 'number') parts.push(`${m.numTurns} ${m.numTurns === 1 ? 'step' : 'steps'}`);
+  return parts.filter(Boolean).join(' · ');
+}
+
+/** retryLine says that claude is retrying the API, and why. */
+export function retryLine(m) {
+  let s = 'API retry';
+  if (typeof m.attempt === 'number') s += ` ${m.attempt}${typeof m.maxRetries === 'number' ? `/${m.maxRetries}` : ''}`;
+  if (typeof m.retryInMs === 'number') s += ` in ${formatDuration(m.retryInMs)}`;
+  if (m.error) s += `: ${m.error}`;
+  return s;
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capText, formatCost, formatDuration, segments, shortTime } from '../../src/lib/format.js';
+import { capText, footer, formatCost, formatDuration, retryLine, segments, shortTime } from '../../src/lib/format.js';
 import { VERBS, expectedAfter, parseStatus, settled, verbList, SETTLE_TRIES } from '../../src/lib/vm.js';
 import { CLOSED, CONNECTING, OPEN, STALE_HIDDEN_MS, backoffMs, connState, isStale, parseEvent } from '../../src/lib/stream.js';
 import { PRESETS } from '../../src/lib/presets.js';
@@ -112,4 +112,20 @@ test('parseEvent', () => {
 test('presets', () => {
   assert.deepEqual(PRESETS.map((p) => p.label), ['Triage', 'Memory/OOM', 'Disk', 'Services', 'QEMU wedged']);
   for (const p of PRESETS) assert.ok(p.text.length > 80, `${p.label} is a real prompt`);
+});
+
+test('footer', () => {
+  const cases = [
+    { name: 'success', m: { isError: false, durationMs: 4200, costUsd: 0.0123, numTurns: 2 }, want: 'Done · 4.2 s · $0.01 · 2 steps' },
+    { name: 'one-step', m: { isError: false, durationMs: 800, costUsd: null, numTurns: 1 }, want: 'Done · 800 ms · 1 step' },
+    { name: 'failed', m: { isError: true, subtype: 'error_max_turns', durationMs: null, costUsd: 0, numTurns: null }, want: 'Failed (error_max_turns) · $0' },
+    { name: 'stopped', m: { isError: true, subtype: 'error_during_execution', interrupted: 'cancelled', durationMs: 808, costUsd: 0.0001, numTurns: 2 }, want: 'Stopped · 808 ms · $0.0001 · 2 steps' },
+    { name: 'timed-out', m: { isError: true, interrupted: 'timeout', durationMs: null, costUsd: null, numTurns: null }, want: 'Timed out' },
+  ];
+  for (const c of cases) assert.equal(footer(c.m), c.want, c.name);
+});
+
+test('retryLine', () => {
+  assert.equal(retryLine({ attempt: 2, maxRetries: 10, retryInMs: 1500, error: 'overloaded' }), 'API retry 2/10 in 1.5 s: overloaded');
+  assert.equal(retryLine({ attempt: null, maxRetries: null, retryInMs: null, error: '' }), 'API retry');
 });
