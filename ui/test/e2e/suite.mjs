@@ -70,10 +70,20 @@ export function suite(getTarget) {
     await page.locator('#prompt').fill('check the devvm');
     await page.keyboard.press('Enter');
     await page.locator('[data-kind="text"]').first().waitFor({ timeout: T() });
+    // Record every state the indicator shows: "reconnecting" may last
+    // only as long as the browser's retry delay.
+    await page.evaluate(() => {
+      window.connStates = [];
+      const el = document.querySelector('.conn');
+      new MutationObserver(() => {
+        if (window.connStates.at(-1) !== el.dataset.state) window.connStates.push(el.dataset.state);
+      }).observe(el, { attributes: true });
+    });
     assert.ok((await target.cutStreams()) >= 1, 'the page\'s stream was open and got cut');
-    await conn(page, 'reconnecting');
+    await page.waitForFunction(() => window.connStates.includes('reconnecting'), null, { timeout: T() });
     await shot(page, '04-reconnecting');
-    await conn(page, 'live');
+    await page.waitForFunction(() => window.connStates.at(-1) === 'live', null, { timeout: T() });
+    assert.deepEqual(await page.evaluate(() => window.connStates), ['reconnecting', 'live']);
     await waitTurnEnd(page);
     const seen = await transcriptText(page);
     // A fresh page replays the whole log: the same messages, once each.
