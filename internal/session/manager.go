@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -138,9 +139,13 @@ type sess struct {
 	mu     sync.Mutex
 	events []event.Event
 	file   *os.File
-	subs   map[*Subscription]struct{}
-	turn   *turn
-	title  string
+	// saved is the length of file's whole lines; unsaved is set once a
+	// write failed (disk full, read-only): later events stay in memory only.
+	saved   int64
+	unsaved bool
+	subs    map[*Subscription]struct{}
+	turn    *turn
+	title   string
 	// conversation is set once claude reported a session (system/init):
 	// later turns resume it.
 	conversation bool
@@ -239,6 +244,7 @@ func (m *Manager) reload() error {
 			createdAt: l.meta.CreatedAt,
 			events:    l.events,
 			file:      l.file,
+			saved:     l.size,
 			subs:      map[*Subscription]struct{}{},
 		}
 		if l.torn {
@@ -421,16 +427,34 @@ func (m *Manager) Append(id string, e event.Event) error {
 // appendLocked numbers e, writes it to the session's file, keeps it, and
 // offers it to every subscriber without blocking; a subscriber whose buffer
 // is full is dropped (it resumes by id). s.mu must be held.
+//
+// The first write that fails (disk full, read-only folder) cuts the
+// partial line back off, so what was saved stays a clean log that reloads
+// whole, stops saving this session (a later line would follow a gap), and
+// tells every client with an `error` event; the session goes on in memory.
 func (m *Manager) appendLocked(s *sess, e event.Event) {
 	e.ID = int64(len(s.events)) + 1
 	e.Time = m.now().UTC()
+	var failed error
 	if line, err := encodeLine(e); err != nil {
 		m.log.Error("encode event", "session", s.id, "error", err)
-	} else if s.file != nil {
+	} else if s.file != nil && !s.unsaved {
 		if _, err := s.file.Write(line); err != nil {
-			m.log.Error("persist event", "session", s.id, "id", e.ID, "error", err)
+			failed = err
+			s.unsaved = true
+			m.log.Error("persist event: this session is no longer saved", "session", s.id, "id", e.ID, "error", err)
+			if terr := s.file.Truncate(s.saved); terr != nil {
+				m.log.Error("cut a partly written event", "session", s.id, "error", terr)
+			}
+		} else {
+			s.saved += int64(len(line))
 		}
 	}
+	defer func() {
+		if failed != nil {
+			m.appendLocked(s, event.New(event.Error, event.ErrorData{Message: unsavedMessage(failed)}))
+		}
+	}()
 	s.events = append(s.events, e)
 	for sub := range s.subs {
 		if e.ID <= sub.after {
@@ -443,6 +467,17 @@ func (m *Manager) appendLocked(s *sess, e event.Event) {
 			m.log.Debug("dropped a slow subscriber", "session", s.id, "at", e.ID)
 		}
 	}
+}
+
+// unsavedMessage tells the operator that a session's events can no longer
+// be saved, with the system's reason (never a path).
+func unsavedMessage(err error) string {
+	why := "write error"
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		why = errno.Error()
+	}
+	return "this session's events cannot be saved (" + why + "): it goes on, but what follows is lost if the web restarts"
 }
 
 // dropLocked detaches sub, closing its channel. s.mu must be held.

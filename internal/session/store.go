@@ -67,6 +67,7 @@ type loaded struct {
 	meta   meta
 	events []event.Event
 	file   *os.File // open for appending, positioned after the last good line
+	size   int64    // the file's length: the end of its last good line
 	// torn is set when the file ended in a partial or unreadable line that
 	// was cut off.
 	torn bool
@@ -113,6 +114,7 @@ func loadFiles(dir, id string) (*loaded, error) {
 			return nil, fmt.Errorf("cut torn event log: %w", err)
 		}
 	}
+	l.size = good
 	// Reopen for appending so every later write lands at the end.
 	f.Close()
 	l.file, err = os.OpenFile(filepath.Join(sdir, eventsFile), os.O_WRONLY|os.O_APPEND, 0o600)
