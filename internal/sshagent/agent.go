@@ -36,7 +36,9 @@ const (
 )
 
 // connAgent is the agent for one connection: the bind state lives here, so
-// a bind on one connection never lets another sign.
+// a bind on one connection never lets another sign. It is deliberately not
+// an agent.Agent: it has no method that adds, removes, locks or hands out a
+// key (TestHardeningKeyNeverLeavesAndOnlyDevvmKeyListed).
 type connAgent struct {
 	s   *Server
 	log hclog.Logger
@@ -51,8 +53,6 @@ type connAgent struct {
 	hostFP    string // its SHA256 fingerprint, for audit lines
 }
 
-var _ agent.ExtendedAgent = (*connAgent)(nil)
-
 func (s *Server) newConnAgent(peer peerCred) *connAgent {
 	return &connAgent{s: s, log: s.log.With("uid", peer.uid, "pid", peer.pid)}
 }
@@ -61,11 +61,6 @@ func (s *Server) newConnAgent(peer peerCred) *connAgent {
 func (a *connAgent) List() ([]*agent.Key, error) {
 	a.log.Debug("agent list", "event", "list")
 	return []*agent.Key{{Format: a.s.key.PublicKey().Type(), Blob: a.s.keyBlob, Comment: keyComment}}, nil
-}
-
-// Sign signs like SignWithFlags with no flags.
-func (a *connAgent) Sign(key ssh.PublicKey, data []byte) (*ssh.Signature, error) {
-	return a.SignWithFlags(key, data, 0)
 }
 
 // SignWithFlags signs data with the devvm key if and only if the policy
@@ -222,41 +217,6 @@ func (s *Server) pinned(k ssh.PublicKey) bool {
 		}
 	}
 	return false
-}
-
-// Add is refused: the agent holds the devvm key only.
-func (a *connAgent) Add(agent.AddedKey) error {
-	a.refuse(requestAdd, "")
-	return ErrRefused
-}
-
-// Remove is refused.
-func (a *connAgent) Remove(ssh.PublicKey) error {
-	a.refuse(requestRemove, "")
-	return ErrRefused
-}
-
-// RemoveAll is refused.
-func (a *connAgent) RemoveAll() error {
-	a.refuse(requestRemoveAll, "")
-	return ErrRefused
-}
-
-// Lock is refused: a caller could otherwise lock the operator out.
-func (a *connAgent) Lock([]byte) error {
-	a.refuse(requestLock, "")
-	return ErrRefused
-}
-
-// Unlock is refused.
-func (a *connAgent) Unlock([]byte) error {
-	a.refuse(requestUnlock, "")
-	return ErrRefused
-}
-
-// Signers is refused: the key never leaves the agent, not even in-process.
-func (a *connAgent) Signers() ([]ssh.Signer, error) {
-	return nil, ErrRefused
 }
 
 // refuse counts and audits a refused request and returns the failure reply.

@@ -184,9 +184,10 @@ func TestHardeningKeyNeverLeavesAndOnlyDevvmKeyListed(t *testing.T) {
 	require.Len(t, keys, 1)
 	assert.Equal(t, w.devvmKey.PublicKey().Marshal(), keys[0].Blob)
 	// No message carries private key material: the agent protocol has no
-	// export request and Signers is refused even in-process.
-	_, err = w.srv.newConnAgent(peerCred{}).Signers()
-	assert.ErrorIs(t, err, ErrRefused)
+	// export request, and in-process the per-connection agent has no
+	// Signers (nor Add, Remove, Lock…): it is not an agent.Agent.
+	_, isAgent := any(w.srv.newConnAgent(peerCred{})).(agent.Agent)
+	assert.False(t, isAgent, "the per-connection agent must not grow agent.Agent's key-handling methods")
 }
 
 // Attack: plant a key of the attacker's, remove or lock the devvm key to
