@@ -45,7 +45,7 @@ export async function newSession(page) {
 export const conn = (page, state) =>
   page.locator(`.conn[data-state="${state}"]`).waitFor({ timeout: T });
 
-/** waitDone waits until the current turn's footer or end is shown. */
+/** waitTurnEnd waits until n turns of the shown session have ended. */
 export async function waitTurnEnd(page, n = 1) {
   await page.waitForFunction(
     (n) => document.querySelectorAll('[data-kind="done"]').length >= n,
@@ -112,7 +112,7 @@ export async function noHorizontalScroll(page) {
   }));
 }
 
-/** tapTargets lists visible controls smaller than 44×44 CSS px. */
+/** smallTargets lists visible controls smaller than 44×44 CSS px. */
 export async function smallTargets(page) {
   return page.$$eval('button, summary, textarea, a[href]', (els) =>
     els
