@@ -54,6 +54,7 @@ export BREAKGLASS_TEST_CLAUDE := $(CLAUDE)
 test: deps vet
 	$(GO) test -race -count=1 ./...
 	@if [ -f ui/package.json ]; then cd ui && npm test; fi
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "make: gofmt needed"; exit 1; }
@@ -62,17 +63,38 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# One table: every performance figure with its target and its peer
+# (internal/benchtable runs the benchmarks one after the other).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 30x -count 1 ./...
+	$(GO) run ./internal/benchtable
 
-FUZZTIME ?= 10s
+# Every fuzz target of the module, one at a time (go test -fuzz takes one
+# target of one package per run); stops at the first failure and says which
+# target failed. A failing input is saved under that package's
+# testdata/fuzz/<target>/ and replays in every later `go test`.
+TEST_FUZZTIME ?= 3s
+SOAK_FUZZTIME ?= 60s
+FUZZTIME ?= $(TEST_FUZZTIME)
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done; done
+	@set -e; log=$$(mktemp); trap 'rm -f "$$log"' EXIT; n=0; \
+	pkgs=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | xargs -rn1 dirname | sort -u); \
+	for pkg in $$pkgs; do \
+	  for f in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' $$pkg/*_test.go); do \
+	    n=$$((n+1)); echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >"$$log" 2>&1 \
+	       || grep -q 'no fuzz tests to fuzz' "$$log"; then \
+	      cat "$$log"; echo "make fuzz: FAILED: $$f in $$pkg (a failing input is saved under $$pkg/testdata/fuzz/$$f/)"; exit 1; fi; \
+	  done; \
+	done; \
+	test $$n -gt 0 || { echo "make fuzz: no fuzz targets found"; exit 1; }; \
+	echo "fuzz: all $$n targets passed, $(FUZZTIME) each"
 
-soak:
-	$(MAKE) fuzz FUZZTIME=2m
+# The long forms: the system tests' load and fault runs at full length
+# (BREAKGLASS_SOAK=1, see internal/systemtest), then every fuzz target for
+# longer.
+soak: deps
+	BREAKGLASS_SOAK=1 $(GO) test -race -count=1 -timeout 60m ./internal/systemtest/
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SOAK_FUZZTIME)
 
 ui:
 	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
