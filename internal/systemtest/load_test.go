@@ -310,11 +310,15 @@ func TestVerbSoak(t *testing.T) {
 		c := ipc.NewClient(ln.Path())
 		defer c.Close()
 
+		// This process's RSS also holds the race detector's shadow memory
+		// and every earlier test: the heap after a GC is the figure.
 		var beforeG, afterG int
+		var beforeHeap uint64
 		run(t, c, func() procStat {
 			st := statOf(t, os.Getpid())
 			if beforeG == 0 {
 				beforeG = runtime.NumGoroutine()
+				beforeHeap = heapInuse()
 			}
 			return st
 		})
@@ -322,7 +326,17 @@ func TestVerbSoak(t *testing.T) {
 			afterG = runtime.NumGoroutine()
 			return afterG <= beforeG
 		})
-		t.Logf("goroutines of the keyholder, its client and the simulated host: %d -> %d", beforeG, afterG)
+		afterHeap := heapInuse()
+		t.Logf("goroutines of the keyholder, its client and the simulated host: %d -> %d; heap in use after GC: %.1f -> %.1f MiB",
+			beforeG, afterG, float64(beforeHeap)/(1<<20), float64(afterHeap)/(1<<20))
 		assert.True(t, ok, "goroutines grew: %d -> %d", beforeG, afterG)
 	})
+}
+
+// heapInuse is this process's heap in use right after a collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
