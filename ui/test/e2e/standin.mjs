@@ -7,8 +7,9 @@
 //   node test/e2e/standin.mjs [port]      (default 8088)
 //
 // Test hooks: POST /__standin/cut closes every open stream from the server
-// side; GET /__standin/calls lists the mutating verbs run; POST /__standin/approval?session=<id> posts a pending approval for
-// reset in that session.
+// side; GET /__standin/calls lists the mutating verbs run;
+// POST /__standin/approval?session=<id> plays a turn in which the agent asks
+// to reset, and finishes it once the approval is answered.
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, existsSync, statSync } from 'node:fs';
@@ -110,6 +111,9 @@ const server = createServer(async (req, res) => {
     if (!s) return json(res, 404, { error: 'no such session' });
     const aid = randomUUID();
     approvals.set(aid, { session: s, verb: 'reset', state: 'pending' });
+    s.state = 'running';
+    append(s, 'user', { text: 'The devvm is frozen. Reset it if you must.', actor: 'operator' });
+    append(s, 'tool', { tool_use_id: 'tpve', name: 'Bash', input: 'pve reset' });
     append(s, 'approval', { approval_id: aid, verb: 'reset', state: 'pending' });
     return json(res, 200, { approval_id: aid });
   }
@@ -152,10 +156,18 @@ const server = createServer(async (req, res) => {
     if (a.state !== 'pending') return json(res, 409, { error: 'already resolved' });
     a.state = b?.approve === true ? 'approved' : 'denied';
     append(a.session, 'approval', { approval_id: m[2], verb: a.verb, state: a.state });
+    const s = a.session;
     if (a.state === 'approved') {
       const r = runVerb(a.verb);
-      append(a.session, 'verb', { verb: a.verb, actor: 'agent', exit_code: r.exit_code, output: r.output, duration_ms: r.duration_ms });
+      append(s, 'verb', { verb: a.verb, actor: 'agent', exit_code: r.exit_code, output: r.output, duration_ms: r.duration_ms });
+      append(s, 'tool_result', { tool_use_id: 'tpve', output: r.output, is_error: false });
+    } else {
+      append(s, 'tool_result', { tool_use_id: 'tpve', output: 'pve: reset denied by the operator', is_error: true });
     }
+    append(s, 'text', { delta: a.state === 'approved' ? 'The VM was reset.' : 'Understood: no reset.' });
+    append(s, 'result', { subtype: 'success', is_error: false, text: '', duration_ms: 900, num_turns: 2, total_cost_usd: 0.002 });
+    append(s, 'done', { exit_code: 0, outcome: 'success', duration_ms: 950 });
+    s.state = 'idle';
     return json(res, 200, { state: a.state });
   }
   if (p === '/api/vm' && req.method === 'GET') {

@@ -212,6 +212,19 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  test('approval-deny-runs-nothing', async () => {
+    const { page } = await open(browser.context, target.url);
+    const sid = await newSession(page);
+    const callsBefore = await target.mutatingCalls();
+    await target.requestApproval(page, sid);
+    const card = page.locator('[data-kind="approval"]').first();
+    await card.getByRole('button', { name: 'Deny' }).click({ timeout: 120_000 });
+    await card.getByText('denied').waitFor({ timeout: T() });
+    await waitTurnEnd(page);
+    assert.deepEqual(await target.mutatingCalls(), callsBefore, 'a denied reset never reaches the host');
+    await page.close();
+  });
+
   test('prompt-html-renders-as-text', async () => {
     const { page, dialogs } = await open(browser.context, target.url);
     await newSession(page);
