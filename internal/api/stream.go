@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -38,6 +39,10 @@ func cursor(r *http.Request) (int64, error) {
 	return n, nil
 }
 
+// ReconnectDelay is the `retry:` the stream asks EventSource to wait before
+// it reconnects.
+const ReconnectDelay = time.Second
+
 // stream answers GET /api/sessions/{id}/stream: the log after the client's
 // cursor, then every new event as it comes, with a keepalive comment on idle.
 // It changes nothing.
@@ -64,6 +69,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout + time.Duration(len(sub.Replay))*time.Millisecond))
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
+	// Browsers wait about 3 s before reconnecting unless told otherwise; a
+	// phone coming back should resume sooner.
+	fmt.Fprintf(bw, "retry: %d\n\n", ReconnectDelay.Milliseconds())
 	for _, e := range sub.Replay {
 		writeEvent(bw, e)
 	}
