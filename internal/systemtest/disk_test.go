@@ -115,10 +115,19 @@ func TestSessionsDiskFull(t *testing.T) {
 	text, _ := joinText(second)
 	assert.Equal(t, long, text, "the turn streamed on in memory")
 
-	code, _ := a.do(t, http.MethodGet, "/healthz", "")
+	// A new session cannot be written either once not even its small
+	// session.json fits: refused, and nothing half made shows up in the
+	// list, now or after a restart.
+	tiny := uint64(16)
+	require.NoError(t, unix.Prlimit(a.pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: tiny, Max: tiny}, nil))
+	code, body := a.do(t, http.MethodPost, "/api/sessions", "{}")
+	assert.Equal(t, http.StatusInternalServerError, code, body)
+	t.Logf("new session on the full disk: %d %s", code, body)
+	code, _ = a.do(t, http.MethodGet, "/healthz", "")
 	assert.Equal(t, http.StatusOK, code, "the web stays up")
-	code, body := a.do(t, http.MethodGet, "/api/sessions", "")
+	code, body = a.do(t, http.MethodGet, "/api/sessions", "")
 	assert.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, 1, strings.Count(body, `"id"`), "only the one session: %s", body)
 	code, body = a.do(t, http.MethodGet, "/api/sessions/"+id, "")
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Contains(t, body, `"state":"idle"`)
@@ -139,6 +148,9 @@ func TestSessionsDiskFull(t *testing.T) {
 	require.NoError(t, f.Close())
 
 	b := w.startWeb(t, nil)
+	code, body = b.do(t, http.MethodGet, "/api/sessions", "")
+	assert.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, 1, strings.Count(body, `"id"`), "the half-made session is not listed after a restart: %s", body)
 	replay := b.turnless(t, id)
 	require.Len(t, replay, saved+2, "the saved events, then the interrupted turn closed: %v", typesOf(replay))
 	for i := 0; i < saved; i++ {

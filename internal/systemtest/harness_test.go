@@ -394,8 +394,8 @@ func (w *world) startWeb(t testing.TB, extra map[string]string) *web {
 	}
 }
 
-// do sends a request as operator "alice" (the trusted proxy's header) and
-// returns the status and body; err is a transport failure.
+// doErr sends a request as operator "alice" (the trusted proxy's header)
+// and returns the status and body; err is a transport failure.
 func (w *web) doErr(method, path, body string) (int, string, error) {
 	var rd io.Reader
 	if body != "" {
@@ -644,8 +644,6 @@ func eventually(d time.Duration, cond func() bool) bool {
 		<-tick.C
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
