@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // IdentityHeader is the header the SSO edge proxy sets to the signed-in
@@ -96,7 +97,7 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 	if name == "" {
 		return principal{}, reasonEmpty
 	}
-	if len(name) > maxIdentity || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+	if len(name) > maxIdentity || !utf8.ValidString(name) || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
 		return principal{}, reasonInvalid
 	}
 	return a.trustPeer(r, name)

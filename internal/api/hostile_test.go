@@ -244,6 +244,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "header-value-ctl", req: get("/api/sessions", "X-Note: a\x01b"), want: http.StatusBadRequest},
 		{name: "header-name-space", req: get("/api/sessions", "Bad Header: x"), want: http.StatusBadRequest},
 		{name: "identity-ctl", req: hostileReq{method: "GET", target: "/api/sessions", noIdentity: true, header: []string{"X-Authentik-Username: al\x7fice"}}, want: http.StatusBadRequest},
+		{name: "identity-invalid-utf8", desc: "a name that is not UTF-8 is no name: refused, never logged as U+FFFD", req: hostileReq{method: "GET", target: "/api/sessions", noIdentity: true, header: []string{"X-Authentik-Username: al\xffice"}}, want: http.StatusUnauthorized},
 		{name: "last-event-id-invalid-utf8", req: get("/api/sessions/{id}/stream", "Last-Event-ID: \xff\xfe"), want: http.StatusBadRequest},
 
 		// Last-Event-ID and ?last_event_id=.
