@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/session"
+	"breakglass/internal/uuid"
 	"breakglass/internal/vm"
 )
 
@@ -149,7 +150,7 @@ func FuzzSessionPath(f *testing.F) {
 		default:
 			require.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, code, "GET /api/sessions/%q", s)
 		}
-		if session.ValidID(s) {
+		if uuid.Valid(s) {
 			require.Len(t, s, 36)
 			require.Equal(t, strings.ToLower(s), s)
 			require.False(t, strings.ContainsAny(s, "/\\.%"))

@@ -20,6 +20,7 @@ import (
 
 	"breakglass/internal/apidouble"
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 var update = flag.Bool("update", false, "re-capture testdata/cli-*.jsonl from the real claude CLI and rewrite testdata/*.golden")
@@ -108,7 +109,7 @@ func captureCLI(t *testing.T) {
 	}
 	for _, sc := range scenarios {
 		h := newHarness(t, sc.script)
-		turn := Turn{SessionID: newSessionID(t), Prompt: "capture " + sc.name, Dir: h.dir}
+		turn := Turn{SessionID: uuid.New(), Prompt: "capture " + sc.name, Dir: h.dir}
 		cmd := exec.Command(h.runner.cfg.Binary, h.runner.Args(turn, false)...)
 		cmd.Env = h.runner.childEnv(turn)
 		cmd.Dir = h.dir

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 // PinnedVersion is the claude CLI version this package is written and
@@ -158,12 +159,6 @@ func New(cfg Config) (*Runner, error) {
 // argv element and, for the agent, a file name.
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-\[\]]{0,127}$`)
 
-// uuidRE matches a UUID in its canonical text form.
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// ValidSessionID reports whether id is a UUID in canonical form.
-func ValidSessionID(id string) bool { return uuidRE.MatchString(id) }
-
 // allowedEnv are the variables passed through by name; ANTHROPIC_* passes
 // by prefix. HOME is always the configured one.
 var allowedEnv = map[string]bool{
@@ -298,7 +293,7 @@ func (r *Runner) Run(ctx context.Context, t Turn, emit func(event.Event)) Outcom
 		emit(event.New(event.Error, event.ErrorData{Message: err.Error()}))
 		return Outcome{Outcome: event.OutcomeError, ExitCode: -1}
 	}
-	if !ValidSessionID(t.SessionID) {
+	if !uuid.Valid(t.SessionID) {
 		return fail(fmt.Errorf("run claude: %w: %q", ErrInvalidSessionID, capString(t.SessionID, 64)))
 	}
 	if t.Dir == "" {

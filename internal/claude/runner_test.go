@@ -24,6 +24,7 @@ import (
 	"breakglass/internal/agenthome"
 	"breakglass/internal/apidouble"
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 func TestMain(m *testing.M) {
@@ -214,28 +215,6 @@ func processGone(pid int) bool {
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
-func newSessionID(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	f, err := os.Open("/dev/urandom")
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = f.Read(b)
-	require.NoError(t, err)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	const hex = "0123456789abcdef"
-	var sb strings.Builder
-	for i, c := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			sb.WriteByte('-')
-		}
-		sb.WriteByte(hex[c>>4])
-		sb.WriteByte(hex[c&0xf])
-	}
-	return sb.String()
-}
-
 // kinds folds runs of the same event type into one: the shape of a turn.
 func kinds(evs []event.Event) []event.Type {
 	var out []event.Type
@@ -284,7 +263,7 @@ func TestRealTurnWithTool(t *testing.T) {
 		apidouble.T(apidouble.Text("Checking uptime now. "), apidouble.Bash("echo hello-from-tool")),
 		apidouble.AfterToolResult(apidouble.Text("The devvm looks healthy.")),
 	})
-	id := newSessionID(t)
+	id := uuid.New()
 	out, evs := h.run(t.Context(), Turn{SessionID: id, Prompt: "is the devvm up?"})
 
 	assert.Equal(t, Outcome{Outcome: event.OutcomeSuccess, ExitCode: 0}, out)
@@ -334,7 +313,7 @@ func TestRealResume(t *testing.T) {
 		apidouble.T(apidouble.Text("first answer")),
 		apidouble.T(apidouble.Text("second answer")),
 	})
-	id := newSessionID(t)
+	id := uuid.New()
 	out, _ := h.run(t.Context(), Turn{SessionID: id, Prompt: "first prompt"})
 	require.Equal(t, event.OutcomeSuccess, out.Outcome)
 
@@ -354,7 +333,7 @@ func TestRealResume(t *testing.T) {
 func TestRealSessionFlagSwap(t *testing.T) {
 	t.Run("resume-unknown", func(t *testing.T) {
 		h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Text("fresh start"))})
-		out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hello", Resume: true})
+		out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hello", Resume: true})
 		assert.Equal(t, event.OutcomeSuccess, out.Outcome)
 		assert.Equal(t, []string{"fresh start"}, texts(t, evs))
 		assert.Empty(t, dataOf[event.ErrorData](t, evs, event.Error), "the refused attempt leaves no error")
@@ -365,7 +344,7 @@ func TestRealSessionFlagSwap(t *testing.T) {
 	})
 	t.Run("session-id-in-use", func(t *testing.T) {
 		h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Text("one")), apidouble.T(apidouble.Text("two"))})
-		id := newSessionID(t)
+		id := uuid.New()
 		out, _ := h.run(t.Context(), Turn{SessionID: id, Prompt: "hello"})
 		require.Equal(t, event.OutcomeSuccess, out.Outcome)
 		out, evs := h.run(t.Context(), Turn{SessionID: id, Prompt: "again"})
@@ -385,7 +364,7 @@ func TestRealCancel(t *testing.T) {
 		apidouble.AfterToolResult(apidouble.Text("thinking "), apidouble.Delay(time.Hour), apidouble.Text("never")),
 		apidouble.T(apidouble.Text("resumed fine")),
 	})
-	id := newSessionID(t)
+	id := uuid.New()
 	ctx, cancel := context.WithCancelCause(t.Context())
 	defer cancel(nil)
 	type result struct {
@@ -441,7 +420,7 @@ func TestRealTimeout(t *testing.T) {
 	h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Delay(time.Hour), apidouble.Text("never"))})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	out, evs := h.run(ctx, Turn{SessionID: newSessionID(t), Prompt: "slow"})
+	out, evs := h.run(ctx, Turn{SessionID: uuid.New(), Prompt: "slow"})
 	assert.Equal(t, event.OutcomeTimeout, out.Outcome)
 	errs := dataOf[event.ErrorData](t, evs, event.Error)
 	require.NotEmpty(t, errs)
@@ -453,7 +432,7 @@ func TestRealAPIError(t *testing.T) {
 	// A 400 is not retried: claude gives up at once, with a synthetic
 	// assistant message, a failed result and exit status 1.
 	h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Status(400))})
-	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi"})
+	out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hi"})
 	assert.Equal(t, event.OutcomeError, out.Outcome)
 	assert.NotZero(t, out.ExitCode)
 	assert.Empty(t, texts(t, evs), "the API failure is not chat text")
@@ -476,7 +455,7 @@ func TestRealUnreachableAPI(t *testing.T) {
 		c.Environ = testEnviron(closedURL)
 		c.RetryCutoff = 2 * time.Second
 	})
-	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi"})
+	out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hi"})
 	assert.Equal(t, event.OutcomeError, out.Outcome)
 	st := dataOf[event.StatusData](t, evs, event.Status)
 	var retrying []event.StatusData
@@ -497,7 +476,7 @@ func TestRealUnreachableAPI(t *testing.T) {
 
 func TestRealPromptIsNeverAnOption(t *testing.T) {
 	h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Text("ok"))})
-	out, _ := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "--help"})
+	out, _ := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "--help"})
 	assert.Equal(t, event.OutcomeSuccess, out.Outcome)
 	reqs := h.double.MessageRequests()
 	require.Len(t, reqs, 1)
@@ -517,7 +496,7 @@ func TestNotStreamJSON(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil, func(c *Config) { c.Binary = fakeClaude(t) })
-			out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi", Env: []string{"FAKECLAUDE_MODE=" + tc.mode}})
+			out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hi", Env: []string{"FAKECLAUDE_MODE=" + tc.mode}})
 			assert.Equal(t, event.OutcomeError, out.Outcome)
 			assert.Equal(t, tc.wantRaw, out.ExitCode)
 			errs := dataOf[event.ErrorData](t, evs, event.Error)
@@ -543,7 +522,7 @@ func TestMissingBinary(t *testing.T) {
 			r, err := New(Config{Binary: tc.binary, Home: t.TempDir(), Environ: []string{"PATH=/nonexistent"}})
 			require.NoError(t, err)
 			var evs []event.Event
-			out := r.Run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi", Dir: t.TempDir()}, func(e event.Event) { evs = append(evs, e) })
+			out := r.Run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hi", Dir: t.TempDir()}, func(e event.Event) { evs = append(evs, e) })
 			assert.Equal(t, Outcome{Outcome: event.OutcomeError, ExitCode: -1}, out)
 			errs := dataOf[event.ErrorData](t, evs, event.Error)
 			require.Len(t, errs, 1)
@@ -572,7 +551,7 @@ func TestRealTurnEnvironment(t *testing.T) {
 		apidouble.T(apidouble.Bash(`echo "home=$HOME"; echo "ssh=$(command -v ssh)"; echo "pve=$(command -v pve)"; echo "turn=$TURN_VAR"; echo "secret=${SECRET_TOKEN:-unset}"; echo "claudecode=${CLAUDECODE:-unset}"`)),
 		apidouble.AfterToolResult(apidouble.Text("done")),
 	})
-	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "env", Env: []string{"TURN_VAR=per-turn", "HOME=/etc", "PATH=/tmp"}})
+	out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "env", Env: []string{"TURN_VAR=per-turn", "HOME=/etc", "PATH=/tmp"}})
 	require.Equal(t, event.OutcomeSuccess, out.Outcome)
 	results := dataOf[event.ToolResultData](t, evs, event.ToolResult)
 	require.Len(t, results, 1)
@@ -610,7 +589,7 @@ func TestKillAfterGrace(t *testing.T) {
 	done := make(chan Outcome, 1)
 	go func() {
 		var once sync.Once
-		done <- h.runner.Run(ctx, Turn{SessionID: newSessionID(t), Prompt: "x", Dir: h.dir, Env: []string{"FAKECLAUDE_MODE=ignore-sigint"}},
+		done <- h.runner.Run(ctx, Turn{SessionID: uuid.New(), Prompt: "x", Dir: h.dir, Env: []string{"FAKECLAUDE_MODE=ignore-sigint"}},
 			func(e event.Event) {
 				if e.Type == event.Session {
 					once.Do(func() { close(started) })
@@ -631,7 +610,7 @@ func TestRealInitWatchdog(t *testing.T) {
 	h := newHarness(t, []apidouble.Turn{apidouble.T(apidouble.Text("late"))}, func(c *Config) {
 		c.InitTimeout = time.Millisecond
 	})
-	out, evs := h.run(t.Context(), Turn{SessionID: newSessionID(t), Prompt: "hi"})
+	out, evs := h.run(t.Context(), Turn{SessionID: uuid.New(), Prompt: "hi"})
 	assert.Equal(t, event.OutcomeError, out.Outcome)
 	errs := dataOf[event.ErrorData](t, evs, event.Error)
 	require.NotEmpty(t, errs)

@@ -18,6 +18,7 @@ import (
 
 	"breakglass/internal/claude"
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 // Runner runs one claude turn, emitting every event of it except `user` and
@@ -230,7 +231,7 @@ func (m *Manager) reload() error {
 		return fmt.Errorf("session: read sessions folder: %w", err)
 	}
 	for _, de := range entries {
-		if !de.IsDir() || !ValidID(de.Name()) {
+		if !de.IsDir() || !uuid.Valid(de.Name()) {
 			continue
 		}
 		l, err := loadFiles(m.dir, de.Name())
@@ -303,9 +304,9 @@ func (m *Manager) Create() (Info, error) {
 	if m.closed {
 		return Info{}, ErrClosed
 	}
-	id := newID()
+	id := uuid.New()
 	for m.sessions[id] != nil {
-		id = newID()
+		id = uuid.New()
 	}
 	created := m.now().UTC()
 	f, err := createFiles(m.dir, meta{ID: id, CreatedAt: created})
@@ -328,7 +329,7 @@ func (m *Manager) Create() (Info, error) {
 // lookup returns session id; anything that is not a known, valid id is
 // ErrNotFound.
 func (m *Manager) lookup(id string) (*sess, error) {
-	if !ValidID(id) {
+	if !uuid.Valid(id) {
 		return nil, ErrNotFound
 	}
 	m.mu.Lock()

@@ -18,6 +18,7 @@ import (
 
 	"breakglass/internal/claude"
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 func TestCreateListGet(t *testing.T) {
@@ -27,7 +28,7 @@ func TestCreateListGet(t *testing.T) {
 	require.NoError(t, err)
 	b, err := m.Create()
 	require.NoError(t, err)
-	assert.True(t, ValidID(a.ID))
+	assert.True(t, uuid.Valid(a.ID))
 	assert.Equal(t, StateIdle, a.State)
 
 	list := m.List()
@@ -39,7 +40,7 @@ func TestCreateListGet(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, a, got)
 
-	for _, id := range []string{"", "../x", strings.ToUpper(a.ID), newID()} {
+	for _, id := range []string{"", "../x", strings.ToUpper(a.ID), uuid.New()} {
 		_, err := m.Get(id)
 		assert.ErrorIs(t, err, ErrNotFound, id)
 	}
@@ -97,7 +98,7 @@ func TestPromptRefusals(t *testing.T) {
 		{"empty", a.ID, "", ErrEmptyPrompt},
 		{"blank", a.ID, " \n\t", ErrEmptyPrompt},
 		{"too-large", a.ID, strings.Repeat("x", MaxPromptBytes+1), ErrPromptTooLarge},
-		{"unknown", newID(), "hi", ErrNotFound},
+		{"unknown", uuid.New(), "hi", ErrNotFound},
 		{"traversal", "../" + a.ID, "hi", ErrNotFound},
 	}
 	for _, tt := range tests {
@@ -344,7 +345,7 @@ func TestReload(t *testing.T) {
 
 func TestReloadClosesInterruptedTurn(t *testing.T) {
 	dir := t.TempDir()
-	id := newID()
+	id := uuid.New()
 	require.NoError(t, os.Mkdir(filepath.Join(dir, id), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, id, metaFile), []byte(`{"id":"`+id+`","created_at":"2026-01-01T00:00:00Z"}`), 0o600))
 	lines := `{"id":1,"event":"user","time":"2026-01-01T00:00:01Z","data":{"text":"hi","actor":"alice"}}
@@ -397,7 +398,7 @@ func TestNoPathFromBadID(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "sessions")
 	m := newManager(t, Config{Dir: dir, Runner: &fakeRunner{script: quickTurn}})
-	for _, id := range []string{"../x", "..", ".", "/etc", "%2e%2e", "../../" + newID(), newID() + "/..", "00000000-0000-1000-8000-000000000000", strings.ToUpper(newID())} {
+	for _, id := range []string{"../x", "..", ".", "/etc", "%2e%2e", "../../" + uuid.New(), uuid.New() + "/..", "00000000-0000-1000-8000-000000000000", strings.ToUpper(uuid.New())} {
 		t.Run(id, func(t *testing.T) {
 			assert.ErrorIs(t, m.Prompt(id, "hi", "alice"), ErrNotFound)
 			assert.ErrorIs(t, m.Cancel(id), ErrNotFound)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 // Files of a session's folder.
@@ -32,7 +33,7 @@ type meta struct {
 // sessionDir returns the folder of session id under dir. id must have
 // passed ValidID: this is the only place a path is built from it.
 func sessionDir(dir, id string) (string, error) {
-	if !ValidID(id) {
+	if !uuid.Valid(id) {
 		return "", ErrNotFound
 	}
 	return filepath.Join(dir, id), nil

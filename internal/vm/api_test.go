@@ -19,6 +19,7 @@ import (
 	"breakglass/internal/api"
 	"breakglass/internal/event"
 	"breakglass/internal/session"
+	"breakglass/internal/uuid"
 )
 
 // apiKeyholder answers the api's probes.
@@ -113,7 +114,7 @@ func TestMountedOperatorRoutesNeedTheApisAuth(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.status, m.post(t, "/api/vm/reset", tc.header, ""))
-			assert.Equal(t, tc.status, m.post(t, "/api/sessions/"+m.session+"/approvals/"+newUUID(), tc.header, `{"approve":true}`))
+			assert.Equal(t, tc.status, m.post(t, "/api/sessions/"+m.session+"/approvals/"+uuid.New(), tc.header, `{"approve":true}`))
 		})
 	}
 	assert.Empty(t, m.kh.Calls())
@@ -138,7 +139,7 @@ func TestMountedAgentForgingTheOperatorFromLoopback(t *testing.T) {
 	m := mount(t, Config{}, []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")})
 	forged := map[string]string{api.IdentityHeader: "alice", "Sec-Fetch-Site": "same-origin"}
 	assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/vm/reset", forged, ""))
-	assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/sessions/"+m.session+"/approvals/"+newUUID(), forged, `{"approve":true}`))
+	assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/sessions/"+m.session+"/approvals/"+uuid.New(), forged, `{"approve":true}`))
 	assert.Empty(t, m.kh.Calls())
 }
 

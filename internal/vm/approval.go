@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
 
@@ -40,7 +41,7 @@ type approval struct {
 // Every change of state is an `approval` event.
 func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) error {
 	a := &approval{
-		id:        newUUID(),
+		id:        uuid.New(),
 		sessionID: sessionID,
 		verb:      verb,
 		decided:   make(chan struct{}),
@@ -100,7 +101,7 @@ func (s *Service) retireLocked(id string) {
 // ErrNotFound when the session has no such approval (malformed ids included),
 // and ErrResolved when it was already approved, denied or expired.
 func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
-	if !ValidSessionID(sessionID) || !ValidSessionID(approvalID) {
+	if !uuid.Valid(sessionID) || !uuid.Valid(approvalID) {
 		return ErrNotFound
 	}
 	s.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 // The agent sends the operator's identity header to its own endpoint, hoping
@@ -37,7 +38,7 @@ func TestHardeningAgentForgingTheOperator(t *testing.T) {
 	// The other way round: a request carrying a turn token is never the
 	// operator, even with the identity header, so the agent cannot run
 	// verbs or approve its own through the operator's routes.
-	id := newUUID()
+	id := uuid.New()
 	for _, path := range []string{"/api/vm/reset", "/api/sessions/" + sessionA + "/approvals/" + id} {
 		r := s.do(t, "POST", path, forged, `{"approve":true}`)
 		assert.Equal(t, http.StatusForbidden, r.status, path)
@@ -121,7 +122,7 @@ func TestHardeningAgentApprovingItsOwnVerb(t *testing.T) {
 	path := "/api/sessions/" + sessionA + "/approvals/" + id
 	assert.Equal(t, http.StatusUnauthorized, s.do(t, "POST", path, nil, `{"approve":true}`).status)
 	assert.Equal(t, http.StatusForbidden, s.do(t, "POST", path, map[string]string{TokenHeader: tok}, `{"approve":true}`).status)
-	assert.Equal(t, http.StatusNotFound, s.do(t, "POST", "/api/sessions/"+sessionA+"/approvals/"+newUUID(), asAlice, `{"approve":true}`).status)
+	assert.Equal(t, http.StatusNotFound, s.do(t, "POST", "/api/sessions/"+sessionA+"/approvals/"+uuid.New(), asAlice, `{"approve":true}`).status)
 	assert.Empty(t, s.kh.Calls())
 	require.NoError(t, s.svc.Resolve(sessionA, id, false))
 	assert.Equal(t, http.StatusForbidden, waitReply(t, pve).status)
@@ -156,7 +157,7 @@ func TestHardeningGuessedToken(t *testing.T) {
 		_, revoke := s.svc.Issue(sessionA)
 		defer revoke()
 	}
-	for _, guess := range []string{strings.Repeat("A", tokenLen), strings.Repeat("_", tokenLen), newUUID() + "0000000"} {
+	for _, guess := range []string{strings.Repeat("A", tokenLen), strings.Repeat("_", tokenLen), uuid.New() + "0000000"} {
 		r := s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: guess}, "")
 		assert.Equal(t, http.StatusUnauthorized, r.status)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
 
@@ -91,7 +92,7 @@ func (s *Service) OperatorHandler(identity Identity) http.Handler {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 			return
 		}
-		if req.SessionID != "" && !ValidSessionID(req.SessionID) {
+		if req.SessionID != "" && !uuid.Valid(req.SessionID) {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, "session_id must be a UUID v4")
 			return
 		}
@@ -121,7 +122,7 @@ func (s *Service) ApprovalHandler(identity Identity) http.Handler {
 			return
 		}
 		sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
-		if !ValidSessionID(sid) || !ValidSessionID(aid) {
+		if !uuid.Valid(sid) || !uuid.Valid(aid) {
 			writeError(w, http.StatusNotFound, CodeNotFound, ErrNotFound.Error())
 			return
 		}

@@ -15,6 +15,7 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
+	"breakglass/internal/uuid"
 )
 
 // identityHeader stands for the api layer's authentication in these tests:
@@ -233,7 +234,7 @@ func TestApprovalRoute(t *testing.T) {
 		{"no-body", path, asAlice, ``, 400},
 		{"no-approve-field", path, asAlice, `{}`, 400},
 		{"not-bool", path, asAlice, `{"approve":"yes"}`, 400},
-		{"unknown-approval", "/api/sessions/" + sessionA + "/approvals/" + newUUID(), asAlice, `{"approve":true}`, 404},
+		{"unknown-approval", "/api/sessions/" + sessionA + "/approvals/" + uuid.New(), asAlice, `{"approve":true}`, 404},
 		{"other-session", "/api/sessions/" + sessionB + "/approvals/" + id, asAlice, `{"approve":true}`, 404},
 		{"bad-session", "/api/sessions/x/approvals/" + id, asAlice, `{"approve":true}`, 404},
 		{"bad-approval", "/api/sessions/" + sessionA + "/approvals/x", asAlice, `{"approve":true}`, 404},

@@ -11,6 +11,7 @@ import (
 	"breakglass/internal/claude"
 	"breakglass/internal/event"
 	"breakglass/internal/session"
+	"breakglass/internal/uuid"
 )
 
 // The session manager is the web's transcript.
@@ -58,10 +59,6 @@ func TestSessionIDsAgreeWithTheSessionPackage(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		info, err := mgr.Create()
 		require.NoError(t, err)
-		assert.True(t, ValidSessionID(info.ID), info.ID)
-	}
-	for _, s := range []string{sessionA, sessionB, newUUID(), "", "x", sessionA + " ", "../" + sessionA[3:],
-		"0B7E4C52-8C1A-4D0E-9F3B-2A6D5E7F8A91", "0b7e4c52-8c1a-1d0e-9f3b-2a6d5e7f8a91", "0b7e4c52-8c1a-4d0e-cf3b-2a6d5e7f8a91"} {
-		assert.Equal(t, session.ValidID(s), ValidSessionID(s), "%q", s)
+		assert.True(t, uuid.Valid(info.ID), info.ID)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"breakglass/internal/uuid"
 )
 
 // tokenLen is the length of an encoded turn token: 32 random bytes in
@@ -32,7 +34,7 @@ type turnToken struct {
 // are still running. Issue panics on a session id that is not a UUID v4: the
 // session manager only has valid ones.
 func (s *Service) Issue(sessionID string) (token string, revoke func()) {
-	if !ValidSessionID(sessionID) {
+	if !uuid.Valid(sessionID) {
 		panic(fmt.Sprintf("vm: Issue with a session id that is not a UUID v4 (%d bytes)", len(sessionID)))
 	}
 	var raw [32]byte

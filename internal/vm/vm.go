@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
 
@@ -246,7 +247,7 @@ func (s *Service) Run(ctx context.Context, sessionID, verb string, actor Actor) 
 		return Result{}, fmt.Errorf("%w: operator without a name", ErrBadActor)
 	case actor.Kind == Agent && sessionID == "":
 		return Result{}, fmt.Errorf("%w: the agent always acts in a session", ErrBadSession)
-	case sessionID != "" && !ValidSessionID(sessionID):
+	case sessionID != "" && !uuid.Valid(sessionID):
 		return Result{}, ErrBadSession
 	}
 	name := string(v.Name)

@@ -13,6 +13,7 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
+	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
 
@@ -51,7 +52,7 @@ func TestApproveRunsTheVerb(t *testing.T) {
 
 	pending := f.tr.waitApproval(t, event.ApprovalPending)
 	assert.Equal(t, "reset", pending.Verb)
-	assert.True(t, ValidSessionID(pending.ApprovalID), "approval ids are UUID v4")
+	assert.True(t, uuid.Valid(pending.ApprovalID), "approval ids are UUID v4")
 	assert.Empty(t, f.kh.Calls(), "nothing runs before the operator answers")
 	require.NoError(t, f.svc.Resolve(sessionA, pending.ApprovalID, true))
 
@@ -217,7 +218,7 @@ func TestResolveErrors(t *testing.T) {
 		approvalID string
 		want       error
 	}{
-		{"unknown-id", sessionA, newUUID(), ErrNotFound},
+		{"unknown-id", sessionA, uuid.New(), ErrNotFound},
 		{"other-session", sessionB, id, ErrNotFound},
 		{"malformed-id", sessionA, "../" + id, ErrNotFound},
 		{"malformed-session", "x", id, ErrNotFound},
