@@ -64,7 +64,7 @@ func TestAuditLinePerRequest(t *testing.T) {
 	_, _ = e.raw(t, "POST", "/v1/verbs/status%20", `{"actor":"operator:mallory"}`)
 	require.NoError(t, e.client.Healthz(ctx))
 
-	lines := e.log.withMessage(t, "request")
+	lines := e.log.Where(t, "@message", "request")
 	require.Len(t, lines, 3, e.log.String())
 
 	ran := lines[0]
@@ -105,24 +105,24 @@ func TestAuditMutatingStartsBeforeRun(t *testing.T) {
 		done <- err
 	}()
 	<-e.vm.Waiting()
-	starts := e.log.withMessage(t, "mutating verb starts")
+	starts := e.log.Where(t, "@message", "mutating verb starts")
 	require.Len(t, starts, 1)
 	assert.Equal(t, "stop", starts[0]["verb"])
 	assert.Equal(t, "operator:alice", starts[0]["actor"])
 	assert.EqualValues(t, os.Getuid(), starts[0]["uid"])
 	assert.EqualValues(t, os.Getpid(), starts[0]["pid"])
-	assert.Empty(t, e.log.withMessage(t, "request"), "the request's own line comes at its end")
+	assert.Empty(t, e.log.Where(t, "@message", "request"), "the request's own line comes at its end")
 
 	release()
 	require.NoError(t, <-done)
-	lines := e.log.withMessage(t, "request")
+	lines := e.log.Where(t, "@message", "request")
 	require.Len(t, lines, 1)
 	assert.Equal(t, "stop", lines[0]["verb"])
 
 	// A read-only verb gets no start line.
 	_, err := e.client.Run(context.Background(), "status", "operator:alice")
 	require.NoError(t, err)
-	assert.Len(t, e.log.withMessage(t, "mutating verb starts"), 1)
+	assert.Len(t, e.log.Where(t, "@message", "mutating verb starts"), 1)
 }
 
 func TestMetrics(t *testing.T) {
@@ -169,7 +169,7 @@ func TestAuditLineWhenCallerStopsReading(t *testing.T) {
 	_, err = io.WriteString(c, "POST /v1/verbs/status HTTP/1.1\r\nHost: keyholder\r\nContent-Length: 0\r\n\r\n")
 	require.NoError(t, err)
 	// Nothing is ever read from c.
-	lines := e.log.waitFor(t, "request", 15*time.Second)
+	lines := e.log.WaitFor(t, "@message", "request", 15*time.Second)
 	require.Len(t, lines, 1)
 	assert.Equal(t, "status", lines[0]["verb"])
 	assert.Equal(t, "ok", lines[0]["outcome"])

@@ -2,7 +2,6 @@ package keyholder_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,8 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +23,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/logtest"
 	"breakglass/internal/pvesim"
 	"breakglass/internal/sshdtest"
 )
@@ -50,81 +48,6 @@ func newSigner(t testing.TB) ssh.Signer {
 	return s
 }
 
-// logBuffer collects hclog JSON lines; safe for concurrent writers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	// written, when set, is closed by the next write (see waitFor).
-	written chan struct{}
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.written != nil {
-		close(b.written)
-		b.written = nil
-	}
-	return b.buf.Write(p)
-}
-
-// waitFor returns the lines whose @message is msg once there is one, and
-// fails the test if none is written within d.
-func (b *logBuffer) waitFor(t testing.TB, msg string, d time.Duration) []map[string]any {
-	t.Helper()
-	timeout := time.NewTimer(d)
-	defer timeout.Stop()
-	for {
-		b.mu.Lock()
-		if b.written == nil {
-			b.written = make(chan struct{})
-		}
-		written := b.written
-		b.mu.Unlock()
-		if lines := b.withMessage(t, msg); len(lines) > 0 {
-			return lines
-		}
-		select {
-		case <-written:
-		case <-timeout.C:
-			t.Fatalf("no %q line within %v; log so far:\n%s", msg, d, b.String())
-			return nil
-		}
-	}
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every JSON line logged so far.
-func (b *logBuffer) lines(t testing.TB) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(b.String()))
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), "log line %q", sc.Text())
-		out = append(out, m)
-	}
-	return out
-}
-
-// withMessage returns the lines whose @message is msg.
-func (b *logBuffer) withMessage(t testing.TB, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range b.lines(t) {
-		if l["@message"] == msg {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // env is a keyholder serving on a real socket in front of some PVE host.
 type env struct {
 	dir        string
@@ -133,7 +56,7 @@ type env struct {
 	pveKey     ssh.Signer
 	devvmPath  string
 	knownHosts string
-	log        *logBuffer
+	log        *logtest.Buffer
 	reg        *prometheus.Registry
 	kh         *keyholder.Keyholder
 	client     *ipc.Client
@@ -186,7 +109,7 @@ func newEnv(t testing.TB, dir, pveKeyPath string, pveKey ssh.Signer, devvmPath s
 		pveKeyPath: pveKeyPath,
 		pveKey:     pveKey,
 		devvmPath:  devvmPath,
-		log:        &logBuffer{},
+		log:        &logtest.Buffer{},
 		reg:        prometheus.NewRegistry(),
 	}
 	e.knownHosts = knownHostsFor(t, dir, o.pveAddr, o.pveHostKey)

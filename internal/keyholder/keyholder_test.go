@@ -120,7 +120,7 @@ func TestHostKeyMismatchRunsNothing(t *testing.T) {
 
 	_, err := e.client.Run(context.Background(), "status", "")
 	assert.ErrorIs(t, err, ipc.ErrSSH)
-	lines := e.log.withMessage(t, "request")
+	lines := e.log.Where(t, "@message", "request")
 	require.NotEmpty(t, lines)
 	assert.Equal(t, "host_key_mismatch", lines[0]["outcome"])
 }
@@ -273,7 +273,7 @@ func TestOutputOverCapIsCutAndSaysSo(t *testing.T) {
 	assert.LessOrEqual(t, len(res.Output), (1<<20)+200)
 	assert.Contains(t, res.Output[:4096], "status: running", "the head of the output is kept")
 	assert.True(t, strings.HasSuffix(res.Output, "limit were dropped]\n"), "the cut is said at the end")
-	lines := e.log.withMessage(t, "request")
+	lines := e.log.Where(t, "@message", "request")
 	require.Len(t, lines, 1)
 	assert.Equal(t, true, lines[0]["truncated"])
 }

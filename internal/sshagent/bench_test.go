@@ -94,7 +94,7 @@ func BenchmarkLoginThroughAgent(b *testing.B) {
 	b.ReportMetric(float64(mo.Microseconds())/1000, "keyholder-median-ms")
 	b.ReportMetric(float64(ms.Microseconds())/1000, "ssh-agent-median-ms")
 	b.ReportMetric(float64(mo)/float64(ms), "ratio")
-	signs := ours.logs.outcomes(b, "sign")
+	signs := outcomes(b, ours.logs, "sign")
 	require.Len(b, signs, b.N+1, "every login (and the warm-up) was signed by this agent")
 	require.NotContains(b, signs, "unbound")
 }

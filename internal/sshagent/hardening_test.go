@@ -37,7 +37,7 @@ func TestHardeningPhishingHostGetsNoSignature(t *testing.T) {
 	reply, err = c.roundTrip(signReq(w.devvmKey.PublicKey(), userauthData(sid, testUser, w.devvmKey.PublicKey(), nil)))
 	require.NoError(t, err)
 	assert.Equal(t, []byte{msgFailure}, reply)
-	assert.Equal(t, []string{"wrong_host"}, w.logs.outcomes(t, "sign"))
+	assert.Equal(t, []string{"wrong_host"}, outcomes(t, w.logs, "sign"))
 }
 
 // Attack: claim the pinned host key in a bind without holding it (a
@@ -64,7 +64,7 @@ func TestHardeningUnboundConnectionCannotSign(t *testing.T) {
 	defer conn.Close()
 	_, err = agent.NewClient(conn).Sign(w.devvmKey.PublicKey(), userauthData(sessionID(t, 32), testUser, w.devvmKey.PublicKey(), nil))
 	require.Error(t, err)
-	assert.Equal(t, []string{"unbound"}, w.logs.outcomes(t, "sign"))
+	assert.Equal(t, []string{"unbound"}, outcomes(t, w.logs, "sign"))
 }
 
 // Attack: bind one connection legitimately, then sign on another one (bind
@@ -81,7 +81,7 @@ func TestHardeningBindDoesNotCrossConnections(t *testing.T) {
 	reply, err = other.roundTrip(signReq(w.devvmKey.PublicKey(), userauthData(sid, testUser, w.devvmKey.PublicKey(), nil)))
 	require.NoError(t, err)
 	assert.Equal(t, []byte{msgFailure}, reply)
-	assert.Equal(t, []string{"unbound"}, w.logs.outcomes(t, "sign"))
+	assert.Equal(t, []string{"unbound"}, outcomes(t, w.logs, "sign"))
 }
 
 // Attack: use the agent through ssh -A from the devvm (or any hop) to log
@@ -265,7 +265,7 @@ func TestHardeningNoKeyMaterialInAuditLog(t *testing.T) {
 	require.NoError(t, ssh.Unmarshal(reply, &resp))
 
 	logs := w.agent.logs.String()
-	require.NotEmpty(t, w.agent.logs.events(t, "sign"))
+	require.NotEmpty(t, w.agent.logs.Where(t, "event", "sign"))
 	pub := w.devvmKey.PublicKey().Marshal()
 	for name, secret := range map[string][]byte{
 		"signature":  resp.SigBlob,
@@ -340,7 +340,7 @@ func TestHardeningUnreadRepliesLoseTheConnection(t *testing.T) {
 		}
 	}()
 	// Nothing is read from c until the agent has given up on it.
-	lines := a.logs.waitEvent(t, "disconnect", 10*time.Second)
+	lines := a.logs.WaitFor(t, "event", "disconnect", 10*time.Second)
 	assert.Contains(t, lines[0]["reason"], "write reply")
 	<-wrote
 	require.NoError(t, c.Close())

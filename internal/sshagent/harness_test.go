@@ -1,13 +1,11 @@
 package sshagent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -15,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"breakglass/internal/devvmsim"
+	"breakglass/internal/logtest"
 	"breakglass/internal/sshdtest"
 )
 
@@ -54,85 +52,12 @@ func shortTempDir(t testing.TB) string {
 	return d
 }
 
-// logBuffer collects hclog JSON lines; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	// written, when set, is closed by the next write (see waitEvent).
-	written chan struct{}
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.written != nil {
-		close(b.written)
-		b.written = nil
-	}
-	return b.buf.Write(p)
-}
-
-// waitEvent returns the audit lines with event ev once there is one, and
-// fails the test if none is written within d.
-func (b *logBuffer) waitEvent(t testing.TB, ev string, d time.Duration) []map[string]any {
-	t.Helper()
-	timeout := time.NewTimer(d)
-	defer timeout.Stop()
-	for {
-		b.mu.Lock()
-		if b.written == nil {
-			b.written = make(chan struct{})
-		}
-		written := b.written
-		b.mu.Unlock()
-		if lines := b.events(t, ev); len(lines) > 0 {
-			return lines
-		}
-		select {
-		case <-written:
-		case <-timeout.C:
-			t.Fatalf("no %q audit line within %v; log so far:\n%s", ev, d, b.String())
-			return nil
-		}
-	}
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every audit line; a line that is not JSON fails the test.
-func (b *logBuffer) lines(t testing.TB) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader([]byte(b.String())))
-	for sc.Scan() {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), "audit line is not JSON: %s", sc.Text())
-		out = append(out, m)
-	}
-	return out
-}
-
-// events returns the audit lines whose event field is ev.
-func (b *logBuffer) events(t testing.TB, ev string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, m := range b.lines(t) {
-		if m["event"] == ev {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// outcomes returns the outcome of every audit line with event ev, in order.
-func (b *logBuffer) outcomes(t testing.TB, ev string) []string {
+// outcomes returns the outcome of every audit line with event ev in b, in
+// order.
+func outcomes(t testing.TB, b *logtest.Buffer, ev string) []string {
 	t.Helper()
 	var out []string
-	for _, m := range b.events(t, ev) {
+	for _, m := range b.Where(t, "event", ev) {
 		s, _ := m["outcome"].(string)
 		out = append(out, s)
 	}
@@ -143,7 +68,7 @@ func (b *logBuffer) outcomes(t testing.TB, ev string) []string {
 type agentHarness struct {
 	srv  *Server
 	sock string
-	logs *logBuffer
+	logs *logtest.Buffer
 	reg  *prometheus.Registry
 }
 
@@ -151,7 +76,7 @@ type agentHarness struct {
 // until the test ends, and checks that Serve then returns cleanly.
 func startAgent(t testing.TB, cfg Config) *agentHarness {
 	t.Helper()
-	h := &agentHarness{logs: &logBuffer{}, reg: prometheus.NewPedanticRegistry()}
+	h := &agentHarness{logs: &logtest.Buffer{}, reg: prometheus.NewPedanticRegistry()}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: h.logs, JSONFormat: true, Level: hclog.Debug})
 	cfg.Registerer = h.reg
 	srv, err := New(cfg)

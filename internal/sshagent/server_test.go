@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/logtest"
 )
 
 func TestMetricsCountEveryDecision(t *testing.T) {
@@ -79,12 +80,12 @@ keyholder_agent_signs_total{outcome="wrong_user"} 1
 	assert.Equal(t, 1.0, testutil.ToFloat64(w.srv.metrics.refused.WithLabelValues("lock")))
 
 	// Every decision is one JSON audit line with the caller's credentials.
-	for _, m := range append(w.logs.events(t, "sign"), w.logs.events(t, "bind")...) {
+	for _, m := range append(w.logs.Where(t, "event", "sign"), w.logs.Where(t, "event", "bind")...) {
 		assert.Equal(t, float64(os.Getuid()), m["uid"], "uid from SO_PEERCRED")
 		assert.Equal(t, float64(os.Getpid()), m["pid"], "pid from SO_PEERCRED")
 		assert.NotEmpty(t, m["outcome"])
 	}
-	assert.Len(t, w.logs.events(t, "sign"), 6)
+	assert.Len(t, w.logs.Where(t, "event", "sign"), 6)
 }
 
 func TestServeStopsWithItsContext(t *testing.T) {
@@ -141,7 +142,7 @@ func TestConnectionLimit(t *testing.T) {
 		return err == nil
 	}, sshTimeout, 5*time.Millisecond)
 	var refused int
-	for _, m := range a.logs.events(t, "connect") {
+	for _, m := range a.logs.Where(t, "event", "connect") {
 		if m["outcome"] == "refused" {
 			refused++
 		}
@@ -210,7 +211,7 @@ func TestLoadHostKeys(t *testing.T) {
 // lines still carry the caller's credentials.
 func TestServeOnIPCListenerKeepsPeerCredentials(t *testing.T) {
 	key, host := newSigner(t), newSigner(t)
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	srv, err := New(Config{Key: key, DevvmHostKeys: []ssh.PublicKey{host.PublicKey()}, User: testUser,
 		Logger: hclog.New(&hclog.LoggerOptions{Output: logs, JSONFormat: true})})
 	require.NoError(t, err)
@@ -227,7 +228,7 @@ func TestServeOnIPCListenerKeepsPeerCredentials(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 
-	signs := logs.events(t, "sign")
+	signs := logs.Where(t, "event", "sign")
 	require.Len(t, signs, 1)
 	assert.Equal(t, float64(os.Getuid()), signs[0]["uid"])
 	assert.Equal(t, float64(os.Getpid()), signs[0]["pid"])

@@ -30,8 +30,8 @@ func TestOpenSSHLogsInToDevvmThroughAgent(t *testing.T) {
 	assert.Equal(t, 3, exitErr.ExitCode(), "the remote exit status comes back; output: %s", out)
 	assert.Contains(t, out, "hello from breakglass")
 	assert.Equal(t, int64(1), w.devvm.Logins())
-	assert.Equal(t, []string{"bound"}, w.agent.logs.outcomes(t, "bind"))
-	signs := w.agent.logs.events(t, "sign")
+	assert.Equal(t, []string{"bound"}, outcomes(t, w.agent.logs, "bind"))
+	signs := w.agent.logs.Where(t, "event", "sign")
 	require.Len(t, signs, 1)
 	assert.Equal(t, "signed", signs[0]["outcome"])
 	assert.Equal(t, testUser, signs[0]["user"])
@@ -76,7 +76,7 @@ func TestOpenSSHRefusals(t *testing.T) {
 			require.Error(t, err, "login must fail; output: %s", out)
 			assert.Contains(t, out, "Permission denied")
 			assert.Zero(t, server.Logins())
-			assert.Equal(t, []string{tc.outcome}, w.agent.logs.outcomes(t, "sign"))
+			assert.Equal(t, []string{tc.outcome}, outcomes(t, w.agent.logs, "sign"))
 		})
 	}
 }
@@ -106,8 +106,8 @@ func TestOpenSSHForwardedAgentCannotSign(t *testing.T) {
 	assert.NotContains(t, out, "inner-login-ok")
 	assert.Contains(t, out, "Permission denied")
 	assert.Equal(t, int64(1), w.devvm.Logins(), "only the outer login")
-	assert.Equal(t, []string{"signed", "forwarding"}, w.agent.logs.outcomes(t, "sign"))
-	assert.Contains(t, w.agent.logs.outcomes(t, "bind"), "forwarding")
+	assert.Equal(t, []string{"signed", "forwarding"}, outcomes(t, w.agent.logs, "sign"))
+	assert.Contains(t, outcomes(t, w.agent.logs, "bind"), "forwarding")
 }
 
 func TestOpenSSHLogsInToStockSSHDWithHostboundMethod(t *testing.T) {
@@ -123,7 +123,7 @@ func TestOpenSSHLogsInToStockSSHDWithHostboundMethod(t *testing.T) {
 	}.run(t)
 	require.NoError(t, err, "output: %s", out)
 	assert.Contains(t, out, "stock-sshd-ok")
-	signs := a.logs.events(t, "sign")
+	signs := a.logs.Where(t, "event", "sign")
 	require.Len(t, signs, 1)
 	assert.Equal(t, "signed", signs[0]["outcome"])
 	assert.Equal(t, methodHostBound, signs[0]["method"])

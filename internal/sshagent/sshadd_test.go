@@ -63,11 +63,11 @@ func TestSSHAddListsOnlyTheDevvmKeyAndCannotChangeIt(t *testing.T) {
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(a.logs.events(t, "refused"))
+			before := len(a.logs.Where(t, "event", "refused"))
 			out, err := sshAdd(t, a.sock, askpass, tc.args...)
 			require.Error(t, err, "ssh-add %v must fail: %s", tc.args, out)
 			var got []string
-			for _, m := range a.logs.events(t, "refused")[before:] {
+			for _, m := range a.logs.Where(t, "event", "refused")[before:] {
 				got = append(got, m["request"].(string))
 			}
 			assert.Contains(t, got, tc.request)

@@ -230,7 +230,7 @@ func TestGoClientWithoutBindIsRefused(t *testing.T) {
 
 	_, err = client.Sign(w.devvmKey.PublicKey(), userauthData(sessionID(t, 32), testUser, w.devvmKey.PublicKey(), nil))
 	require.Error(t, err)
-	assert.Equal(t, []string{"unbound"}, w.logs.outcomes(t, "sign"))
+	assert.Equal(t, []string{"unbound"}, outcomes(t, w.logs, "sign"))
 }
 
 func TestSignForAnotherSessionIsRefused(t *testing.T) {
@@ -244,7 +244,7 @@ func TestSignForAnotherSessionIsRefused(t *testing.T) {
 	reply, err = c.roundTrip(signReq(w.devvmKey.PublicKey(), userauthData(other, testUser, w.devvmKey.PublicKey(), nil)))
 	require.NoError(t, err)
 	assert.Equal(t, []byte{msgFailure}, reply)
-	signs := w.logs.events(t, "sign")
+	signs := w.logs.Where(t, "event", "sign")
 	require.Len(t, signs, 1)
 	assert.Equal(t, "unbound", signs[0]["outcome"])
 	assert.Contains(t, signs[0]["reason"], "session id differs")
