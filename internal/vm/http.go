@@ -48,11 +48,28 @@ func (s *Service) RegisterAgent(r *mux.Router) {
 	r.Handle(AgentVerbPrefix+"{verb}", s.AgentHandler()).Methods(http.MethodPost)
 }
 
+// operator returns the operator's name for a request on the operator's
+// routes, or answers it and reports false. A turn token on these routes is
+// refused outright: the agent has its own endpoint, so a token here is a
+// request dressed up as the operator's (to run a verb, or to approve its
+// own).
+func operator(w http.ResponseWriter, r *http.Request, identity Identity) (string, bool) {
+	if len(r.Header.Values(TokenHeader)) > 0 {
+		writeError(w, http.StatusForbidden, CodeForbidden, "a turn token is not accepted on the operator's routes")
+		return "", false
+	}
+	name := identity(r)
+	if name == "" {
+		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
+		return "", false
+	}
+	return name, true
+}
+
 // ListHandler answers GET /api/vm with the keyholder's verb list.
 func (s *Service) ListHandler(identity Identity) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if identity(r) == "" {
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
+		if _, ok := operator(w, r, identity); !ok {
 			return
 		}
 		list, err := s.verbList(r.Context())
@@ -70,15 +87,8 @@ func (s *Service) ListHandler(identity Identity) http.Handler {
 // relayed.
 func (s *Service) OperatorHandler(identity Identity) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.Header.Values(TokenHeader)) > 0 {
-			// The agent has its own endpoint; a turn token here means a
-			// request dressed up as the operator's.
-			writeError(w, http.StatusForbidden, CodeForbidden, "a turn token is not accepted on the operator's routes")
-			return
-		}
-		name := identity(r)
-		if name == "" {
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
+		name, ok := operator(w, r, identity)
+		if !ok {
 			return
 		}
 		verb := mux.Vars(r)["verb"]
@@ -111,14 +121,8 @@ func (s *Service) OperatorHandler(identity Identity) http.Handler {
 // session, 409 already resolved.
 func (s *Service) ApprovalHandler(identity Identity) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.Header.Values(TokenHeader)) > 0 {
-			// The agent must never approve its own verb.
-			writeError(w, http.StatusForbidden, CodeForbidden, "a turn token is not accepted on the operator's routes")
-			return
-		}
-		name := identity(r)
-		if name == "" {
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
+		name, ok := operator(w, r, identity)
+		if !ok {
 			return
 		}
 		sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
