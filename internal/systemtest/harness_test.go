@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -55,6 +56,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The processes are the tests' subjects; the goroutines that drove
+	// them (readers, the blackhole, subscribers) must all have ended.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "systemtest: goroutines left running:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
