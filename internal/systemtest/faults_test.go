@@ -249,7 +249,9 @@ func TestClaudeWedged(t *testing.T) {
 		apidouble.T(apidouble.Text("Waiting on the host. "), apidouble.Bash("bash -c 'exec -a "+mark+" sleep 600'")),
 		apidouble.AfterToolResult(apidouble.Text("never")),
 	}})
-	web := w.startWeb(t, map[string]string{"BREAKGLASS_TURN_TIMEOUT_SECONDS": "12"})
+	// Long enough for the CLI to start and reach the tool call on a busy
+	// machine: the test checks the order, not the time.
+	web := w.startWeb(t, map[string]string{"BREAKGLASS_TURN_TIMEOUT_SECONDS": "20"})
 	id := web.newSession(t)
 	web.prompt(t, id, "wait for the host")
 
