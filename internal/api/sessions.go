@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"syscall"
 
 	"github.com/gorilla/mux"
 
@@ -79,9 +80,19 @@ func writeSessionError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, session.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "shutting down")
+	case storageFull(err):
+		writeError(w, http.StatusInsufficientStorage, "the sessions folder cannot be written (full or read-only); the VM controls still work")
 	default:
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
+}
+
+// storageFull reports a write the sessions folder refused for lack of room
+// or of write access: the operator can do nothing about it from the page,
+// but should know why, and that the power controls do not depend on it.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EROFS)
 }
 
 // createSession answers POST /api/sessions. The body is optional; when
