@@ -82,7 +82,7 @@ func BenchmarkMemory10x10k(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			st := w.attach(b, ctx, id, 0)
 			for {
-				e, err := st.next()
+				e, err := st.Next()
 				require.NoError(b, err)
 				if e.ID == events {
 					break

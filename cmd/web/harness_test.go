@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/apidouble"
+	"breakglass/internal/webtest"
 )
 
 // webBin is the web binary built once for this test binary.
@@ -240,69 +240,19 @@ func (w *web) prompt(t testing.TB, id, text string) {
 	require.Equal(t, http.StatusAccepted, code, body)
 }
 
-// ev is one SSE event as the client saw it.
-type ev struct {
-	ID   int64
-	Type string
-	Data map[string]any
-	Raw  string
-}
+// ev and stream are the SSE client of internal/webtest.
+type (
+	ev     = webtest.Event
+	stream = webtest.Stream
+)
 
-// stream attaches to session id after event last.
-type stream struct {
-	resp *http.Response
-	br   *bufio.Reader
-}
-
+// attach opens session id's stream after event last, as alice.
 func (w *web) attach(t testing.TB, ctx context.Context, id string, last int64) *stream {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.url+"/api/sessions/"+id+"/stream", nil)
+	s, err := webtest.Attach(ctx, w.client, w.url, "alice", id, last)
 	require.NoError(t, err)
-	req.Header.Set("X-Authentik-Username", "alice")
-	req.Header.Set("Last-Event-ID", strconv.FormatInt(last, 10))
-	resp, err := w.client.Do(req)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	t.Cleanup(func() { resp.Body.Close() })
-	return &stream{resp: resp, br: bufio.NewReader(resp.Body)}
-}
-
-func (s *stream) next() (ev, error) {
-	var e ev
-	for {
-		line, err := s.br.ReadString('\n')
-		if err != nil {
-			return e, err
-		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "" && e.Type != "":
-			return e, nil
-		case strings.HasPrefix(line, "id: "):
-			e.ID, _ = strconv.ParseInt(line[4:], 10, 64)
-		case strings.HasPrefix(line, "event: "):
-			e.Type = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			e.Raw = line[6:]
-			if err := json.Unmarshal([]byte(e.Raw), &e.Data); err != nil {
-				return e, err
-			}
-		}
-	}
-}
-
-// untilDone reads events until a done.
-func (s *stream) untilDone(t testing.TB) []ev {
-	t.Helper()
-	var got []ev
-	for {
-		e, err := s.next()
-		require.NoError(t, err, "stream ended after %v", typesOf(got))
-		got = append(got, e)
-		if e.Type == "done" {
-			return got
-		}
-	}
+	t.Cleanup(s.Close)
+	return s
 }
 
 // turn reads one whole turn from id after last, bounded by d.
@@ -310,15 +260,7 @@ func (w *web) turn(t testing.TB, id string, last int64, d time.Duration) []ev {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return w.attach(t, ctx, id, last).untilDone(t)
-}
-
-func typesOf(es []ev) []string {
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = e.Type
-	}
-	return out
+	return w.attach(t, ctx, id, last).UntilDone(t)
 }
 
 // shape is the event types with status events removed and runs of the same
@@ -335,54 +277,4 @@ func shape(es []ev) []string {
 		out = append(out, e.Type)
 	}
 	return out
-}
-
-// descendants lists the pids whose ancestry includes pid.
-func descendants(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	parent := map[int]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces: fields start after the last ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		parent[p] = pp
-	}
-	var out []int
-	for p := range parent {
-		for q := parent[p]; q > 1; q = parent[q] {
-			if q == pid {
-				out = append(out, p)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	return len(f) > 0 && f[0] != "Z"
 }

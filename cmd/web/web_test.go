@@ -19,6 +19,7 @@ import (
 
 	"breakglass/internal/apidouble"
 	"breakglass/internal/ipc"
+	"breakglass/internal/webtest"
 )
 
 // joinText joins the deltas of consecutive text events from es[i].
@@ -58,7 +59,7 @@ func TestRealTurn(t *testing.T) {
 	for i := range got {
 		require.Equal(t, int64(i+1), got[i].ID, "ids strictly increasing from 1")
 	}
-	require.Equal(t, []string{"user", "session", "text", "tool", "tool_result", "text", "result", "done"}, shape(got), "%v", typesOf(got))
+	require.Equal(t, []string{"user", "session", "text", "tool", "tool_result", "text", "result", "done"}, shape(got), "%v", webtest.Types(got))
 	assert.Equal(t, "first prompt: check the disk", got[0].Data["text"])
 	assert.Equal(t, "alice", got[0].Data["actor"])
 	assert.Equal(t, id, got[1].Data["session_id"])
@@ -76,12 +77,12 @@ func TestRealTurn(t *testing.T) {
 	done := got[len(got)-1]
 	assert.Equal(t, "success", done.Data["outcome"])
 	assert.Equal(t, float64(0), done.Data["exit_code"])
-	assert.Contains(t, typesOf(got), "status")
+	assert.Contains(t, webtest.Types(got), "status")
 
 	w.prompt(t, id, "second prompt")
 	got2 := w.turn(t, id, done.ID, 90*time.Second)
 	assert.Equal(t, done.ID+1, got2[0].ID)
-	assert.Equal(t, "success", got2[len(got2)-1].Data["outcome"], "%v", typesOf(got2))
+	assert.Equal(t, "success", got2[len(got2)-1].Data["outcome"], "%v", webtest.Types(got2))
 	reqs := s.double.MessageRequests()
 	last := reqs[len(reqs)-1]
 	assert.Contains(t, strings.Join(last.UserTexts(), "\n"), "first prompt: check the disk", "the second turn resumes the conversation")
@@ -114,15 +115,15 @@ func TestRealCancelAndResume(t *testing.T) {
 	cancelled := time.Now()
 	got := w.turn(t, id, first[len(first)-1].ID, 30*time.Second)
 	assert.Less(t, time.Since(cancelled), 5*time.Second, "done(cancelled) within 5 s")
-	assert.Equal(t, "cancelled", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
-	assert.Empty(t, descendants(w.cmd.Process.Pid), "no process of the turn is left")
+	assert.Equal(t, "cancelled", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
+	assert.Empty(t, webtest.Descendants(w.cmd.Process.Pid), "no process of the turn is left")
 	code, _ = w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
 	assert.Equal(t, http.StatusConflict, code, "nothing left to cancel")
 
 	s.double.Push(apidouble.T(apidouble.Text("Resumed.")))
 	w.prompt(t, id, "and now?")
 	got = w.turn(t, id, got[len(got)-1].ID, 90*time.Second)
-	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
 	reqs := s.double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "remember the word kestrel", "the next prompt resumes the same conversation")
 }
@@ -134,8 +135,8 @@ func TestRealTimeout(t *testing.T) {
 	id := w.newSession(t)
 	w.prompt(t, id, "slow")
 	got := w.turn(t, id, 0, 60*time.Second)
-	assert.Equal(t, "timeout", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
-	assert.Empty(t, descendants(w.cmd.Process.Pid), "nothing left running")
+	assert.Equal(t, "timeout", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
+	assert.Empty(t, webtest.Descendants(w.cmd.Process.Pid), "nothing left running")
 }
 
 // TestMissingClaude: BREAKGLASS_CLAUDE_BIN points nowhere; the turn ends
@@ -151,7 +152,7 @@ func TestMissingClaude(t *testing.T) {
 			last = 3
 		}
 		got := w.turn(t, id, last, 30*time.Second)
-		require.Equal(t, []string{"user", "error", "done"}, typesOf(got))
+		require.Equal(t, []string{"user", "error", "done"}, webtest.Types(got))
 		assert.Contains(t, got[1].Data["message"], "claude")
 		assert.Equal(t, "error", got[2].Data["outcome"])
 	}
@@ -179,7 +180,7 @@ func TestRestartAfterKill(t *testing.T) {
 	var partial []ev
 	var streamed strings.Builder
 	for streamed.String() != "Working on it " {
-		e, err := st.next()
+		e, err := st.Next()
 		require.NoError(t, err)
 		partial = append(partial, e)
 		if e.Type == "text" {
@@ -187,7 +188,7 @@ func TestRestartAfterKill(t *testing.T) {
 		}
 	}
 	// The turn is streaming and waits on the API: kill the web now.
-	orphans := descendants(a.cmd.Process.Pid)
+	orphans := webtest.Descendants(a.cmd.Process.Pid)
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
 	<-a.exited
 	// The kernel would take the whole pod down; here, end claude by hand.
@@ -199,7 +200,7 @@ func TestRestartAfterKill(t *testing.T) {
 	st = b.attach(t, ctx, id, 0)
 	var replay []ev
 	for len(replay) < len(first)+len(partial) {
-		e, err := st.next()
+		e, err := st.Next()
 		require.NoError(t, err)
 		replay = append(replay, e)
 	}
@@ -211,19 +212,19 @@ func TestRestartAfterKill(t *testing.T) {
 	for i := range partial {
 		assert.Equal(t, partial[i].Raw, replay[len(first)+i].Raw)
 	}
-	tail := st.untilDone(t)
+	tail := st.UntilDone(t)
 	require.GreaterOrEqual(t, len(tail), 2)
 	for _, e := range tail[:len(tail)-2] {
 		assert.Contains(t, []string{"status", "text"}, e.Type, "only the turn's own events came before the kill")
 	}
 	end := tail[len(tail)-2:]
-	require.Equal(t, []string{"error", "done"}, typesOf(end), "the interrupted turn ends with error + done")
+	require.Equal(t, []string{"error", "done"}, webtest.Types(end), "the interrupted turn ends with error + done")
 	assert.Equal(t, "error", end[1].Data["outcome"])
 
 	s.double.Push(apidouble.T(apidouble.Text("Back.")))
 	b.prompt(t, id, "are you there?")
 	got := b.turn(t, id, end[1].ID, 90*time.Second)
-	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
 	reqs := s.double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "the codeword is osprey", "the next prompt resumes the conversation")
 }
@@ -303,7 +304,7 @@ func TestRealReconnects(t *testing.T) {
 		cctx, ccancel := context.WithCancel(ctx)
 		st := w.attach(t, cctx, id, last)
 		for {
-			e, err := st.next()
+			e, err := st.Next()
 			require.NoError(t, err)
 			seen = append(seen, e)
 			last = e.ID
@@ -344,12 +345,12 @@ func TestGracefulShutdown(t *testing.T) {
 	defer cancel()
 	require.NoError(t, s.double.WaitMessages(ctx, 1))
 	st := w.attach(t, ctx, id, 0)
-	turnProcs := descendants(w.cmd.Process.Pid)
+	turnProcs := webtest.Descendants(w.cmd.Process.Pid)
 	require.NotEmpty(t, turnProcs, "claude runs under the web")
 	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
-	got := st.untilDone(t)
+	got := st.UntilDone(t)
 	end := got[len(got)-2:]
-	assert.Equal(t, []string{"error", "done"}, typesOf(end), "%v", typesOf(got))
+	assert.Equal(t, []string{"error", "done"}, webtest.Types(end), "%v", webtest.Types(got))
 	assert.Contains(t, end[0].Data["message"], "stopped")
 	select {
 	case <-w.exited:
@@ -358,7 +359,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	assert.Equal(t, 0, w.cmd.ProcessState.ExitCode(), w.logs())
 	for _, p := range turnProcs {
-		assert.False(t, alive(p), "process %d of the turn outlived the web", p)
+		assert.False(t, webtest.Alive(p), "process %d of the turn outlived the web", p)
 	}
 
 	b := s.start(t, nil)

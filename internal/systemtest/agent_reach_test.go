@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/apidouble"
+	"breakglass/internal/webtest"
 )
 
 // TestAgentSSHDevvmThroughKeyholder is the agent's reach end to end: the real
@@ -37,14 +38,14 @@ func TestAgentSSHDevvmThroughKeyholder(t *testing.T) {
 	web.prompt(t, id, "is the devvm up?")
 	got := web.turn(t, id, 0, 2*time.Minute)
 
-	tool, ok := find(got, "tool")
-	require.True(t, ok, "%v", typesOf(got))
+	tool, ok := webtest.Find(got, "tool")
+	require.True(t, ok, "%v", webtest.Types(got))
 	assert.Equal(t, "ssh devvm echo devvm-says-hello", tool.Data["input"])
-	res, ok := find(got, "tool_result")
-	require.True(t, ok, "%v", typesOf(got))
+	res, ok := webtest.Find(got, "tool_result")
+	require.True(t, ok, "%v", webtest.Types(got))
 	assert.Equal(t, false, res.Data["is_error"], "ssh devvm failed: %v", res.Data["output"])
 	assert.Contains(t, res.Data["output"], "devvm-says-hello", "the devvm double's answer reaches the agent")
-	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", typesOf(got))
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
 	assert.GreaterOrEqual(t, w.devvm.Logins(), int64(1), "the devvm double saw the login")
 
 	// No private key file anywhere the web reads or writes.

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"breakglass/internal/apidouble"
+	"breakglass/internal/webtest"
 )
 
 // checkLog asserts b is whole events.jsonl lines with ids 1, 2, 3… and
@@ -84,13 +85,13 @@ func TestSessionsDiskFull(t *testing.T) {
 	st := a.attach(t, ctx, id, first[len(first)-1].ID)
 	var second []ev
 	for {
-		e, err := st.next()
+		e, err := st.Next()
 		require.NoError(t, err)
 		second = append(second, e)
 		if e.Type == "text" {
 			break
 		}
-		require.NotEqual(t, "done", e.Type, "%v", typesOf(second))
+		require.NotEqual(t, "done", e.Type, "%v", webtest.Types(second))
 	}
 	// The disk is full from here on for the web (claude, already running,
 	// keeps its own limits).
@@ -99,7 +100,7 @@ func TestSessionsDiskFull(t *testing.T) {
 	limit := uint64(fi.Size()) + 40
 	require.NoError(t, unix.Prlimit(a.pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: limit}, nil))
 
-	second = append(second, st.untilDone(t)...)
+	second = append(second, st.UntilDone(t)...)
 	done := second[len(second)-1]
 	t.Logf("second turn: %d events, done %v", len(second), done.Raw)
 	var saveErr ev
@@ -109,7 +110,7 @@ func TestSessionsDiskFull(t *testing.T) {
 			break
 		}
 	}
-	require.NotEmpty(t, saveErr.Raw, "a clear error event when events cannot be saved: %v", typesOf(second))
+	require.NotEmpty(t, saveErr.Raw, "a clear error event when events cannot be saved: %v", webtest.Types(second))
 	t.Logf("error event: %s", saveErr.Data["message"])
 	assert.Contains(t, saveErr.Data["message"], "cannot be saved")
 	text, _ := joinText(second)
@@ -153,7 +154,7 @@ func TestSessionsDiskFull(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, 1, strings.Count(body, `"id"`), "the half-made session is not listed after a restart: %s", body)
 	replay := b.turnless(t, id)
-	require.Len(t, replay, saved+2, "the saved events, then the interrupted turn closed: %v", typesOf(replay))
+	require.Len(t, replay, saved+2, "the saved events, then the interrupted turn closed: %v", webtest.Types(replay))
 	for i := 0; i < saved; i++ {
 		want := first
 		j := i
@@ -163,14 +164,14 @@ func TestSessionsDiskFull(t *testing.T) {
 		assert.Equal(t, want[j].Type, replay[i].Type, "event %d", i+1)
 		assert.JSONEq(t, want[j].Raw, replay[i].Raw, "event %d", i+1)
 	}
-	assert.Equal(t, []string{"error", "done"}, typesOf(replay[saved:]))
+	assert.Equal(t, []string{"error", "done"}, webtest.Types(replay[saved:]))
 	fixed, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	assert.Equal(t, saved+2, checkLog(t, fixed), "the torn line is cut off, the closing events saved")
 
 	b.prompt(t, id, "third")
 	third := b.turn(t, id, int64(saved+2), 2*time.Minute)
-	assert.Equal(t, "success", third[len(third)-1].Data["outcome"], "%v", typesOf(third))
+	assert.Equal(t, "success", third[len(third)-1].Data["outcome"], "%v", webtest.Types(third))
 	reqs := w.double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "first", "the conversation resumes")
 	final, err := os.ReadFile(logPath)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/apidouble"
+	"breakglass/internal/webtest"
 )
 
 // sshDevvm runs `ssh devvm <args>` the way the agent does: through the
@@ -95,7 +96,7 @@ func TestKeyholderKilled(t *testing.T) {
 				verbs = append(verbs, e.Raw)
 			}
 		}
-		require.Len(t, verbs, 3, "the failed verb is in the transcript too: %v", typesOf(got))
+		require.Len(t, verbs, 3, "the failed verb is in the transcript too: %v", webtest.Types(got))
 		assert.Contains(t, verbs[1], "keyholder", "the 503's reason is in the transcript")
 	})
 }
@@ -114,7 +115,7 @@ func (w *web) turnless(t testing.TB, id string) []ev {
 	st := w.attach(t, ctx, id, 0)
 	var got []ev
 	for int64(len(got)) < info.LastEventID {
-		e, err := st.next()
+		e, err := st.Next()
 		require.NoError(t, err)
 		got = append(got, e)
 	}
@@ -182,10 +183,10 @@ func TestProxmoxBlackholed(t *testing.T) {
 	assert.GreaterOrEqual(t, a.elapsed, verbTimeout, "the keyholder waited the whole timeout")
 
 	got := web.turn(t, id, 0, 2*time.Minute)
-	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "the turn started while the verb hung finished: %v", typesOf(got))
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "the turn started while the verb hung finished: %v", webtest.Types(got))
 	all := web.turnless(t, id)
-	v, ok := find(all, "verb")
-	require.True(t, ok, "the timed-out verb is in the transcript: %v", typesOf(all))
+	v, ok := webtest.Find(all, "verb")
+	require.True(t, ok, "the timed-out verb is in the transcript: %v", webtest.Types(all))
 	assert.NotEmpty(t, v.Data["error"])
 }
 
@@ -208,8 +209,8 @@ func TestDevvmDown(t *testing.T) {
 	var got []ev
 	var toolAt, resultAt time.Time
 	for {
-		e, err := st.next()
-		require.NoError(t, err, "after %v", typesOf(got))
+		e, err := st.Next()
+		require.NoError(t, err, "after %v", webtest.Types(got))
 		got = append(got, e)
 		switch e.Type {
 		case "tool":
@@ -221,17 +222,17 @@ func TestDevvmDown(t *testing.T) {
 			break
 		}
 	}
-	tool, ok := find(got, "tool")
-	require.True(t, ok, "%v", typesOf(got))
+	tool, ok := webtest.Find(got, "tool")
+	require.True(t, ok, "%v", webtest.Types(got))
 	assert.Equal(t, "ssh devvm uptime", tool.Data["input"])
-	res, ok := find(got, "tool_result")
-	require.True(t, ok, "%v", typesOf(got))
+	res, ok := webtest.Find(got, "tool_result")
+	require.True(t, ok, "%v", webtest.Types(got))
 	t.Logf("tool call to tool result: %v; output: %v", resultAt.Sub(toolAt).Round(time.Millisecond), res.Data["output"])
 	assert.Equal(t, true, res.Data["is_error"], "a failed ssh is a tool error")
 	assert.Contains(t, res.Data["output"], "Connection refused", "ssh's own reason reaches the agent")
 	assert.Contains(t, res.Data["output"], "255")
 	done := got[len(got)-1]
-	assert.Equal(t, "success", done.Data["outcome"], "the turn ends normally: %v", typesOf(got))
+	assert.Equal(t, "success", done.Data["outcome"], "the turn ends normally: %v", webtest.Types(got))
 	reqs := w.double.MessageRequests()
 	require.NotEmpty(t, reqs)
 	results := reqs[len(reqs)-1].ToolResults()
@@ -260,31 +261,31 @@ func TestClaudeWedged(t *testing.T) {
 	st := web.attach(t, ctx, id, 0)
 	var got []ev
 	for {
-		e, err := st.next()
-		require.NoError(t, err, "after %v", typesOf(got))
+		e, err := st.Next()
+		require.NoError(t, err, "after %v", webtest.Types(got))
 		got = append(got, e)
 		if e.Type == "tool" {
 			break
 		}
-		require.NotEqual(t, "done", e.Type, "the turn ended before the tool ran: %v", typesOf(got))
+		require.NotEqual(t, "done", e.Type, "the turn ended before the tool ran: %v", webtest.Types(got))
 	}
 	if !eventually(15*time.Second, func() bool { return len(procsMatching(mark)) > 0 }) {
-		rest := st.untilDone(t)
+		rest := st.UntilDone(t)
 		t.Fatalf("the Bash tool's sleep never started: %v", rest)
 	}
-	turnProcs := descendants(web.pid())
+	turnProcs := webtest.Descendants(web.pid())
 	t.Logf("processes of the turn: %v, sleep: %v", turnProcs, procsMatching(mark))
 
-	got = append(got, st.untilDone(t)...)
+	got = append(got, st.UntilDone(t)...)
 	done := got[len(got)-1]
-	assert.Equal(t, "timeout", done.Data["outcome"], "%v", typesOf(got))
-	e, ok := find(got, "error")
-	require.True(t, ok, "a timeout says so: %v", typesOf(got))
+	assert.Equal(t, "timeout", done.Data["outcome"], "%v", webtest.Types(got))
+	e, ok := webtest.Find(got, "error")
+	require.True(t, ok, "a timeout says so: %v", webtest.Types(got))
 	t.Logf("error: %v", e.Data["message"])
 	assert.Empty(t, procsMatching(mark), "the wedged sleep outlived its turn")
-	assert.Empty(t, descendants(web.pid()), "a process of the turn outlived it")
+	assert.Empty(t, webtest.Descendants(web.pid()), "a process of the turn outlived it")
 	for _, p := range turnProcs {
-		assert.False(t, alive(p), "process %d of the turn is still alive", p)
+		assert.False(t, webtest.Alive(p), "process %d of the turn is still alive", p)
 	}
 	code, body := web.do(t, http.MethodGet, "/api/sessions/"+id, "")
 	assert.Equal(t, http.StatusOK, code)

@@ -31,6 +31,7 @@ import (
 	"breakglass/internal/devvmsim"
 	"breakglass/internal/pvesim"
 	"breakglass/internal/verbs"
+	"breakglass/internal/webtest"
 )
 
 // bins are the keyholder and web binaries, built once for this test binary.
@@ -471,86 +472,23 @@ func (w *web) metric(t testing.TB, name string) float64 {
 	return 0
 }
 
-// ev is one SSE event as a client saw it.
-type ev struct {
-	ID   int64
-	Type string
-	Data map[string]any
-	Raw  string
-}
+// ev and stream are the SSE client of internal/webtest.
+type (
+	ev     = webtest.Event
+	stream = webtest.Stream
+)
 
-// stream is one attached SSE client.
-type stream struct {
-	resp *http.Response
-	br   *bufio.Reader
-}
-
-// attachErr opens session id's stream after event last.
+// attachErr opens session id's stream after event last, as alice.
 func (w *web) attachErr(ctx context.Context, client *http.Client, id string, last int64) (*stream, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.url+"/api/sessions/"+id+"/stream", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("X-Authentik-Username", "alice")
-	req.Header.Set("Last-Event-ID", strconv.FormatInt(last, 10))
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("attach: %s", resp.Status)
-	}
-	return &stream{resp: resp, br: bufio.NewReader(resp.Body)}, nil
+	return webtest.Attach(ctx, client, w.url, "alice", id, last)
 }
 
 func (w *web) attach(t testing.TB, ctx context.Context, id string, last int64) *stream {
 	t.Helper()
 	s, err := w.attachErr(ctx, w.client, id, last)
 	require.NoError(t, err)
-	t.Cleanup(s.close)
+	t.Cleanup(s.Close)
 	return s
-}
-
-func (s *stream) close() { s.resp.Body.Close() }
-
-// next reads the next event, skipping comments (keepalives).
-func (s *stream) next() (ev, error) {
-	var e ev
-	for {
-		line, err := s.br.ReadString('\n')
-		if err != nil {
-			return e, err
-		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "" && e.Type != "":
-			return e, nil
-		case strings.HasPrefix(line, "id: "):
-			e.ID, _ = strconv.ParseInt(line[4:], 10, 64)
-		case strings.HasPrefix(line, "event: "):
-			e.Type = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			e.Raw = line[6:]
-			if err := json.Unmarshal([]byte(e.Raw), &e.Data); err != nil {
-				return e, err
-			}
-		}
-	}
-}
-
-// untilDone reads events until a done.
-func (s *stream) untilDone(t testing.TB) []ev {
-	t.Helper()
-	var got []ev
-	for {
-		e, err := s.next()
-		require.NoError(t, err, "stream ended after %v", typesOf(got))
-		got = append(got, e)
-		if e.Type == "done" {
-			return got
-		}
-	}
 }
 
 // turn reads one whole turn of session id after event last, bounded by d.
@@ -558,24 +496,7 @@ func (w *web) turn(t testing.TB, id string, last int64, d time.Duration) []ev {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return w.attach(t, ctx, id, last).untilDone(t)
-}
-
-func typesOf(es []ev) []string {
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = e.Type
-	}
-	return out
-}
-
-func find(es []ev, typ string) (ev, bool) {
-	for _, e := range es {
-		if e.Type == typ {
-			return e, true
-		}
-	}
-	return ev{}, false
+	return w.attach(t, ctx, id, last).UntilDone(t)
 }
 
 // procStat is what /proc/<pid> says about a process.
@@ -655,53 +576,3 @@ func eventually(d time.Duration, cond func() bool) bool {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
-
-// parents maps every live pid to its parent.
-func parents() map[int]int {
-	entries, _ := os.ReadDir("/proc")
-	parent := map[int]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces: fields start after the last ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		parent[p] = pp
-	}
-	return parent
-}
-
-// descendants lists the live pids whose ancestry includes pid.
-func descendants(pid int) []int {
-	parent := parents()
-	var out []int
-	for p := range parent {
-		for q := parent[p]; q > 1; q = parent[q] {
-			if q == pid {
-				out = append(out, p)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	_, ok := parents()[pid]
-	return ok
-}

@@ -22,6 +22,7 @@ import (
 	"breakglass/internal/apidouble"
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/webtest"
 )
 
 // Sizes of the load tests. Zero means the short form for make test, or
@@ -80,9 +81,9 @@ func follow(ctx context.Context, w *web, client *http.Client, id string, until s
 			return got, reconnects, err
 		}
 		for {
-			e, err := st.next()
+			e, err := st.Next()
 			if err != nil {
-				st.close()
+				st.Close()
 				if ctx.Err() != nil {
 					if until == "" {
 						return got, reconnects, nil
@@ -96,7 +97,7 @@ func follow(ctx context.Context, w *web, client *http.Client, id string, until s
 			}
 			got = append(got, e)
 			if e.Type == until {
-				st.close()
+				st.Close()
 				return got, reconnects, nil
 			}
 		}
@@ -196,7 +197,7 @@ func TestSSELoad(t *testing.T) {
 	for s := range want {
 		want[s] = web.turnless(t, ids[s])
 		require.Equal(t, "done", want[s][len(want[s])-1].Type)
-		assert.Equal(t, "success", want[s][len(want[s])-1].Data["outcome"], "%v", typesOf(want[s]))
+		assert.Equal(t, "success", want[s][len(want[s])-1].Data["outcome"], "%v", webtest.Types(want[s]))
 		text, _ := joinText(want[s])
 		assert.Equal(t, long, text)
 	}
