@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -32,8 +33,12 @@ func cursor(r *http.Request) (int64, error) {
 	if len(v) > 19 {
 		return 0, errBadLastEventID
 	}
+	// Decimal digits only: ParseInt alone would also take "+1" and "-0".
+	if strings.Trim(v, "0123456789") != "" {
+		return 0, errBadLastEventID
+	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || v[0] == '+' {
+	if err != nil {
 		return 0, errBadLastEventID
 	}
 	return n, nil
