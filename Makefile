@@ -24,8 +24,9 @@ run: build
 deps: deps-apt deps-claude deps-ui
 
 # Debian packages the tests drive for real: a stock sshd and the OpenSSH
-# client tools, and Chromium for the UI's end-to-end tests.
-APT_PACKAGES := openssh-server openssh-client chromium
+# client tools, Chromium for the UI's end-to-end tests, and prometheus for
+# promtool (the alert rules' checks and fixtures in deploy/).
+APT_PACKAGES := openssh-server openssh-client chromium prometheus
 deps-apt:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
