@@ -85,7 +85,9 @@ const (
 // done), streams close, listeners drain.
 func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) error {
 	if len(cfg.TrustedProxies) == 0 {
-		log.Warn("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is trusted from any peer except this host itself; set it to the SSO proxy's addresses")
+		log.Info("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer; sign in with the bearer token or a passkey, or set it to the SSO proxy's addresses", "header", api.IdentityHeader)
+	} else {
+		log.Info("the identity header is trusted from BREAKGLASS_TRUSTED_PROXIES only; the proxy there must overwrite it from its forward-auth answer", "header", api.IdentityHeader, "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	}
 	if cfg.BearerToken == "" {
 		log.Info("API_BEARER_TOKEN is empty: bearer authentication is off")

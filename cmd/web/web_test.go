@@ -369,13 +369,17 @@ func TestGracefulShutdown(t *testing.T) {
 
 // TestAuthWiring checks the environment reaches the authentication: the
 // identity header from a peer outside BREAKGLASS_TRUSTED_PROXIES is refused,
-// the bearer token of API_BEARER_TOKEN is accepted, and a cross-site POST
-// with the header is refused.
+// and from every peer when it is empty (the default, said at start), the
+// bearer token of API_BEARER_TOKEN is accepted, and a cross-site POST with
+// the header is refused.
 func TestAuthWiring(t *testing.T) {
 	s := newStack(t)
 	token := "0123456789abcdef-token"
 	foreign := s.start(t, map[string]string{"BREAKGLASS_TRUSTED_PROXIES": "10.99.0.0/16", "API_BEARER_TOKEN": token, "BREAKGLASS_SESSIONS_DIR": filepath.Join(s.dir, "sessions-foreign")})
 	local := s.start(t, nil)
+	unset := s.start(t, map[string]string{"BREAKGLASS_TRUSTED_PROXIES": "", "API_BEARER_TOKEN": token, "BREAKGLASS_SESSIONS_DIR": filepath.Join(s.dir, "sessions-unset")})
+	assert.Contains(t, unset.logs(), "BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer")
+	assert.NotContains(t, local.logs(), "BREAKGLASS_TRUSTED_PROXIES is empty")
 
 	send := func(w *web, method, path string, h map[string]string) int {
 		req, err := http.NewRequest(method, w.url+path, strings.NewReader("{}"))
@@ -400,6 +404,9 @@ func TestAuthWiring(t *testing.T) {
 		{"no-credentials", local, "GET", "/api/sessions", nil, 401},
 		{"header-trusted", local, "GET", "/api/sessions", map[string]string{"X-Authentik-Username": "alice"}, 200},
 		{"header-untrusted-peer", foreign, "GET", "/api/sessions", map[string]string{"X-Authentik-Username": "alice"}, 401},
+		{"header-off-by-default", unset, "GET", "/api/sessions", map[string]string{"X-Authentik-Username": "alice"}, 401},
+		{"header-off-by-default-page", unset, "GET", "/", map[string]string{"X-Authentik-Username": "alice"}, 401},
+		{"bearer-right-header-off", unset, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token}, 200},
 		{"bearer-right", foreign, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token}, 200},
 		{"bearer-wrong", foreign, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token + "x"}, 401},
 		{"bearer-unset", local, "GET", "/api/sessions", map[string]string{"Authorization": "Bearer " + token}, 401},

@@ -44,8 +44,9 @@ type Config struct {
 	// empty means the bearer is never accepted.
 	BearerToken string
 	// TrustedProxies are the peers the identity header is believed from;
-	// empty means any peer but this host itself (the caller should warn).
-	// A loopback peer is believed only when listed here; a peer connecting
+	// empty (the safe default) means none: the header is refused from
+	// every peer, and only the bearer token or a sign-in lets anyone in
+	// (the caller should say so at start). A loopback peer is believed only when listed here; a peer connecting
 	// from the address it connects to (this pod) never is.
 	TrustedProxies []netip.Prefix
 	// KeepAlive is the interval of `: keepalive` on idle streams; zero

@@ -33,10 +33,11 @@ const (
 	reasonUntrustedPeer = "untrusted_peer"
 	reasonLocalPeer     = "local_peer"
 	reasonCrossOrigin   = "cross_origin"
+	reasonHeaderOff     = "header_off"
 )
 
 // authReasons lists every reason, so each series exists from the start.
-var authReasons = []string{reasonMissing, reasonBadToken, reasonNoToken, reasonRepeated, reasonEmpty, reasonInvalid, reasonUntrustedPeer, reasonLocalPeer, reasonCrossOrigin}
+var authReasons = []string{reasonMissing, reasonBadToken, reasonNoToken, reasonRepeated, reasonEmpty, reasonInvalid, reasonUntrustedPeer, reasonLocalPeer, reasonCrossOrigin, reasonHeaderOff}
 
 // principal is who made a request.
 type principal struct {
@@ -62,7 +63,7 @@ type authenticator struct {
 	// auth is off.
 	tokenDigest []byte
 	// trusted lists the proxies the identity header is believed from;
-	// empty means any peer.
+	// empty means none: the header is refused from every peer.
 	trusted []netip.Prefix
 }
 
@@ -105,6 +106,10 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 
 // trustPeer decides whether the identity header is believed from r's peer.
 //
+// With no trusted proxies the header is off: it is refused from every peer
+// (fail closed), since a proxy that passes a client's own copy through would
+// otherwise make anyone who reaches the web the operator.
+//
 // The agent runs claude's Bash tool on this very host, so a connection from
 // this host must never pass as the proxy by default: otherwise the agent
 // could `curl` the web with the header, approve its own reset and act as the
@@ -113,6 +118,9 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 // BREAKGLASS_TRUSTED_PROXIES names it explicitly (a proxy in the same pod,
 // or the local stack's edge); the second never is.
 func (a *authenticator) trustPeer(r *http.Request, name string) (principal, string) {
+	if len(a.trusted) == 0 {
+		return principal{}, reasonHeaderOff
+	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return principal{}, reasonUntrustedPeer
@@ -120,12 +128,6 @@ func (a *authenticator) trustPeer(r *http.Request, name string) (principal, stri
 	peer := ap.Addr().Unmap()
 	if local, ok := localIP(r); ok && peer == local && !peer.IsLoopback() {
 		return principal{}, reasonLocalPeer
-	}
-	if len(a.trusted) == 0 {
-		if peer.IsLoopback() {
-			return principal{}, reasonLocalPeer
-		}
-		return principal{name: name, viaHeader: true}, ""
 	}
 	for _, p := range a.trusted {
 		if p.Contains(peer) {

@@ -15,6 +15,9 @@ func TestAuthMatrix(t *testing.T) {
 	loopback := opts{api: Config{BearerToken: "s3cret-token", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
 	foreign := opts{api: Config{BearerToken: "s3cret-token", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")}}}
 	noToken := opts{api: Config{}}
+	// headerOff is the default configuration: no trusted proxy at all
+	// (start fills only a nil list with loopback).
+	headerOff := opts{api: Config{BearerToken: "s3cret-token", TrustedProxies: []netip.Prefix{}}}
 
 	tests := []struct {
 		name    string
@@ -30,7 +33,11 @@ func TestAuthMatrix(t *testing.T) {
 		{name: "header-trusted", o: loopback, method: "GET", path: "/api/sessions", want: 200},
 		{name: "header-page", o: loopback, method: "GET", path: "/", want: 200},
 		{name: "header-untrusted-peer", o: foreign, method: "GET", path: "/api/sessions", want: 401, reason: reasonUntrustedPeer},
-		{name: "header-any-peer-when-unset", o: noToken, method: "GET", path: "/api/sessions", want: 200},
+		{name: "header-trusted-without-bearer", o: noToken, method: "GET", path: "/api/sessions", want: 200},
+		{name: "header-refused-when-no-proxy-trusted", o: headerOff, method: "GET", path: "/api/sessions", want: 401, reason: reasonHeaderOff},
+		{name: "header-page-refused-when-no-proxy-trusted", o: headerOff, method: "GET", path: "/", want: 401, reason: reasonHeaderOff},
+		{name: "header-post-refused-when-no-proxy-trusted", o: headerOff, method: "POST", path: "/api/sessions", headers: map[string][]string{"Sec-Fetch-Site": {"same-origin"}}, want: 401, reason: reasonHeaderOff},
+		{name: "bearer-right-when-no-proxy-trusted", o: headerOff, method: "GET", path: "/api/sessions", headers: map[string][]string{IdentityHeader: nil, "Authorization": {"Bearer s3cret-token"}}, want: 200},
 		{name: "header-empty", o: loopback, method: "GET", path: "/api/sessions", headers: map[string][]string{IdentityHeader: {""}}, want: 401, reason: reasonEmpty},
 		{name: "header-blank", o: loopback, method: "GET", path: "/api/sessions", headers: map[string][]string{IdentityHeader: {"  "}}, want: 401, reason: reasonEmpty},
 		{name: "header-repeated", o: loopback, method: "GET", path: "/api/sessions", headers: map[string][]string{IdentityHeader: {"alice", "root"}}, want: 401, reason: reasonRepeated},

@@ -8,7 +8,7 @@
 // caller mounts as open, such as the agent's token-checked endpoint) without
 // an authenticated operator; never accept the bearer token when none is
 // configured, nor an empty or repeated identity header, nor that header from
-// a peer outside the trusted proxies; never change state on GET; never use a
+// a peer outside the trusted proxies (none by default: the header is off); never change state on GET; never use a
 // session id that is not a UUID v4; and never serve /metrics on the
 // operator's listener.
 package api

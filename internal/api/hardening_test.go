@@ -205,9 +205,10 @@ func TestHardeningStalledClientNeverBlocksTheTurn(t *testing.T) {
 }
 
 // TestHardeningAgentCannotPoseAsTheOperator: the agent's Bash tool runs on
-// this host. With the header believed from "any peer", it could `curl` the
+// this host. Were the header believed from "any peer", it could `curl` the
 // web with x-authentik-username set, approve its own reset, and act as the
-// operator. A peer on this host is refused: loopback unless explicitly
+// operator. With no trusted proxies the header is off for every peer; with
+// some, a peer on this host is still refused: loopback unless explicitly
 // trusted, and the pod's own address always, even inside a trusted CIDR.
 func TestHardeningAgentCannotPoseAsTheOperator(t *testing.T) {
 	cases := []struct {
@@ -217,14 +218,16 @@ func TestHardeningAgentCannotPoseAsTheOperator(t *testing.T) {
 		local   string
 		want    string
 	}{
-		{name: "loopback-any-peer", peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: reasonLocalPeer},
-		{name: "other-loopback-any-peer", peer: "127.0.0.2:40000", local: "127.0.0.1:8080", want: reasonLocalPeer},
-		{name: "ipv6-loopback-any-peer", peer: "[::1]:40000", local: "[::1]:8080", want: reasonLocalPeer},
-		{name: "own-pod-ip-any-peer", peer: "10.42.0.7:40000", local: "10.42.0.7:8080", want: reasonLocalPeer},
+		{name: "loopback-none-trusted", peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: reasonHeaderOff},
+		{name: "other-loopback-none-trusted", peer: "127.0.0.2:40000", local: "127.0.0.1:8080", want: reasonHeaderOff},
+		{name: "ipv6-loopback-none-trusted", peer: "[::1]:40000", local: "[::1]:8080", want: reasonHeaderOff},
+		{name: "own-pod-ip-none-trusted", peer: "10.42.0.7:40000", local: "10.42.0.7:8080", want: reasonHeaderOff},
 		{name: "own-pod-ip-in-trusted-cidr", trusted: mustPrefixes("10.42.0.0/16"), peer: "10.42.0.7:40000", local: "10.42.0.7:8080", want: reasonLocalPeer},
+		{name: "own-ipv6-pod-ip-in-trusted-cidr", trusted: mustPrefixes("fd00:42::/64"), peer: "[fd00:42::7]:40000", local: "[fd00:42::7]:8080", want: reasonLocalPeer},
 		{name: "loopback-not-listed", trusted: mustPrefixes("10.42.0.0/16"), peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: reasonUntrustedPeer},
 		{name: "edge-in-trusted-cidr", trusted: mustPrefixes("10.42.0.0/16"), peer: "10.42.3.9:40000", local: "10.42.0.7:8080", want: ""},
-		{name: "edge-any-peer", peer: "10.42.3.9:40000", local: "10.42.0.7:8080", want: ""},
+		{name: "edge-outside-trusted-cidr", trusted: mustPrefixes("10.42.0.0/16"), peer: "10.43.3.9:40000", local: "10.42.0.7:8080", want: reasonUntrustedPeer},
+		{name: "edge-none-trusted", peer: "10.42.3.9:40000", local: "10.42.0.7:8080", want: reasonHeaderOff},
 		{name: "loopback-listed-explicitly", trusted: mustPrefixes("127.0.0.1/32"), peer: "127.0.0.1:40000", local: "127.0.0.1:8080", want: ""},
 	}
 	for _, tc := range cases {

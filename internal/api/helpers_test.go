@@ -123,6 +123,7 @@ func startTB(t testing.TB, o opts) *env {
 	cfg := o.api
 	if cfg.TrustedProxies == nil {
 		// The tests' client stands in for the edge proxy, on loopback.
+		// An empty, non-nil list stays empty: the default, header off.
 		cfg.TrustedProxies = mustPrefixes("127.0.0.0/8", "::1/128")
 	}
 	cfg.Sessions = m

@@ -70,6 +70,7 @@ breakglass_auth_failures_total{reason="bad_token"} 0
 breakglass_auth_failures_total{reason="bearer_disabled"} 0
 breakglass_auth_failures_total{reason="cross_origin"} 0
 breakglass_auth_failures_total{reason="empty_header"} 0
+breakglass_auth_failures_total{reason="header_off"} 0
 breakglass_auth_failures_total{reason="invalid_header"} 0
 breakglass_auth_failures_total{reason="local_peer"} 0
 breakglass_auth_failures_total{reason="missing"} 0

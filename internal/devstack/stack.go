@@ -197,6 +197,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"BREAKGLASS_METRICS_LISTEN=" + metricsAddr,
 		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(dir, "sessions"),
 		"BREAKGLASS_CLAUDE_BIN=" + cfg.ClaudeBin,
+		// The edge stand-in reaches the web on loopback; the web trusts no
+		// proxy unless told, so the local stack names it.
 		"BREAKGLASS_TRUSTED_PROXIES=127.0.0.1/32,::1/128",
 		// The local stack runs the agent's power verbs without waiting for
 		// a tap only if asked; the default stays the product's default.

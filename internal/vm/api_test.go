@@ -131,16 +131,22 @@ func TestMountedAgentEndpointTakesOnlyTheToken(t *testing.T) {
 }
 
 // The agent runs in the web's container: a request it makes comes from
-// loopback. With BREAKGLASS_TRUSTED_PROXIES naming only the edge proxy, the
-// identity header it forges is not believed, so it cannot run a verb as the
-// operator or approve its own. (With TRUSTED_PROXIES empty, the header is
-// believed from any peer, the agent included: see docs.)
+// loopback. With BREAKGLASS_TRUSTED_PROXIES empty (the default: the header
+// is off) or naming only the edge proxy, the identity header it forges is
+// not believed, so it cannot run a verb as the operator or approve its own.
 func TestMountedAgentForgingTheOperatorFromLoopback(t *testing.T) {
-	m := mount(t, Config{}, []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")})
-	forged := map[string]string{api.IdentityHeader: "alice", "Sec-Fetch-Site": "same-origin"}
-	assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/vm/reset", forged, ""))
-	assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/sessions/"+m.session+"/approvals/"+uuid.New(), forged, `{"approve":true}`))
-	assert.Empty(t, m.kh.Calls())
+	for name, trusted := range map[string][]netip.Prefix{
+		"default-none-trusted": {},
+		"edge-only":            {netip.MustParsePrefix("10.42.0.0/16")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := mount(t, Config{}, trusted)
+			forged := map[string]string{api.IdentityHeader: "alice", "Sec-Fetch-Site": "same-origin"}
+			assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/vm/reset", forged, ""))
+			assert.Equal(t, http.StatusUnauthorized, m.post(t, "/api/sessions/"+m.session+"/approvals/"+uuid.New(), forged, `{"approve":true}`))
+			assert.Empty(t, m.kh.Calls())
+		})
+	}
 }
 
 func TestMountedEncodedVerbsNeverReachTheKeyholder(t *testing.T) {
