@@ -1,5 +1,7 @@
 package ipc
 
+import "time"
+
 // The verb API's routes on keyholder.sock (HTTP/1.1, JSON).
 const (
 	PathHealthz = "/v1/healthz"
@@ -8,6 +10,14 @@ const (
 	// /v1/verbs/{verb}.
 	PathVerbPrefix = "/v1/verbs/"
 	PathMetrics    = "/metrics"
+	// PathChallenges issues a presence challenge (POST).
+	PathChallenges = "/v1/challenges"
+	// PathLogins verifies a sign-in assertion (POST).
+	PathLogins = "/v1/logins"
+	// PathEnrollments begins an enrollment (POST); PathEnrollmentPrefix is
+	// followed by its id to finish it.
+	PathEnrollments      = "/v1/enrollments"
+	PathEnrollmentPrefix = "/v1/enrollments/"
 )
 
 // SocketName is the verb API's socket file in BREAKGLASS_SOCKET_DIR.
@@ -30,8 +40,11 @@ type Health struct {
 
 // VerbList is the answer to GET /v1/verbs.
 type VerbList struct {
-	VMID  int        `json:"vmid"`
-	Verbs []VerbInfo `json:"verbs"`
+	VMID int `json:"vmid"`
+	// Presence is "required" or "off": whether mutating verbs need an
+	// operator's passkey.
+	Presence string     `json:"presence,omitempty"`
+	Verbs    []VerbInfo `json:"verbs"`
 }
 
 // VerbInfo is one verb of VerbList.
@@ -44,6 +57,82 @@ type VerbInfo struct {
 type RunRequest struct {
 	// Actor names who asked, for the audit line (e.g. "operator:alice").
 	Actor string `json:"actor,omitempty"`
+	// Presence is the operator's assertion over a challenge issued for
+	// this verb; required for a mutating verb unless presence is off.
+	Presence *Presence `json:"presence,omitempty"`
+}
+
+// Presence is a WebAuthn assertion (navigator.credentials.get's answer)
+// over a keyholder challenge; binary fields are unpadded base64url.
+type Presence struct {
+	ChallengeID       string `json:"challenge_id"`
+	CredentialID      string `json:"credential_id"`
+	ClientDataJSON    string `json:"client_data_json"`
+	AuthenticatorData string `json:"authenticator_data"`
+	Signature         string `json:"signature"`
+}
+
+// Challenge purposes of ChallengeRequest.
+const (
+	PurposeVerb  = "verb"
+	PurposeLogin = "login"
+)
+
+// ChallengeRequest is the body of POST /v1/challenges: a verb (with its
+// argv, for the one verb that takes one), or {"purpose":"login"}.
+type ChallengeRequest struct {
+	Purpose string   `json:"purpose,omitempty"`
+	Verb    string   `json:"verb,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Actor   string   `json:"actor,omitempty"`
+}
+
+// Challenge is the 201 answer to POST /v1/challenges.
+type Challenge struct {
+	ChallengeID   string    `json:"challenge_id"`
+	Challenge     string    `json:"challenge"`
+	RPID          string    `json:"rp_id"`
+	CredentialIDs []string  `json:"credential_ids"`
+	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// LoginRequest is the body of POST /v1/logins.
+type LoginRequest struct {
+	Presence *Presence `json:"presence"`
+}
+
+// Login is the 200 answer to POST /v1/logins: who signed.
+type Login struct {
+	Operator string `json:"operator"`
+}
+
+// EnrollmentRequest is the body of POST /v1/enrollments.
+type EnrollmentRequest struct {
+	Name string `json:"name"`
+}
+
+// Enrollment is the 201 answer to POST /v1/enrollments: what
+// navigator.credentials.create needs.
+type Enrollment struct {
+	EnrollmentID string `json:"enrollment_id"`
+	Challenge    string `json:"challenge"`
+	RPID         string `json:"rp_id"`
+	UserID       string `json:"user_id"`
+}
+
+// EnrollmentFinish is the body of POST /v1/enrollments/{id}.
+type EnrollmentFinish struct {
+	Code              string `json:"code"`
+	CredentialID      string `json:"credential_id"`
+	ClientDataJSON    string `json:"client_data_json"`
+	AttestationObject string `json:"attestation_object"`
+}
+
+// EnrollmentLine is the 201 answer to POST /v1/enrollments/{id}: the
+// operators-file line, and whether the keyholder appended it itself.
+type EnrollmentLine struct {
+	Line     string `json:"line"`
+	Appended bool   `json:"appended"`
 }
 
 // Result is the 200 answer to POST /v1/verbs/{verb}: the remote command ran
@@ -62,4 +151,6 @@ type Result struct {
 // ErrorBody is every non-200 answer of the API.
 type ErrorBody struct {
 	Error string `json:"error"`
+	// Reason is the machine-readable code of a presence refusal (403).
+	Reason string `json:"reason,omitempty"`
 }
