@@ -65,11 +65,11 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 # One table: every performance figure with its target and its peer
-# (internal/benchtable runs the benchmarks one after the other). It needs
+# (cmd/benchtable runs the benchmarks one after the other). It needs
 # the OpenSSH tools (deps-apt) and node for the UI's size report of the
 # committed ui/dist; it exits non-zero when a figure misses its target.
 bench: deps-apt
-	$(GO) run ./internal/benchtable
+	$(GO) run ./cmd/benchtable
 
 # Every fuzz target of the module, one at a time (go test -fuzz takes one
 # target of one package per run); stops at the first failure and says which

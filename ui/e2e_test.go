@@ -32,8 +32,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
 	"breakglass/internal/devstack"
+	"breakglass/internal/testing/apidouble"
 )
 
 func TestEndToEndInChromium(t *testing.T) {

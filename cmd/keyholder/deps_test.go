@@ -31,14 +31,11 @@ func TestDependencies(t *testing.T) {
 		{"breakglass/internal/api", "the web's API"},
 		{"breakglass/internal/session", "the web's sessions"},
 		{"breakglass/internal/claude", "the agent runner"},
-		{"breakglass/internal/vm", "the web's verb service"},
+		{"breakglass/internal/power", "the web's verb service"},
 		{"breakglass/internal/pvecmd", "the agent's pve command"},
 		{"breakglass/internal/pvegate", "the Proxmox host's side"},
 		{"breakglass/internal/devstack", "the local stack"},
-		{"breakglass/internal/sshdtest", "test harnesses"},
-		{"breakglass/internal/pvesim", "test doubles"},
-		{"breakglass/internal/devvmsim", "test doubles"},
-		{"breakglass/internal/apidouble", "test doubles"},
+		{"breakglass/internal/testing/", "test doubles and harnesses"},
 	}
 	for _, d := range deps {
 		for _, f := range forbidden {

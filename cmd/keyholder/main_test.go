@@ -27,7 +27,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // fixture is a complete, valid environment: keys, known_hosts and a socket

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"breakglass/internal/vm"
+	"breakglass/internal/power"
 )
 
 // config is the web's configuration, read from the environment (DESIGN §6).
@@ -32,7 +32,7 @@ type config struct {
 	KnownHosts         string
 	MaxBudgetUSD       float64
 	APIRetryCutoff     time.Duration
-	AgentMutatingVerbs vm.Policy
+	AgentMutatingVerbs power.Policy
 }
 
 // configFromEnv reads the variables of DESIGN §6 through getenv. Every bad
@@ -173,8 +173,8 @@ func (p *envParser) budget(name string) float64 {
 	return f
 }
 
-func (p *envParser) policy(name string) vm.Policy {
-	pol, err := vm.ParsePolicy(p.getenv(name))
+func (p *envParser) policy(name string) power.Policy {
+	pol, err := power.ParsePolicy(p.getenv(name))
 	if err != nil {
 		p.fail(name, err.Error())
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/vm"
+	"breakglass/internal/power"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -30,7 +30,7 @@ func TestConfigDefaults(t *testing.T) {
 		DevVMUser:          "breakglass",
 		KnownHosts:         "/etc/breakglass/known_hosts",
 		APIRetryCutoff:     300 * time.Second,
-		AgentMutatingVerbs: vm.PolicyApprove,
+		AgentMutatingVerbs: power.PolicyApprove,
 	}, cfg)
 }
 
@@ -49,7 +49,7 @@ func TestConfigValues(t *testing.T) {
 		netip.MustParsePrefix("::1/128"),
 	}, cfg.TrustedProxies)
 	assert.Equal(t, 2.5, cfg.MaxBudgetUSD)
-	assert.Equal(t, vm.PolicyDeny, cfg.AgentMutatingVerbs)
+	assert.Equal(t, power.PolicyDeny, cfg.AgentMutatingVerbs)
 }
 
 func TestConfigRefusals(t *testing.T) {

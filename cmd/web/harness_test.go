@@ -19,8 +19,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
-	"breakglass/internal/webtest"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/webtest"
 )
 
 // webBin is the web binary built once for this test binary.
@@ -240,7 +240,7 @@ func (w *web) prompt(t testing.TB, id, text string) {
 	require.Equal(t, http.StatusAccepted, code, body)
 }
 
-// ev and stream are the SSE client of internal/webtest.
+// ev and stream are the SSE client of internal/testing/webtest.
 type (
 	ev     = webtest.Event
 	stream = webtest.Stream

@@ -25,9 +25,9 @@ import (
 	"breakglass/internal/api"
 	"breakglass/internal/claude"
 	"breakglass/internal/ipc"
+	"breakglass/internal/power"
 	"breakglass/internal/pvecmd"
 	"breakglass/internal/session"
-	"breakglass/internal/vm"
 	"breakglass/ui"
 )
 
@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 
 	// The manager and the verb service need each other: the service writes
 	// verb events into sessions, and each turn gets the service's token.
-	var verbsSvc *vm.Service
+	var verbsSvc *power.Service
 	webURL := loopbackURL(ln.Addr())
 	mgr, err := session.New(session.Config{
 		Dir:                cfg.SessionsDir,
@@ -159,7 +159,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	if err != nil {
 		return err
 	}
-	verbsSvc, err = vm.New(vm.Config{
+	verbsSvc, err = power.New(power.Config{
 		Keyholder:  kh,
 		Transcript: mgr,
 		Policy:     cfg.AgentMutatingVerbs,
@@ -254,10 +254,10 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 
 // The parts wired together above must fit.
 var (
-	_ session.Runner = (*claude.Runner)(nil)
-	_ vm.Transcript  = (*session.Manager)(nil)
-	_ vm.Keyholder   = (*ipc.Client)(nil)
-	_ api.Keyholder  = keyholderProbe{}
+	_ session.Runner   = (*claude.Runner)(nil)
+	_ power.Transcript = (*session.Manager)(nil)
+	_ power.Keyholder  = (*ipc.Client)(nil)
+	_ api.Keyholder    = keyholderProbe{}
 )
 
 // keyholderProbe adapts the ipc client to api.Keyholder.

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
 	"breakglass/internal/ipc"
-	"breakglass/internal/webtest"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/webtest"
 )
 
 // joinText joins the deltas of consecutive text events from es[i].

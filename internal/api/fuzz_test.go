@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/power"
 	"breakglass/internal/session"
 	"breakglass/internal/uuid"
-	"breakglass/internal/vm"
 )
 
 // FuzzCursor feeds arbitrary Last-Event-ID headers and ?last_event_id=
@@ -61,7 +61,7 @@ func fuzzRoutes(f *testing.F) (http.Handler, *session.Manager, string) {
 	m, err := session.New(session.Config{Dir: f.TempDir(), Runner: &fakeRunner{script: quickTurn}, Registerer: reg, MaxConcurrentTurns: 2})
 	require.NoError(f, err)
 	f.Cleanup(func() { require.NoError(f, m.Close()) })
-	svc, err := vm.New(vm.Config{Keyholder: fakeVerbKeyholder{}, Transcript: m, Registerer: reg})
+	svc, err := power.New(power.Config{Keyholder: fakeVerbKeyholder{}, Transcript: m, Registerer: reg})
 	require.NoError(f, err)
 	s, err := New(Config{
 		Sessions:       m,

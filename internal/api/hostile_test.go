@@ -22,8 +22,8 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
+	"breakglass/internal/power"
 	"breakglass/internal/session"
-	"breakglass/internal/vm"
 )
 
 // Hostile input against the operator's listener as cmd/web builds it: the
@@ -64,7 +64,7 @@ func startHostile(t *testing.T, trusted []netip.Prefix) *hostileServer {
 	reg := prometheus.NewPedanticRegistry()
 	m, err := session.New(session.Config{Dir: t.TempDir(), Runner: &fakeRunner{script: quickTurn}, Registerer: reg})
 	require.NoError(t, err)
-	svc, err := vm.New(vm.Config{Keyholder: fakeVerbKeyholder{}, Transcript: m, Registerer: reg})
+	svc, err := power.New(power.Config{Keyholder: fakeVerbKeyholder{}, Transcript: m, Registerer: reg})
 	require.NoError(t, err)
 	s, err := New(Config{
 		Sessions:       m,

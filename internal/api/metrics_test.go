@@ -13,7 +13,7 @@ import (
 )
 
 // The web's names of DESIGN §6.5 this package and the session manager
-// register (the verb ones come with the vm package).
+// register (the verb ones come with the power package).
 var webMetricNames = []string{
 	"breakglass_turns_total",
 	"breakglass_turn_duration_seconds",

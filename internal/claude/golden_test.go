@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
 	"breakglass/internal/event"
+	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/uuid"
 )
 

@@ -22,8 +22,8 @@ import (
 
 	"breakglass/agents"
 	"breakglass/internal/agenthome"
-	"breakglass/internal/apidouble"
 	"breakglass/internal/event"
+	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/uuid"
 )
 

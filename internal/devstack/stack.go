@@ -16,8 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"breakglass/internal/devvmsim"
-	"breakglass/internal/pvesim"
+	"breakglass/internal/testing/devvmsim"
+	"breakglass/internal/testing/pvesim"
 	"breakglass/internal/verbs"
 )
 

@@ -23,9 +23,9 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
-	"breakglass/internal/logtest"
-	"breakglass/internal/pvesim"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/logtest"
+	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // shortDir returns a fresh directory with a short path: a Unix socket path

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/ipc"
-	"breakglass/internal/pvesim"
+	"breakglass/internal/testing/pvesim"
 )
 
 func TestHealthzAndVerbList(t *testing.T) {

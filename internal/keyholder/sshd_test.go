@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"breakglass/internal/keyholder"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // gateSSHD is a stock OpenSSH sshd whose only key runs the built pve-gate as

@@ -2,7 +2,7 @@ package pvecmd
 
 // The agent's side end to end: the real claude CLI, driven by a scripted
 // Messages API (apidouble), runs `pve …` in its Bash tool; pve is this test
-// binary on the agent's PATH; the web's verb path (package vm) with the real
+// binary on the agent's PATH; the web's verb path (package power) with the real
 // session manager as transcript and the per-turn token from TurnEnv; the
 // real keyholder; the simulated Proxmox host.
 
@@ -18,11 +18,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
 	"breakglass/internal/claude"
 	"breakglass/internal/event"
+	"breakglass/internal/power"
 	"breakglass/internal/session"
-	"breakglass/internal/vm"
+	"breakglass/internal/testing/apidouble"
 )
 
 // claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
@@ -58,7 +58,7 @@ type agentWorld struct {
 	double *apidouble.Server
 }
 
-func newAgentWorld(t *testing.T, cfg vm.Config, script []apidouble.Turn) *agentWorld {
+func newAgentWorld(t *testing.T, cfg power.Config, script []apidouble.Turn) *agentWorld {
 	t.Helper()
 	double, err := apidouble.New(apidouble.Config{Script: script})
 	require.NoError(t, err)
@@ -174,7 +174,7 @@ func approvalStates(t *testing.T, es []event.Event) []string {
 
 func TestAgentPveStatusAndApprovedReset(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	w := newAgentWorld(t, vm.Config{Policy: vm.PolicyApprove}, []apidouble.Turn{
+	w := newAgentWorld(t, power.Config{Policy: power.PolicyApprove}, []apidouble.Turn{
 		apidouble.T(apidouble.Bash("pve status; printenv BREAKGLASS_PVE_TOKEN > " + tokenFile)),
 		apidouble.AfterToolResult(apidouble.Text("The VM is running.")),
 		apidouble.T(apidouble.Bash("pve reset")),
@@ -218,14 +218,14 @@ func TestAgentPveStatusAndApprovedReset(t *testing.T) {
 func TestAgentPveResetDeniedExpiredRefused(t *testing.T) {
 	tests := []struct {
 		name   string
-		cfg    vm.Config
+		cfg    power.Config
 		answer *bool
 		states []string
 		want   string
 	}{
-		{"denied", vm.Config{}, ptr(false), []string{event.ApprovalPending, event.ApprovalDenied}, "denied by the operator"},
-		{"expired", vm.Config{ApprovalTimeout: 300 * time.Millisecond}, nil, []string{event.ApprovalPending, event.ApprovalExpired}, "approval expired"},
-		{"policy-deny", vm.Config{Policy: vm.PolicyDeny}, nil, nil, "refused"},
+		{"denied", power.Config{}, ptr(false), []string{event.ApprovalPending, event.ApprovalDenied}, "denied by the operator"},
+		{"expired", power.Config{ApprovalTimeout: 300 * time.Millisecond}, nil, []string{event.ApprovalPending, event.ApprovalExpired}, "approval expired"},
+		{"policy-deny", power.Config{Policy: power.PolicyDeny}, nil, nil, "refused"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,7 +252,7 @@ func TestAgentPveResetDeniedExpiredRefused(t *testing.T) {
 }
 
 func TestAgentPveResetAllowed(t *testing.T) {
-	w := newAgentWorld(t, vm.Config{Policy: vm.PolicyAllow}, []apidouble.Turn{
+	w := newAgentWorld(t, power.Config{Policy: power.PolicyAllow}, []apidouble.Turn{
 		apidouble.T(apidouble.Bash("pve reset")),
 		apidouble.AfterToolResult(apidouble.Text("Reset.")),
 	})

@@ -1,7 +1,7 @@
 package pvecmd
 
 // The whole verb path with nothing faked but the Proxmox host: pve → the
-// web's handlers (package vm) → the keyholder client over a Unix socket
+// web's handlers (package power) → the keyholder client over a Unix socket
 // (package ipc) → the real keyholder → SSH with a pinned host key → the
 // simulated Proxmox host running the real pve-gate logic (package pvesim).
 
@@ -27,9 +27,9 @@ import (
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
-	"breakglass/internal/pvesim"
-	"breakglass/internal/sshdtest"
-	"breakglass/internal/vm"
+	"breakglass/internal/power"
+	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // chain is the web's verb path in front of a real keyholder and pvesim.
@@ -38,7 +38,7 @@ type chain struct {
 	*proxmox
 }
 
-func newChain(t *testing.T, cfg vm.Config) *chain {
+func newChain(t *testing.T, cfg power.Config) *chain {
 	t.Helper()
 	p := startProxmox(t)
 	cfg.Keyholder = p.client
@@ -111,13 +111,13 @@ func startProxmox(t *testing.T) *proxmox {
 // startWeb is newWeb with the keyholder (and, if set, the transcript) given
 // in cfg; it also serves the operator's routes, as the X-Test-User header
 // says.
-func startWeb(t *testing.T, cfg vm.Config) *web {
+func startWeb(t *testing.T, cfg power.Config) *web {
 	t.Helper()
 	w := &web{tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
 	if cfg.Transcript == nil {
 		cfg.Transcript = w.tr
 	}
-	svc, err := vm.New(cfg)
+	svc, err := power.New(cfg)
 	require.NoError(t, err)
 	w.svc = svc
 	r := mux.NewRouter()
@@ -142,7 +142,7 @@ func (c *proxmox) qmCalls() []string {
 }
 
 func TestChainStatus(t *testing.T) {
-	c := newChain(t, vm.Config{})
+	c := newChain(t, power.Config{})
 	r := pve(c.env(t, sessionA), "status")
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "status: running")
@@ -150,7 +150,7 @@ func TestChainStatus(t *testing.T) {
 }
 
 func TestChainResetAfterApproval(t *testing.T) {
-	c := newChain(t, vm.Config{Policy: vm.PolicyApprove})
+	c := newChain(t, power.Config{Policy: power.PolicyApprove})
 	done := pveAsync(c.env(t, sessionA), "reset")
 	id := waitPending(t, c.web)
 	assert.Empty(t, c.qmCalls(), "nothing reaches the Proxmox host before the operator answers")
@@ -161,7 +161,7 @@ func TestChainResetAfterApproval(t *testing.T) {
 }
 
 func TestChainDeniedResetNeverReachesTheHost(t *testing.T) {
-	c := newChain(t, vm.Config{Policy: vm.PolicyApprove})
+	c := newChain(t, power.Config{Policy: power.PolicyApprove})
 	done := pveAsync(c.env(t, sessionA), "reset")
 	require.NoError(t, c.svc.Resolve(sessionA, waitPending(t, c.web), false))
 	r := waitRun(t, done)
@@ -172,7 +172,7 @@ func TestChainDeniedResetNeverReachesTheHost(t *testing.T) {
 }
 
 func TestChainDeadTokenNeverReachesTheHost(t *testing.T) {
-	c := newChain(t, vm.Config{Policy: vm.PolicyAllow})
+	c := newChain(t, power.Config{Policy: power.PolicyAllow})
 	tok, revoke := c.svc.Issue(sessionA)
 	revoke()
 	r := pve(map[string]string{EnvURL: c.url, EnvToken: tok}, "stop")
@@ -182,7 +182,7 @@ func TestChainDeadTokenNeverReachesTheHost(t *testing.T) {
 }
 
 func TestChainOperatorStop(t *testing.T) {
-	c := newChain(t, vm.Config{})
+	c := newChain(t, power.Config{})
 	req, err := http.NewRequest("POST", c.url+"/api/vm/stop", strings.NewReader(`{"session_id":"`+sessionA+`"}`))
 	require.NoError(t, err)
 	req.Header.Set("X-Test-User", "alice")
@@ -200,7 +200,7 @@ func TestChainKeyholderDown(t *testing.T) {
 	defer os.RemoveAll(dir)
 	client := ipc.NewClient(filepath.Join(dir, ipc.SocketName)) // nothing listens there
 	defer client.Close()
-	w := startWeb(t, vm.Config{Keyholder: client})
+	w := startWeb(t, power.Config{Keyholder: client})
 	r := pve(w.env(t, sessionA), "status")
 	assert.Equal(t, ExitKeyholderDown, r.code)
 	assert.Contains(t, r.stderr, "keyholder down")

@@ -14,24 +14,24 @@ import (
 	"strings"
 	"time"
 
+	"breakglass/internal/power"
 	"breakglass/internal/verbs"
-	"breakglass/internal/vm"
 )
 
-// The environment the web gives the agent's turn (vm.Service.TurnEnv builds
+// The environment the web gives the agent's turn (power.Service.TurnEnv builds
 // it); the caller of Main reads it.
 const (
 	// EnvURL is the web's base URL as seen from the agent, e.g.
 	// http://127.0.0.1:8080.
-	EnvURL = vm.EnvPVEURL
+	EnvURL = power.EnvPVEURL
 	// EnvToken is the turn's token.
-	EnvToken = vm.EnvPVEToken
+	EnvToken = power.EnvPVEToken
 	// EnvSession is the turn's session id (optional; when set, the web
 	// checks it is the token's).
-	EnvSession = vm.EnvPVESession
+	EnvSession = power.EnvPVESession
 	// EnvWait is how many seconds pve waits for an answer (optional,
 	// default DefaultWait). It must cover an approval plus the verb.
-	EnvWait = vm.EnvPVEWait
+	EnvWait = power.EnvPVEWait
 )
 
 // DefaultWait covers the default approval wait (5 min) plus the keyholder's
@@ -97,18 +97,18 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	}
 	var body []byte
 	if sid := getenv(EnvSession); sid != "" {
-		body, _ = json.Marshal(vm.RunRequest{SessionID: sid})
+		body, _ = json.Marshal(power.RunRequest{SessionID: sid})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	endpoint := strings.TrimRight(u.String(), "/") + vm.AgentVerbPrefix + verb
+	endpoint := strings.TrimRight(u.String(), "/") + power.AgentVerbPrefix + verb
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		fmt.Fprintf(stderr, "pve: build request: %v\n", err)
 		return ExitConfig
 	}
-	req.Header.Set(vm.TokenHeader, token)
+	req.Header.Set(power.TokenHeader, token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -161,7 +161,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 // printResult prints a verb that ran and returns its exit code.
 func printResult(verb string, raw []byte, stdout, stderr io.Writer) int {
-	var res vm.Result
+	var res power.Result
 	if err := json.Unmarshal(raw, &res); err != nil || res.Verb != verb {
 		fmt.Fprintf(stderr, "pve: %s: unexpected answer from breakglass\n", verb)
 		return ExitWeb
@@ -185,41 +185,41 @@ func printResult(verb string, raw []byte, stdout, stderr io.Writer) int {
 
 // printRefusal explains why the verb did not run and returns pve's code.
 func printRefusal(verb string, status int, raw []byte, stderr io.Writer) int {
-	var b vm.ErrorBody
+	var b power.ErrorBody
 	if err := json.Unmarshal(raw, &b); err != nil || b.Code == "" {
 		fmt.Fprintf(stderr, "pve: %s: breakglass answered %d %s\n", verb, status, http.StatusText(status))
 		return ExitWeb
 	}
 	detail := oneLine(b.Error)
 	switch b.Code {
-	case vm.CodeToken:
+	case power.CodeToken:
 		fmt.Fprintf(stderr, "pve: turn token rejected: pve works only while the turn that started it runs\n")
 		return ExitTokenRejected
-	case vm.CodeRefused:
+	case power.CodeRefused:
 		fmt.Fprintf(stderr, "pve: %s refused: the agent may not run mutating verbs here (policy deny); ask the operator to run it from the VM controls\n", verb)
 		return ExitRefused
-	case vm.CodeDenied:
+	case power.CodeDenied:
 		fmt.Fprintf(stderr, "pve: %s denied by the operator; it did not run\n", verb)
 		return ExitDenied
-	case vm.CodeExpired:
+	case power.CodeExpired:
 		fmt.Fprintf(stderr, "pve: %s: approval expired, the operator did not answer in time; it did not run\n", verb)
 		return ExitExpired
-	case vm.CodeTimeout:
+	case power.CodeTimeout:
 		fmt.Fprintf(stderr, "pve: %s timed out on the Proxmox host: %s\n", verb, detail)
 		return ExitTimeout
-	case vm.CodeKeyholderDown:
+	case power.CodeKeyholderDown:
 		fmt.Fprintf(stderr, "pve: keyholder down: %s did not run (%s)\n", verb, detail)
 		return ExitKeyholderDown
-	case vm.CodeTooManyPending:
+	case power.CodeTooManyPending:
 		fmt.Fprintf(stderr, "pve: %s refused: too many of your verbs already wait for the operator's answer\n", verb)
 		return ExitBusy
-	case vm.CodeBusy:
+	case power.CodeBusy:
 		fmt.Fprintf(stderr, "pve: %s refused: another mutating verb is running; try again when it ends\n", verb)
 		return ExitBusy
-	case vm.CodeSSH:
+	case power.CodeSSH:
 		fmt.Fprintf(stderr, "pve: %s: the keyholder could not run it on the Proxmox host: %s\n", verb, detail)
 		return ExitSSH
-	case vm.CodeInvalidVerb:
+	case power.CodeInvalidVerb:
 		fmt.Fprintf(stderr, "pve: %s\n", detail)
 		return ExitUsage
 	}

@@ -22,7 +22,7 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
-	"breakglass/internal/vm"
+	"breakglass/internal/power"
 )
 
 func TestMain(m *testing.M) {
@@ -43,14 +43,14 @@ const (
 type fakeKeyholder struct {
 	mu     sync.Mutex
 	calls  []string
-	result vm.Result
+	result power.Result
 	err    error
 	block  chan struct{}
 }
 
-func (k *fakeKeyholder) Verbs(context.Context) (vm.VerbList, error) { return vm.VerbList{}, nil }
+func (k *fakeKeyholder) Verbs(context.Context) (power.VerbList, error) { return power.VerbList{}, nil }
 
-func (k *fakeKeyholder) Run(ctx context.Context, verb, actor string) (vm.Result, error) {
+func (k *fakeKeyholder) Run(ctx context.Context, verb, actor string) (power.Result, error) {
 	k.mu.Lock()
 	k.calls = append(k.calls, verb)
 	res, err, block := k.result, k.err, k.block
@@ -59,11 +59,11 @@ func (k *fakeKeyholder) Run(ctx context.Context, verb, actor string) (vm.Result,
 		select {
 		case <-block:
 		case <-ctx.Done():
-			return vm.Result{}, ctx.Err()
+			return power.Result{}, ctx.Err()
 		}
 	}
 	if err != nil {
-		return vm.Result{}, err
+		return power.Result{}, err
 	}
 	res.Verb, res.VMID = verb, 102
 	if res.Output == "" {
@@ -93,20 +93,20 @@ func (t *transcript) Append(_ string, e event.Event) error {
 	return nil
 }
 
-// web is the vm package's handlers on a loopback server.
+// web is the power package's handlers on a loopback server.
 type web struct {
-	svc      *vm.Service
+	svc      *power.Service
 	kh       *fakeKeyholder
 	tr       *transcript
 	url      string
 	requests atomic.Int64
 }
 
-func newWeb(t *testing.T, cfg vm.Config) *web {
+func newWeb(t *testing.T, cfg power.Config) *web {
 	t.Helper()
 	w := &web{kh: &fakeKeyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
 	cfg.Keyholder, cfg.Transcript = w.kh, w.tr
-	svc, err := vm.New(cfg)
+	svc, err := power.New(cfg)
 	require.NoError(t, err)
 	w.svc = svc
 	r := mux.NewRouter()
@@ -167,7 +167,7 @@ func waitPending(t *testing.T, w *web) string {
 }
 
 func TestUsage(t *testing.T) {
-	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
+	w := newWeb(t, power.Config{Policy: power.PolicyAllow})
 	env := w.env(t, sessionA)
 	tests := []struct {
 		name string
@@ -220,7 +220,7 @@ func TestOutsideATurn(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	w := newWeb(t, vm.Config{})
+	w := newWeb(t, power.Config{})
 	r := pve(w.env(t, sessionA), "status")
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "status: running\n", r.stdout)
@@ -228,8 +228,8 @@ func TestStatus(t *testing.T) {
 }
 
 func TestRemoteExitCode(t *testing.T) {
-	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
-	w.kh.result = vm.Result{ExitCode: 4, Output: "VM 102 is locked (backup)"}
+	w := newWeb(t, power.Config{Policy: power.PolicyAllow})
+	w.kh.result = power.Result{ExitCode: 4, Output: "VM 102 is locked (backup)"}
 	r := pve(w.env(t, sessionA), "start")
 	assert.Equal(t, 4, r.code)
 	assert.Equal(t, "VM 102 is locked (backup)\n", r.stdout)
@@ -237,8 +237,8 @@ func TestRemoteExitCode(t *testing.T) {
 }
 
 func TestTruncatedOutputIsReported(t *testing.T) {
-	w := newWeb(t, vm.Config{})
-	w.kh.result = vm.Result{Output: "lots\n", Truncated: true}
+	w := newWeb(t, power.Config{})
+	w.kh.result = power.Result{Output: "lots\n", Truncated: true}
 	r := pve(w.env(t, sessionA), "forensics")
 	assert.Equal(t, 0, r.code)
 	assert.Contains(t, r.stderr, "truncated")
@@ -257,7 +257,7 @@ func TestApproval(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWeb(t, vm.Config{Policy: vm.PolicyApprove})
+			w := newWeb(t, power.Config{Policy: power.PolicyApprove})
 			done := pveAsync(w.env(t, sessionA), "reset")
 			id := waitPending(t, w)
 			require.NoError(t, w.svc.Resolve(sessionA, id, tc.approve))
@@ -272,19 +272,19 @@ func TestApproval(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name   string
-		cfg    vm.Config
+		cfg    power.Config
 		err    error
 		verb   string
 		code   int
 		stderr string
 		calls  int
 	}{
-		{"policy-deny", vm.Config{Policy: vm.PolicyDeny}, nil, "cycle", ExitRefused, "cycle refused", 0},
-		{"expired", vm.Config{ApprovalTimeout: time.Millisecond}, nil, "stop", ExitExpired, "approval expired", 0},
-		{"timeout", vm.Config{}, &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, "status", ExitTimeout, "timed out", 1},
-		{"keyholder-down", vm.Config{}, vm.ErrUnreachable, "status", ExitKeyholderDown, "keyholder down", 1},
-		{"busy", vm.Config{Policy: vm.PolicyAllow}, &ipc.StatusError{Status: 409, Message: "busy"}, "reset", ExitBusy, "another mutating verb", 1},
-		{"host-key", vm.Config{}, &ipc.StatusError{Status: 502, Message: "host key mismatch"}, "status", ExitSSH, "host key mismatch", 1},
+		{"policy-deny", power.Config{Policy: power.PolicyDeny}, nil, "cycle", ExitRefused, "cycle refused", 0},
+		{"expired", power.Config{ApprovalTimeout: time.Millisecond}, nil, "stop", ExitExpired, "approval expired", 0},
+		{"timeout", power.Config{}, &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, "status", ExitTimeout, "timed out", 1},
+		{"keyholder-down", power.Config{}, power.ErrUnreachable, "status", ExitKeyholderDown, "keyholder down", 1},
+		{"busy", power.Config{Policy: power.PolicyAllow}, &ipc.StatusError{Status: 409, Message: "busy"}, "reset", ExitBusy, "another mutating verb", 1},
+		{"host-key", power.Config{}, &ipc.StatusError{Status: 502, Message: "host key mismatch"}, "status", ExitSSH, "host key mismatch", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,7 +300,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestTokenRejected(t *testing.T) {
-	w := newWeb(t, vm.Config{Policy: vm.PolicyAllow})
+	w := newWeb(t, power.Config{Policy: power.PolicyAllow})
 	dead, revoke := w.svc.Issue(sessionA)
 	revoke()
 	live := w.env(t, sessionA)
@@ -334,7 +334,7 @@ func TestWebUnreachable(t *testing.T) {
 }
 
 func TestGivesUpAfterTheWait(t *testing.T) {
-	w := newWeb(t, vm.Config{})
+	w := newWeb(t, power.Config{})
 	w.kh.block = make(chan struct{})
 	defer close(w.kh.block)
 	env := w.env(t, sessionA)
@@ -373,7 +373,7 @@ func TestExitCodesAreDistinct(t *testing.T) {
 
 // The environment the web builds for a turn is the one pve reads.
 func TestTurnEnv(t *testing.T) {
-	w := newWeb(t, vm.Config{})
+	w := newWeb(t, power.Config{})
 	kv, revoke := w.svc.TurnEnv(sessionA, w.url)
 	env := map[string]string{}
 	for _, e := range kv {

@@ -3,7 +3,7 @@
 // takes the SSH client's command (SSH_ORIGINAL_COMMAND), accepts it only if
 // it is exactly one of the verbs of internal/verbs, and runs that verb's qm
 // invocations for the one configured VM, or, for forensics, a fixed list of
-// read-only sections. The simulated Proxmox host (internal/pvesim) runs this
+// read-only sections. The simulated Proxmox host (internal/testing/pvesim) runs this
 // very code against a simulated VM through the Runner, FS and Locker seams.
 //
 // It must never run a shell, pass anything from the request to a command,

@@ -27,7 +27,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"breakglass/internal/pvegate"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // built holds the binaries built once per test run.

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // startStockAgent runs OpenSSH's own ssh-agent holding the key file, for

@@ -21,9 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
-	"breakglass/internal/devvmsim"
-	"breakglass/internal/logtest"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/devvmsim"
+	"breakglass/internal/testing/logtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // testUser is the devvm user the Go doubles let in.

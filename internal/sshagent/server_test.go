@@ -21,7 +21,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"breakglass/internal/ipc"
-	"breakglass/internal/logtest"
+	"breakglass/internal/testing/logtest"
 )
 
 func TestMetricsCountEveryDecision(t *testing.T) {

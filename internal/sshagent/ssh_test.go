@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/sshdtest"
 )
 
 // These tests drive the real OpenSSH client (Debian's /usr/bin/ssh), which

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
-	"breakglass/internal/webtest"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/webtest"
 )
 
 // TestAgentSSHDevvmThroughKeyholder is the agent's reach end to end: the real

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"breakglass/internal/apidouble"
-	"breakglass/internal/webtest"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/webtest"
 )
 
 // checkLog asserts b is whole events.jsonl lines with ids 1, 2, 3… and

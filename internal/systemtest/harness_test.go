@@ -27,11 +27,11 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"breakglass/internal/apidouble"
-	"breakglass/internal/devvmsim"
-	"breakglass/internal/pvesim"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/devvmsim"
+	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/webtest"
 	"breakglass/internal/verbs"
-	"breakglass/internal/webtest"
 )
 
 // bins are the keyholder and web binaries, built once for this test binary.
@@ -472,7 +472,7 @@ func (w *web) metric(t testing.TB, name string) float64 {
 	return 0
 }
 
-// ev and stream are the SSE client of internal/webtest.
+// ev and stream are the SSE client of internal/testing/webtest.
 type (
 	ev     = webtest.Event
 	stream = webtest.Stream

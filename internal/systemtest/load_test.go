@@ -19,10 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"breakglass/internal/apidouble"
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
-	"breakglass/internal/webtest"
+	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/webtest"
 )
 
 // Sizes of the load tests. Zero means the short form for make test, or

@@ -1,4 +1,4 @@
-package vm
+package power
 
 // The agent endpoint's wire contract, shared with the `pve` command
 // (package pvecmd).

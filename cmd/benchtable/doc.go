@@ -4,8 +4,8 @@
 // the OpenSSH client), and PASS or FAIL. `make bench` runs it; the table in
 // docs/performance.md is its output, with the machine it ran on.
 //
-//	go run ./internal/benchtable            # every figure
-//	go run ./internal/benchtable -run Fan   # only the rows whose name matches
+//	go run ./cmd/benchtable            # every figure
+//	go run ./cmd/benchtable -run Fan   # only the rows whose name matches
 //
 // It owns the list of figures and their targets (figures.go); the
 // benchmarks themselves live next to the code they measure. It never runs

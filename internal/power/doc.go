@@ -1,4 +1,4 @@
-// Package vm is the web's side of the power verbs (DESIGN §6.2, §6.4): the
+// Package power is the web's side of the power verbs (DESIGN §6.2, §6.4): the
 // operator's /api/vm routes, the agent's endpoint behind the `pve` command,
 // the approval policy for the agent's mutating verbs
 // (BREAKGLASS_AGENT_MUTATING_VERBS), the per-turn tokens that authenticate
@@ -12,4 +12,4 @@
 // routes; never let an agent's mutating verb run under `approve` without the
 // operator's answer, nor at all under `deny`; never use a session id that is
 // not a UUID v4; never log or echo a turn token.
-package vm
+package power

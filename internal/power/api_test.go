@@ -1,4 +1,4 @@
-package vm
+package power
 
 // The package's routes mounted in the real api server the way cmd/web mounts
 // them (api.Config.Routes): operator routes behind its authentication and

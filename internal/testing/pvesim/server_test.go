@@ -21,8 +21,8 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 
 	"breakglass/internal/pvegate"
-	"breakglass/internal/pvesim"
-	"breakglass/internal/sshdtest"
+	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/sshdtest"
 )
 
 func TestMain(m *testing.M) {

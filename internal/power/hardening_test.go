@@ -1,4 +1,4 @@
-package vm
+package power
 
 // One test per security property of the verb path, each named for the
 // attack it blocks.
