@@ -30,11 +30,14 @@ func TestHealthzAndVerbList(t *testing.T) {
 	assert.JSONEq(t, `{"vmid":102,"verbs":[
 		{"name":"status","mutating":false},{"name":"forensics","mutating":false},
 		{"name":"reset","mutating":true},{"name":"stop","mutating":true},
-		{"name":"start","mutating":true},{"name":"cycle","mutating":true}]}`, body)
+		{"name":"start","mutating":true},{"name":"cycle","mutating":true},
+		{"name":"screenshot","mutating":false},{"name":"console","mutating":false},
+		{"name":"guest","mutating":false},{"name":"tasks","mutating":false},
+		{"name":"unlock","mutating":true},{"name":"guest-exec","mutating":true}]}`, body)
 	vl, err := e.client.Verbs(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 102, vl.VMID)
-	assert.Len(t, vl.Verbs, 6)
+	assert.Len(t, vl.Verbs, 12)
 	assert.Zero(t, e.sim.Connections(), "listing verbs dials nothing")
 }
 

@@ -89,6 +89,8 @@ func (f *fakeRunner) Run(ctx context.Context, argv []string, stdin string) (pveg
 		return out("")
 	case strings.HasPrefix(k, "qm reset "):
 		return out("")
+	case strings.HasPrefix(k, "qm unlock "):
+		return out("")
 	case strings.HasPrefix(k, "qm config "):
 		return out("name: devvm\nmemory: 8192\nlock: backup\n")
 	case strings.HasPrefix(k, "qm monitor "):

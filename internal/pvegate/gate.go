@@ -174,17 +174,34 @@ type Request struct {
 // notes to stderr, logs one line, and returns the process exit code.
 func (g *Gate) Run(ctx context.Context, req Request, stdout, stderr io.Writer) int {
 	start := time.Now()
-	v, err := verbs.Parse(req.Command)
+	v, argv, err := verbs.ParseLine(req.Command)
+	if err == nil {
+		err = g.available(v)
+	}
 	if err != nil {
-		// verbs.Parse quotes at most verbs.MaxLen bytes of the input.
+		// verbs.ParseLine quotes at most verbs.MaxLen bytes of the input.
 		fmt.Fprintf(stderr, "pve-gate: refused: %v\n", err)
 		g.log.Warn("refused", "client", req.Client, "reason", err.Error(), "exit", ExitRefused)
 		return ExitRefused
 	}
+	_ = argv
 	code := g.runVerb(ctx, v, stdout, stderr)
 	g.log.Info("call", "client", req.Client, "verb", string(v.Name), "vmid", g.vmid,
 		"exit", code, "duration_ms", time.Since(start).Milliseconds())
 	return code
+}
+
+// ErrNotAvailable is returned (wrapped) for a verb of the table this gate
+// does not run.
+var ErrNotAvailable = errors.New("verb not available on this host")
+
+// available refuses the verbs of the table this gate does not run.
+func (g *Gate) available(v verbs.Verb) error {
+	switch v.Name {
+	case verbs.Screenshot, verbs.Console, verbs.Guest, verbs.Tasks, verbs.GuestExec:
+		return fmt.Errorf("%w: %s", ErrNotAvailable, v.Name)
+	}
+	return nil
 }
 
 // runVerb dispatches a parsed verb.

@@ -75,6 +75,7 @@ func TestVerbsRunExactlyTheirArgv(t *testing.T) {
 		{"stop", []string{"qm stop 102"}},
 		{"start", []string{"qm start 102"}},
 		{"cycle", []string{"qm stop 102", "qm status 102", "qm start 102"}},
+		{"unlock", []string{"qm unlock 102"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.verb, func(t *testing.T) {
@@ -273,4 +274,17 @@ func TestNewValidates(t *testing.T) {
 	g, err := pvegate.New(pvegate.Config{})
 	require.NoError(t, err, "the zero Config is the production gate")
 	assert.Equal(t, 102, g.VMID())
+}
+
+func TestLadderVerbsNotYetAvailableRunNothing(t *testing.T) {
+	for _, verb := range []string{"screenshot", "console", "guest", "tasks", "guest-exec", "guest-exec WyJpZCJd"} {
+		t.Run(verb, func(t *testing.T) {
+			f := newFakeRunner(qm)
+			code, out, stderr := run(newGate(t, f, nil), verb)
+			assert.Equal(t, pvegate.ExitRefused, code)
+			assert.Empty(t, out)
+			assert.Contains(t, stderr, "pve-gate: refused:")
+			assert.Empty(t, f.argvs())
+		})
+	}
 }

@@ -10,7 +10,7 @@ import (
 // Name is a verb's wire name, exactly as a request carries it.
 type Name string
 
-// The six verbs. Nothing else is ever a verb.
+// The verbs. Nothing else is ever a verb.
 const (
 	Status    Name = "status"
 	Forensics Name = "forensics"
@@ -18,6 +18,13 @@ const (
 	Stop      Name = "stop"
 	Start     Name = "start"
 	Cycle     Name = "cycle"
+	// The recovery ladder: look and act when ssh to the devvm is dead.
+	Screenshot Name = "screenshot"
+	Console    Name = "console"
+	Guest      Name = "guest"
+	Tasks      Name = "tasks"
+	Unlock     Name = "unlock"
+	GuestExec  Name = "guest-exec"
 )
 
 // MaxLen is the longest input Parse looks at; anything longer is refused
@@ -27,39 +34,94 @@ const MaxLen = 32
 // DefaultVMID is the Proxmox VM breakglass guards unless configured otherwise.
 const DefaultVMID = 102
 
+// Request body caps, per verb (Verb.MaxBody).
+const (
+	// MaxBody is the request body cap of every verb without arguments.
+	MaxBody = 4 << 10
+	// MaxBodyArgs is the request body cap of guest-exec, whose argv rides
+	// in the body.
+	MaxBodyArgs = 16 << 10
+)
+
+// Output caps, per verb (Verb.MaxOutput).
+const (
+	// MaxTextOutput caps the text output of every verb but screenshot.
+	MaxTextOutput = 1 << 20
+	// MaxImageOutput caps screenshot's PNG; a larger one is refused, never
+	// cut.
+	MaxImageOutput = 8 << 20
+)
+
+// ContentTypePNG is screenshot's output type.
+const ContentTypePNG = "image/png"
+
 // Verb is one row of the table.
 type Verb struct {
 	// Name is the verb's exact wire name.
 	Name Name
 	// Mutating says whether the verb changes the VM's state. Mutating verbs
-	// are serialised, confirmed in the UI and subject to the agent policy.
+	// are serialised, confirmed in the UI, need operator presence and are
+	// subject to the agent policy.
 	Mutating bool
+	// TakesArgs says whether the verb takes an argv (guest-exec alone);
+	// every other verb refuses arguments. See CheckArgs.
+	TakesArgs bool
+	// ContentType is the type of the verb's output: "" for text (UTF-8,
+	// carried as `output`), ContentTypePNG for screenshot (carried as
+	// `output_base64`).
+	ContentType string
+	// MaxBody caps the verb's request body, in bytes.
+	MaxBody int64
+	// MaxOutput caps the verb's output, in bytes. Text above it is cut and
+	// the cut reported; an image above it is refused.
+	MaxOutput int
 	// Summary says in a few words what the verb does, for confirms and docs.
 	Summary string
 	// qm holds the qm argument lists run in order, with vmidArg standing for
-	// the configured VM id. Forensics has none: its sections are pve-gate's.
+	// the configured VM id. Verbs assembled by pve-gate itself (forensics,
+	// the ladder's look verbs, guest-exec) have none.
 	qm [][]string
 }
 
 // vmidArg marks where QMArgs puts the VM id.
 const vmidArg = "\x00vmid"
 
+// row fills the caps every verb shares.
+func row(v Verb) Verb {
+	if v.MaxBody == 0 {
+		v.MaxBody = MaxBody
+	}
+	if v.MaxOutput == 0 {
+		v.MaxOutput = MaxTextOutput
+	}
+	return v
+}
+
 var table = []Verb{
-	{Name: Status, Summary: "show the VM's state (qm status --verbose)",
-		qm: [][]string{{"status", vmidArg, "--verbose"}}},
-	{Name: Forensics, Summary: "read-only evidence: qm state and config, the QEMU process and monitor, host memory, storage, kernel messages"},
-	{Name: Reset, Mutating: true, Summary: "press the reset button: same QEMU process, fast; fixes a hung guest kernel",
-		qm: [][]string{{"reset", vmidArg}}},
-	{Name: Stop, Mutating: true, Summary: "hard stop: kill the VM at once, like pulling the plug",
-		qm: [][]string{{"stop", vmidArg}}},
-	{Name: Start, Mutating: true, Summary: "start the VM",
-		qm: [][]string{{"start", vmidArg}}},
-	{Name: Cycle, Mutating: true, Summary: "hard stop, then start a fresh QEMU process; fixes a wedged QEMU (stuck I/O, dead monitor)",
-		qm: [][]string{{"stop", vmidArg}, {"start", vmidArg}}},
+	row(Verb{Name: Status, Summary: "show the VM's state (qm status --verbose)",
+		qm: [][]string{{"status", vmidArg, "--verbose"}}}),
+	row(Verb{Name: Forensics, Summary: "read-only evidence: qm state and config, the QEMU process and monitor, host memory, storage, kernel messages"}),
+	row(Verb{Name: Reset, Mutating: true, Summary: "press the reset button: same QEMU process, fast; fixes a hung guest kernel",
+		qm: [][]string{{"reset", vmidArg}}}),
+	row(Verb{Name: Stop, Mutating: true, Summary: "hard stop: kill the VM at once, like pulling the plug",
+		qm: [][]string{{"stop", vmidArg}}}),
+	row(Verb{Name: Start, Mutating: true, Summary: "start the VM",
+		qm: [][]string{{"start", vmidArg}}}),
+	row(Verb{Name: Cycle, Mutating: true, Summary: "hard stop, then start a fresh QEMU process; fixes a wedged QEMU (stuck I/O, dead monitor)",
+		qm: [][]string{{"stop", vmidArg}, {"start", vmidArg}}}),
+	row(Verb{Name: Screenshot, ContentType: ContentTypePNG, MaxOutput: MaxImageOutput,
+		Summary: "a PNG of the VM's screen: kernel panics, emergency-mode prompts, GRUB, fsck questions"}),
+	row(Verb{Name: Console, Summary: "read the VM's serial console for 3 s (writes nothing)"}),
+	row(Verb{Name: Guest, Summary: "ask the QEMU guest agent: ping, OS, filesystems, network; proves the guest OS lives when ssh is dead"}),
+	row(Verb{Name: Tasks, Summary: "the VM's recent Proxmox tasks and its lock"}),
+	row(Verb{Name: Unlock, Mutating: true, Summary: "remove a stale Proxmox lock (backup, snapshot) that keeps the VM from starting",
+		qm: [][]string{{"unlock", vmidArg}}}),
+	row(Verb{Name: GuestExec, Mutating: true, TakesArgs: true, MaxBody: MaxBodyArgs,
+		Summary: "run one command (an argv, no shell) inside the guest through the QEMU guest agent"}),
 }
 
 // ErrUnknown is returned (wrapped) by Parse for anything that is not exactly
-// one of the six verb names.
+// one of the verb names.
 var ErrUnknown = errors.New("unknown verb")
 
 // All returns the table in its fixed order. The caller owns the slice.
@@ -102,8 +164,9 @@ func Parse(s string) (Verb, error) {
 	return Verb{}, fmt.Errorf("%w %q: allowed verbs are %s", ErrUnknown, s, allowed)
 }
 
-// check applies the shape rules before the table lookup, so a refusal never
-// echoes more than MaxLen bytes of hostile input.
+// check applies the shape rules ([a-z-], at most MaxLen bytes) before the
+// table lookup, so a refusal never echoes more than MaxLen bytes of hostile
+// input.
 func check(s string) error {
 	switch {
 	case s == "":
@@ -112,16 +175,17 @@ func check(s string) error {
 		return fmt.Errorf("(%d bytes, longer than %d)", len(s), MaxLen)
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 'a' || c > 'z' {
-			return fmt.Errorf("%q (byte %d is not a-z)", s, i)
+		if c := s[i]; (c < 'a' || c > 'z') && c != '-' {
+			return fmt.Errorf("%q (byte %d is not a-z or -)", s, i)
 		}
 	}
 	return nil
 }
 
 // QMArgs returns the qm argument lists (without the qm binary) the verb runs
-// for the given VM id, in order. Forensics returns nil: its read-only
-// sections are assembled by pve-gate.
+// for the given VM id, in order. Verbs pve-gate assembles itself (forensics,
+// screenshot, console, guest, tasks, guest-exec) return nil; guest-exec's
+// command is GuestExecQMArgs.
 func (v Verb) QMArgs(vmid int) [][]string {
 	if len(v.qm) == 0 {
 		return nil
@@ -138,6 +202,17 @@ func (v Verb) QMArgs(vmid int) [][]string {
 		}
 	}
 	return out
+}
+
+// GuestExecTimeout is the --timeout, in seconds, qm guest exec gets.
+const GuestExecTimeout = 60
+
+// GuestExecQMArgs returns the qm arguments of guest-exec for an argv that
+// ValidateArgs accepted: `guest exec <vmid> --timeout 60 -- <argv…>`. The
+// argv follows "--" unchanged, element for element.
+func GuestExecQMArgs(vmid int, argv []string) []string {
+	out := []string{"guest", "exec", strconv.Itoa(vmid), "--timeout", strconv.Itoa(GuestExecTimeout), "--"}
+	return append(out, argv...)
 }
 
 // ErrBadVMID is returned by CheckVMID for an id Proxmox would not accept.

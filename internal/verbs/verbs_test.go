@@ -58,6 +58,14 @@ var badVerbs = []struct {
 	{"digits", "102"},
 	{"underscore", "status_"},
 	{"thirty-three", strings.Repeat("z", 33)},
+	{"guest-exec-upper", "Guest-exec"},
+	{"guest-exec-underscore", "guest_exec"},
+	{"double-dash", "guest--exec"},
+	{"trailing-dash", "guest-"},
+	{"leading-dash", "-status"},
+	{"en-dash", "guest–exec"},
+	{"guest-exec-arg", "guest-exec WyJpZCJd"},
+	{"unlock-skiplock", "unlock --skiplock"},
 }
 
 func TestParseRefusesBadVerbs(t *testing.T) {
@@ -68,13 +76,13 @@ func TestParseRefusesBadVerbs(t *testing.T) {
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, ErrUnknown))
 			assert.Equal(t, Verb{}, v)
-			assert.Contains(t, err.Error(), "allowed verbs are status, forensics, reset, stop, start, cycle")
+			assert.Contains(t, err.Error(), "allowed verbs are status, forensics, reset, stop, start, cycle, screenshot, console, guest, tasks, unlock, guest-exec")
 			assert.LessOrEqual(t, len(err.Error()), 256, "a refusal must not echo hostile input at length")
 		})
 	}
 }
 
-func TestParseAcceptsTheSix(t *testing.T) {
+func TestParseAcceptsTheTable(t *testing.T) {
 	tests := []struct {
 		in       string
 		mutating bool
@@ -85,6 +93,12 @@ func TestParseAcceptsTheSix(t *testing.T) {
 		{"stop", true},
 		{"start", true},
 		{"cycle", true},
+		{"screenshot", false},
+		{"console", false},
+		{"guest", false},
+		{"tasks", false},
+		{"unlock", true},
+		{"guest-exec", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -109,6 +123,12 @@ func TestQMArgs(t *testing.T) {
 		{Stop, [][]string{{"stop", "102"}}},
 		{Start, [][]string{{"start", "102"}}},
 		{Cycle, [][]string{{"stop", "102"}, {"start", "102"}}},
+		{Screenshot, nil},
+		{Console, nil},
+		{Guest, nil},
+		{Tasks, nil},
+		{Unlock, [][]string{{"unlock", "102"}}},
+		{GuestExec, nil},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.verb), func(t *testing.T) {
@@ -165,4 +185,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %q: accepted a different name", s, v.Name)
 		}
 	})
+}
+
+func TestCaps(t *testing.T) {
+	for _, v := range All() {
+		t.Run(string(v.Name), func(t *testing.T) {
+			assert.Equal(t, v.Name == GuestExec, v.TakesArgs, "guest-exec alone takes arguments")
+			switch v.Name {
+			case GuestExec:
+				assert.EqualValues(t, 16<<10, v.MaxBody)
+			default:
+				assert.EqualValues(t, 4<<10, v.MaxBody)
+			}
+			switch v.Name {
+			case Screenshot:
+				assert.Equal(t, "image/png", v.ContentType)
+				assert.Equal(t, 8<<20, v.MaxOutput)
+			default:
+				assert.Empty(t, v.ContentType)
+				assert.Equal(t, 1<<20, v.MaxOutput)
+			}
+			assert.LessOrEqual(t, len(v.Name), MaxLen)
+		})
+	}
 }
