@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // One test per security property of the agent; each names the attack it
@@ -348,4 +349,53 @@ func TestHardeningUnreadRepliesLoseTheConnection(t *testing.T) {
 	reply, err := a2.roundTrip([]byte{msgRequestIdentities})
 	require.NoError(t, err)
 	assert.Equal(t, byte(msgIdentitiesAnswer), reply[0], "the agent still serves others")
+}
+
+// Attack: log in to a devvm (or an impostor) presenting a host key the
+// operator has marked @revoked in known_hosts, say after it leaked. The
+// revoked key is never pinned, so a bind to it fails and nothing is
+// signed on that connection; a key the file still pins works.
+func TestHardeningRevokedDevvmHostKeyGetsNoSignature(t *testing.T) {
+	revoked, current, devvmKey := newSigner(t), newSigner(t), newSigner(t)
+	file := writeKnownHosts(t,
+		knownhosts.Line([]string{"10.0.10.10"}, revoked.PublicKey()),
+		knownhosts.Line([]string{"10.0.10.10"}, current.PublicKey()),
+		"@revoked 10.0.10.10 "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(revoked.PublicKey()))),
+	)
+	pins, err := LoadHostKeys(file, "10.0.10.10:22")
+	require.NoError(t, err)
+	s, err := New(Config{Key: devvmKey, DevvmHostKeys: pins, User: testUser})
+	require.NoError(t, err)
+
+	for _, c := range []struct {
+		name    string
+		hostKey ssh.Signer
+		bindErr bool
+		outcome Outcome
+	}{
+		{name: "revoked", hostKey: revoked, bindErr: true, outcome: OutcomeWrongHost},
+		{name: "still-pinned", hostKey: current, outcome: OutcomeSigned},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := s.newConnAgent(peerCred{})
+			sid := sessionID(t, 32)
+			_, err := a.Extension(extSessionBind, bindBody(t, c.hostKey, sid, false))
+			if c.bindErr {
+				require.ErrorIs(t, err, ErrRefused)
+			} else {
+				require.NoError(t, err)
+			}
+			data := userauthData(sid, testUser, devvmKey.PublicKey(), c.hostKey.PublicKey())
+			sig, err := a.SignWithFlags(devvmKey.PublicKey(), data, 0)
+			_, outcome, _ := a.decide(devvmKey.PublicKey(), data, 0)
+			assert.Equal(t, c.outcome, outcome)
+			if c.outcome != OutcomeSigned {
+				assert.ErrorIs(t, err, ErrRefused)
+				assert.Nil(t, sig)
+				return
+			}
+			require.NoError(t, err)
+			assert.NoError(t, devvmKey.PublicKey().Verify(data, sig))
+		})
+	}
 }

@@ -96,6 +96,8 @@ var userauthCases = []userauthCase{
 		return append([]byte("SSHSIG"), ssh.Marshal(struct{ Namespace, Reserved, Hash string }{"file", "", "sha512"})...)
 	}, outcome: OutcomeMalformed},
 	{name: "empty", data: func(*policyFixture) []byte { return nil }, outcome: OutcomeMalformed},
+	{name: "other-key-requested-only", desc: "the request asks for another key while its data names the devvm key", key: func(f *policyFixture) ssh.PublicKey { return f.otherKey.PublicKey() },
+		data: mutate(func(*policyFixture, *userauthMsg) {}), outcome: OutcomeMalformed},
 }
 
 func TestSignPolicy(t *testing.T) {
