@@ -47,7 +47,7 @@ func FuzzVerbRoute(f *testing.F) {
 		PVEKeyPath:     pvePath,
 		DevVM:          keyholder.Host{Host: "127.0.0.1", Port: 2222, User: "breakglass"},
 		DevVMKeyPath:   devvmPath,
-		KnownHostsPath: knownHostsFor(f, dir, addr, newSigner(f).PublicKey()),
+		KnownHostsPath: knownHostsFor(f, dir, addr, newSigner(f).PublicKey(), false),
 		VerbTimeout:    time.Second,
 	})
 	require.NoError(f, err)

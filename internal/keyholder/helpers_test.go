@@ -68,6 +68,9 @@ type options struct {
 	pveAddr    string
 	pveHostKey ssh.PublicKey
 	timeout    time.Duration
+	// revokePVE pins a second, fresh key for the PVE host and marks
+	// pveHostKey @revoked, as after a rotation following a leak.
+	revokePVE bool
 	// mutate edits the config before New.
 	mutate func(*keyholder.Config)
 }
@@ -82,10 +85,14 @@ func newKeys(t testing.TB, dir string) (pvePath string, pve ssh.Signer, devvmPat
 
 // knownHostsFor writes a known_hosts pinning pveHostKey at pveAddr and a
 // random key for the (never dialled) devvm at 127.0.0.1:2222.
-func knownHostsFor(t testing.TB, dir, pveAddr string, pveHostKey ssh.PublicKey) string {
+func knownHostsFor(t testing.TB, dir, pveAddr string, pveHostKey ssh.PublicKey, revoke bool) string {
 	t.Helper()
 	lines := knownhosts.Line([]string{knownhosts.Normalize(pveAddr)}, pveHostKey) + "\n" +
 		knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2222")}, newSigner(t).PublicKey()) + "\n"
+	if revoke {
+		lines += knownhosts.Line([]string{knownhosts.Normalize(pveAddr)}, newSigner(t).PublicKey()) + "\n" +
+			"@revoked * " + string(ssh.MarshalAuthorizedKey(pveHostKey))
+	}
 	p := filepath.Join(dir, "known_hosts")
 	require.NoError(t, os.WriteFile(p, []byte(lines), 0o644))
 	return p
@@ -112,7 +119,7 @@ func newEnv(t testing.TB, dir, pveKeyPath string, pveKey ssh.Signer, devvmPath s
 		log:        &logtest.Buffer{},
 		reg:        prometheus.NewRegistry(),
 	}
-	e.knownHosts = knownHostsFor(t, dir, o.pveAddr, o.pveHostKey)
+	e.knownHosts = knownHostsFor(t, dir, o.pveAddr, o.pveHostKey, o.revokePVE)
 	host, port := hostPort(t, o.pveAddr)
 	cfg := keyholder.Config{
 		PVE:            keyholder.Host{Host: host, Port: port, User: "root"},

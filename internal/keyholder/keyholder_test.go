@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/keyholder"
 	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/verbs"
 )
 
 func TestHealthzAndVerbList(t *testing.T) {
@@ -126,6 +128,35 @@ func TestHostKeyMismatchRunsNothing(t *testing.T) {
 	lines := e.log.Where(t, "@message", "request")
 	require.NotEmpty(t, lines)
 	assert.Equal(t, "host_key_mismatch", lines[0]["outcome"])
+}
+
+// TestRevokedHostKeyRunsNothing: the Proxmox host presents a key that
+// known_hosts pins but also marks @revoked (the operator rotated it after a
+// leak): the connection is refused, as OpenSSH refuses it, and nothing runs.
+func TestRevokedHostKeyRunsNothing(t *testing.T) {
+	e := newSimEnv(t, options{revokePVE: true})
+	status, body := e.raw(t, "POST", "/v1/verbs/reset", `{"actor":"operator:test"}`)
+	assert.Equal(t, http.StatusBadGateway, status, "body %s", body)
+	assert.Contains(t, errorOf(t, body), "ssh to the Proxmox host failed")
+	_, err := e.client.Run(context.Background(), "status", "")
+	assert.ErrorIs(t, err, ipc.ErrSSH)
+	assert.Empty(t, e.vm.Calls(), "the command never ran")
+	assert.Equal(t, pvesim.Running, e.vm.State())
+	assert.Contains(t, e.log.String(), "revoked", "the audit line says why")
+}
+
+// TestRunRefusesUnknownVerbItself: Run checks the verb on its own, whoever
+// calls it (not only the HTTP handler): a refused name opens no SSH
+// connection.
+func TestRunRefusesUnknownVerbItself(t *testing.T) {
+	e := newSimEnv(t, options{})
+	for _, v := range []string{"", "reset 103", "qm reset 102", "STATUS", "%72eset", "status\n"} {
+		res, err := e.kh.Run(v, keyholder.Caller{Actor: "operator:test"})
+		assert.ErrorIs(t, err, verbs.ErrUnknown, "verb %q", v)
+		assert.Empty(t, res.Verb)
+	}
+	assert.Zero(t, e.sim.Connections(), "no SSH connection was opened")
+	assert.Empty(t, e.vm.Calls())
 }
 
 func TestUnreachableHostTimesOut(t *testing.T) {
