@@ -3,7 +3,9 @@ package pvegate_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +50,21 @@ func TestExecRunner(t *testing.T) {
 		require.ErrorIs(t, err, pvegate.ErrTimeout)
 		assert.Less(t, time.Since(start), 10*time.Second, "the command is killed, not waited for")
 	})
+	t.Run("timeout-kills-process-group", func(t *testing.T) {
+		// The lead process forks a child (as qm forks helpers) and both
+		// hang. At the deadline the whole group is killed: the child must
+		// not outlive the command. sh is the test's forker only.
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		r := pvegate.ExecRunner{WaitDelay: 100 * time.Millisecond}
+		res, err := r.Run(ctx, []string{"sh", "-c", "sleep 30 & echo $!; wait"}, "")
+		require.ErrorIs(t, err, pvegate.ErrTimeout)
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(res.Output)))
+		require.NoError(t, perr, "output %q", res.Output)
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+		assert.Eventually(t, func() bool { return !alive(pid) }, 3*time.Second, 10*time.Millisecond,
+			"the forked child %d outlived the timeout", pid)
+	})
 	t.Run("child-holds-output", func(t *testing.T) {
 		// The test uses sh to leave a background child holding stdout, as
 		// a daemonising helper of qm could; pve-gate itself never runs sh.
@@ -82,6 +99,19 @@ func TestExecRunnerEnvironmentIsFixed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, strings.Join(pvegate.Env, "\n")+"\n", string(res.Output))
 	assert.Equal(t, "PATH="+pvegate.FixedPath, pvegate.Env[0])
+}
+
+// alive reports whether pid is a process that has not exited (a zombie
+// waiting for its reaper has exited).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name's closing parenthesis.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
 }
 
 func symlink(oldname, newname string) error { return os.Symlink(oldname, newname) }
