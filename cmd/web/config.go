@@ -33,6 +33,8 @@ type config struct {
 	MaxBudgetUSD       float64
 	APIRetryCutoff     time.Duration
 	AgentMutatingVerbs power.Policy
+	SessionIdle        time.Duration
+	RetainFor          time.Duration
 }
 
 // configFromEnv reads the variables of DESIGN §6 through getenv. Every bad
@@ -59,6 +61,9 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		MaxBudgetUSD:       p.budget("BREAKGLASS_MAX_BUDGET_USD"),
 		APIRetryCutoff:     p.seconds("BREAKGLASS_API_RETRY_CUTOFF_SECONDS", 300, 1, 24*3600),
 		AgentMutatingVerbs: p.policy("BREAKGLASS_AGENT_MUTATING_VERBS"),
+		SessionIdle:        p.seconds("BREAKGLASS_SESSION_IDLE_SECONDS", 300, 1, 7*24*3600),
+		// Retention archives, never deletes; unset or 0 is off.
+		RetainFor: time.Duration(p.intIn("BREAKGLASS_RETAIN_DAYS", 0, 0, 36500)) * 24 * time.Hour,
 	}
 	if cfg.BearerToken != "" && len(cfg.BearerToken) < 16 {
 		p.fail("API_BEARER_TOKEN", "must be at least 16 characters when set")

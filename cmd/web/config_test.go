@@ -31,6 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 		KnownHosts:         "/etc/breakglass/known_hosts",
 		APIRetryCutoff:     300 * time.Second,
 		AgentMutatingVerbs: power.PolicyApprove,
+		SessionIdle:        300 * time.Second,
 	}, cfg)
 }
 
@@ -40,6 +41,8 @@ func TestConfigValues(t *testing.T) {
 		"BREAKGLASS_MAX_BUDGET_USD":       "2.5",
 		"API_BEARER_TOKEN":                "0123456789abcdef0123",
 		"BREAKGLASS_AGENT_MUTATING_VERBS": "deny",
+		"BREAKGLASS_SESSION_IDLE_SECONDS": "60",
+		"BREAKGLASS_RETAIN_DAYS":          "90",
 	}
 	cfg, err := configFromEnv(func(k string) string { return env[k] })
 	require.NoError(t, err)
@@ -50,6 +53,8 @@ func TestConfigValues(t *testing.T) {
 	}, cfg.TrustedProxies)
 	assert.Equal(t, 2.5, cfg.MaxBudgetUSD)
 	assert.Equal(t, power.PolicyDeny, cfg.AgentMutatingVerbs)
+	assert.Equal(t, time.Minute, cfg.SessionIdle)
+	assert.Equal(t, 90*24*time.Hour, cfg.RetainFor)
 }
 
 func TestConfigRefusals(t *testing.T) {
@@ -73,6 +78,9 @@ func TestConfigRefusals(t *testing.T) {
 		{"short-token", "API_BEARER_TOKEN", "short"},
 		{"policy", "BREAKGLASS_AGENT_MUTATING_VERBS", "sometimes"},
 		{"newline", "BREAKGLASS_MODEL", "sonnet\nopus"},
+		{"idle-zero", "BREAKGLASS_SESSION_IDLE_SECONDS", "0"},
+		{"retain-negative", "BREAKGLASS_RETAIN_DAYS", "-1"},
+		{"retain-word", "BREAKGLASS_RETAIN_DAYS", "forever"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

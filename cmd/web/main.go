@@ -152,6 +152,8 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		Runner:             runner,
 		MaxConcurrentTurns: cfg.MaxConcurrentTurns,
 		TurnTimeout:        cfg.TurnTimeout,
+		IdleTimeout:        cfg.SessionIdle,
+		RetainFor:          cfg.RetainFor,
 		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, webURL) },
 		Logger:             log.Named("session"),
 		Metrics:            sm,

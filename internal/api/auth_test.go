@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,6 +90,6 @@ func TestIdentityIsTheActor(t *testing.T) {
 	sub, err := e.sessions.Attach(id, 0)
 	require.NoError(t, err)
 	defer sub.Close()
-	require.NotEmpty(t, sub.Replay)
-	assert.JSONEq(t, `{"text":"hello","actor":"bob"}`, string(sub.Replay[0].Data))
+	require.NotEmpty(t, slices.Collect(sub.Replay()))
+	assert.JSONEq(t, `{"text":"hello","actor":"bob"}`, string(slices.Collect(sub.Replay())[0].Data))
 }

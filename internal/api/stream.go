@@ -71,14 +71,21 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Content-Type-Options", "nosniff")
 	// The replay may be long: give it a deadline that grows with it.
-	_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout + time.Duration(len(sub.Replay))*time.Millisecond))
+	_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout + time.Duration(sub.Backlog())*time.Millisecond))
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	// Browsers wait about 3 s before reconnecting unless told otherwise; a
 	// phone coming back should resume sooner.
 	fmt.Fprintf(bw, "retry: %d\n\n", ReconnectDelay.Milliseconds())
-	for _, e := range sub.Replay {
+	// The replay is read from the session's file as it is written out.
+	for e := range sub.Replay() {
 		writeEvent(bw, e)
+	}
+	if err := sub.ReplayErr(); err != nil {
+		// The client reconnects from the last id it got.
+		s.log.Error("replay a session's log", "session", mux.Vars(r)["id"], "error", err)
+		_ = flush(bw, rc)
+		return
 	}
 	if err := flush(bw, rc); err != nil {
 		return

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,8 +95,8 @@ func TestMountedOperatorVerbGoesIntoTheTranscript(t *testing.T) {
 	sub, err := m.mgr.Attach(m.session, 0)
 	require.NoError(t, err)
 	defer sub.Close()
-	require.Len(t, sub.Replay, 1)
-	v := decode[event.VerbData](t, sub.Replay[0])
+	require.Len(t, slices.Collect(sub.Replay()), 1)
+	v := decode[event.VerbData](t, slices.Collect(sub.Replay())[0])
 	assert.Equal(t, "reset", v.Verb)
 	assert.Equal(t, "alice", v.Actor)
 }

@@ -3,6 +3,7 @@ package power
 import (
 	"context"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,8 +40,8 @@ func TestOperatorVerbLandsInTheRealSessionLog(t *testing.T) {
 	sub, err := mgr.Attach(info.ID, 0)
 	require.NoError(t, err)
 	defer sub.Close()
-	require.Len(t, sub.Replay, 1)
-	e := sub.Replay[0]
+	require.Len(t, slices.Collect(sub.Replay()), 1)
+	e := slices.Collect(sub.Replay())[0]
 	assert.Equal(t, event.Verb, e.Type)
 	assert.Equal(t, int64(1), e.ID)
 	v := decode[event.VerbData](t, e)

@@ -91,7 +91,7 @@ func waitDone(t *testing.T, m *Manager, id string, after int64) []event.Event {
 	require.NoError(t, err)
 	defer sub.Close()
 	var got []event.Event
-	for _, e := range sub.Replay {
+	for e := range sub.Replay() {
 		got = append(got, e)
 		if e.Type == event.Done {
 			return got
@@ -126,4 +126,15 @@ func doneOf(t *testing.T, e event.Event) event.DoneData {
 	var d event.DoneData
 	require.NoError(t, json.Unmarshal(e.Data, &d))
 	return d
+}
+
+// replayed collects a subscription's replay.
+func replayed(t *testing.T, sub *Subscription) []event.Event {
+	t.Helper()
+	var got []event.Event
+	for e := range sub.Replay() {
+		got = append(got, e)
+	}
+	require.NoError(t, sub.ReplayErr())
+	return got
 }

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +32,7 @@ const (
 	DefaultMaxConcurrentTurns = 2
 	DefaultTurnTimeout        = 30 * time.Minute
 	DefaultSubscriberBuffer   = 256
+	DefaultIdleTimeout        = 300 * time.Second
 )
 
 // MaxPromptBytes is the largest prompt a turn accepts.
@@ -56,6 +57,9 @@ type Info struct {
 	Title       string    `json:"title"`
 	State       State     `json:"state"`
 	LastEventID int64     `json:"last_event_id"`
+	Archived    bool      `json:"archived"`
+	// UpdatedAt is the time of the last event, created_at when none.
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Config configures a Manager. Dir and Runner are required; every other zero
@@ -76,6 +80,13 @@ type Config struct {
 	// SubscriberBuffer is how many events an attached client may lag
 	// behind before it is dropped; zero means DefaultSubscriberBuffer.
 	SubscriberBuffer int
+	// IdleTimeout is how long a session with no subscriber and no turn
+	// keeps its log open before it is dropped from memory; zero means
+	// DefaultIdleTimeout ($BREAKGLASS_SESSION_IDLE_SECONDS).
+	IdleTimeout time.Duration
+	// RetainFor archives (never deletes) sessions with no event for this
+	// long; zero means never ($BREAKGLASS_RETAIN_DAYS).
+	RetainFor time.Duration
 	// TurnEnv, when set, gives a turn extra environment entries (the
 	// agent's per-turn token) and a release func called when it ends.
 	TurnEnv func(sessionID string) (env []string, release func())
@@ -102,26 +113,33 @@ var (
 	ErrBadCursor      = errors.New("invalid last event id")
 	ErrReserved       = errors.New("user and done events belong to turns")
 	ErrClosed         = errors.New("session manager closed")
+	ErrArchived       = errors.New("this session is archived: restore it first")
 )
 
 // errShutdown is the cause that ends turns when the manager closes.
 var errShutdown = errors.New("the web server stopped during this turn")
 
-// Manager owns every session: logs, subscribers and turns.
+// Manager owns every session: summaries, logs, subscribers and turns. It
+// holds a summary per session; a session's log is open only while it is in
+// use (attached, running, or written to in the last IdleTimeout), and its
+// events are never held in memory: replay reads them from the file.
 type Manager struct {
 	dir         string
 	runner      Runner
 	maxTurns    int
 	turnTimeout time.Duration
 	bufSize     int
+	idle        time.Duration
+	retain      time.Duration
 	turnEnv     func(string) ([]string, func())
 	log         hclog.Logger
 	metrics     *Metrics
 	now         func() time.Time
 
-	base context.Context
-	stop context.CancelCauseFunc
-	wg   sync.WaitGroup // running turns
+	base    context.Context
+	stop    context.CancelCauseFunc
+	wg      sync.WaitGroup // running turns
+	janitor sync.WaitGroup
 
 	// mu protects the following.
 	mu       sync.Mutex
@@ -132,24 +150,33 @@ type Manager struct {
 
 // sess is one session.
 type sess struct {
-	id        string
-	dir       string
-	createdAt time.Time
+	id  string
+	dir string
 
 	// mu protects the following.
-	mu     sync.Mutex
-	events []event.Event
-	file   *os.File
-	// saved is the length of file's whole lines; unsaved is set once a
-	// write failed (disk full, read-only): later events stay in memory only.
-	saved   int64
-	unsaved bool
-	subs    map[*Subscription]struct{}
-	turn    *turn
-	title   string
-	// conversation is set once claude reported a session (system/init):
-	// later turns resume it.
-	conversation bool
+	mu sync.Mutex
+	// sum is the summary as it will next be written; dirty is set when it
+	// is behind the log.
+	sum   summary
+	dirty bool
+	index promptIndex
+	// file is the log open for appending; nil while the session is not in
+	// use (dropped from memory).
+	file *os.File
+	// saved is the length of the log's whole lines and savedLast the id of
+	// the last of them; last is the id of the last event. unsaved is set
+	// once a write failed (disk full, read-only): later events stay in
+	// pending, in memory only, and the session is never dropped.
+	saved     int64
+	savedLast int64
+	last      int64
+	unsaved   bool
+	pending   []event.Event
+	subs      map[*Subscription]struct{}
+	turn      *turn
+	// touched is the last time the session was in use.
+	touched time.Time
+	closed  bool
 }
 
 // turn is a session's running turn.
@@ -159,8 +186,10 @@ type turn struct {
 	ended  bool // set with the done event: later emits are dropped
 }
 
-// New validates cfg, reloads every session found in cfg.Dir (closing a turn
-// that was cut off with an `error` and a `done`), and returns the Manager.
+// New validates cfg, reads the summary of every session found in cfg.Dir
+// (rebuilding the ones that are missing or stale from their log, and closing
+// a turn that was cut off with an `error` and a `done`), and returns the
+// Manager.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("session: Config.Dir is required")
@@ -174,6 +203,8 @@ func New(cfg Config) (*Manager, error) {
 		maxTurns:    cfg.MaxConcurrentTurns,
 		turnTimeout: cfg.TurnTimeout,
 		bufSize:     cfg.SubscriberBuffer,
+		idle:        cfg.IdleTimeout,
+		retain:      cfg.RetainFor,
 		turnEnv:     cfg.TurnEnv,
 		log:         cfg.Logger,
 		metrics:     cfg.Metrics,
@@ -198,6 +229,15 @@ func New(cfg Config) (*Manager, error) {
 	case m.bufSize < 0:
 		return nil, fmt.Errorf("session: subscriber buffer %d: must be positive", m.bufSize)
 	}
+	switch {
+	case m.idle == 0:
+		m.idle = DefaultIdleTimeout
+	case m.idle < 0:
+		return nil, fmt.Errorf("session: idle timeout %v: must be positive", m.idle)
+	}
+	if m.retain < 0 {
+		return nil, fmt.Errorf("session: retention %v: must be positive or zero (off)", m.retain)
+	}
 	if m.log == nil {
 		m.log = hclog.NewNullLogger()
 	}
@@ -221,10 +261,13 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.base, m.stop = context.WithCancelCause(context.Background())
+	m.sweep(m.now())
+	m.janitor.Add(1)
+	go m.runJanitor()
 	return m, nil
 }
 
-// reload reads every session folder of m.dir.
+// reload reads every session folder's summary.
 func (m *Manager) reload() error {
 	entries, err := os.ReadDir(m.dir)
 	if err != nil {
@@ -234,58 +277,223 @@ func (m *Manager) reload() error {
 		if !de.IsDir() || !uuid.Valid(de.Name()) {
 			continue
 		}
-		l, err := loadFiles(m.dir, de.Name())
+		s, err := m.load(de.Name())
 		if err != nil {
 			m.log.Error("skipping unreadable session", "session", de.Name(), "error", err)
 			continue
 		}
-		s := &sess{
-			id:        l.meta.ID,
-			dir:       mustSessionDir(m.dir, l.meta.ID),
-			createdAt: l.meta.CreatedAt,
-			events:    l.events,
-			file:      l.file,
-			saved:     l.size,
-			subs:      map[*Subscription]struct{}{},
+		if s != nil {
+			m.sessions[s.id] = s
 		}
-		if l.torn {
-			m.log.Warn("cut a torn line off a session's log", "session", s.id, "events", len(s.events))
-		}
-		var open *event.Event
-		for i := range s.events {
-			e := &s.events[i]
-			switch e.Type {
-			case event.User:
-				open = e
-				if s.title == "" {
-					s.title = titleOf(e)
-				}
-			case event.Done:
-				open = nil
-			case event.Session:
-				s.conversation = true
-			}
-		}
-		if open != nil {
-			// The process died during this turn: close it so every client
-			// sees how it ended, and the next prompt may start.
-			last := s.events[len(s.events)-1].Time
-			s.mu.Lock()
-			m.appendLocked(s, event.New(event.Error, event.ErrorData{
-				Message: "the web server stopped during this turn; it did not finish",
-			}))
-			m.appendLocked(s, event.New(event.Done, event.DoneData{
-				ExitCode:   -1,
-				Outcome:    event.OutcomeError,
-				DurationMS: last.Sub(open.Time).Milliseconds(),
-			}))
-			s.mu.Unlock()
-			m.log.Warn("closed a turn cut off by a restart", "session", s.id)
-		}
-		m.sessions[s.id] = s
 	}
 	m.metrics.Sessions.Set(float64(len(m.sessions)))
 	return nil
+}
+
+// load reads session id's summary, or rebuilds it from the log when it is
+// missing or stale. A folder with neither file is skipped (nil).
+func (m *Manager) load(id string) (*sess, error) {
+	sdir := mustSessionDir(m.dir, id)
+	sum, fresh, err := readSummary(sdir, id)
+	if err != nil {
+		return nil, err
+	}
+	s := &sess{id: id, dir: sdir, sum: sum, subs: map[*Subscription]struct{}{}, touched: m.now()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fresh {
+		s.saved, s.last, s.savedLast = sum.Size, sum.LastEventID, sum.LastEventID
+		s.index = promptIndex{prompts: sum.Prompts}
+		for _, p := range sum.Prompts {
+			s.index.total += len(p)
+		}
+		if sum.State == StateRunning {
+			m.closeCutTurnLocked(s, sum.UpdatedAt.Sub(sum.TurnStart))
+		}
+		return s, nil
+	}
+	if sum.CreatedAt.IsZero() {
+		if _, err := os.Stat(filepath.Join(sdir, eventsFile)); errors.Is(err, os.ErrNotExist) {
+			return nil, nil // a folder cut off while it was being made
+		}
+	}
+	if err := m.rebuildLocked(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// rebuildLocked re-derives s's summary from its whole log (cutting a torn
+// tail off), keeps what the operator set, closes a turn the process died
+// in, and writes the summary. s.mu must be held.
+func (m *Manager) rebuildLocked(s *sess) error {
+	r, err := rebuild(s.dir)
+	if err != nil {
+		return err
+	}
+	if r.torn {
+		m.log.Warn("cut a torn line off a session's log", "session", s.id, "events", r.last)
+	}
+	sum := &s.sum
+	if sum.CreatedAt.IsZero() {
+		// session.json was missing or unreadable: the first event is the
+		// best witness of when the session began.
+		sum.CreatedAt = r.first
+		if sum.CreatedAt.IsZero() {
+			sum.CreatedAt = m.now().UTC()
+		}
+		m.log.Warn("rebuilt a session's missing or damaged session.json from its log", "session", s.id)
+	}
+	if !sum.Renamed {
+		sum.Title = r.firstPrompt
+	}
+	sum.State = StateIdle
+	sum.TurnStart = time.Time{}
+	sum.Conversation = r.conversation
+	sum.Prompts = r.prompts
+	sum.UpdatedAt = r.final
+	if sum.UpdatedAt.IsZero() {
+		sum.UpdatedAt = sum.CreatedAt
+	}
+	s.index = promptIndex{prompts: r.prompts}
+	for _, p := range r.prompts {
+		s.index.total += len(p)
+	}
+	s.saved, s.last, s.savedLast = r.size, r.last, r.last
+	s.dirty = true
+	if r.open != nil {
+		m.closeCutTurnLocked(s, r.final.Sub(r.open.Time))
+	}
+	m.saveLocked(s)
+	return nil
+}
+
+// closeCutTurnLocked closes a turn the process died in, so every client
+// sees how it ended and the next prompt may start. s.mu must be held.
+func (m *Manager) closeCutTurnLocked(s *sess, dur time.Duration) {
+	m.appendLocked(s, event.New(event.Error, event.ErrorData{
+		Message: "the web server stopped during this turn; it did not finish",
+	}))
+	m.appendLocked(s, event.New(event.Done, event.DoneData{
+		ExitCode:   -1,
+		Outcome:    event.OutcomeError,
+		DurationMS: dur.Milliseconds(),
+	}))
+	s.sum.State = StateIdle
+	s.sum.TurnStart = time.Time{}
+	m.saveLocked(s)
+	m.log.Warn("closed a turn cut off by a restart", "session", s.id)
+}
+
+// saveLocked writes s's summary when it is behind. Nothing unsaved is
+// described: the summary covers the log's whole lines only. s.mu must be
+// held.
+func (m *Manager) saveLocked(s *sess) {
+	if !s.dirty {
+		return
+	}
+	sum := s.sum
+	sum.LastEventID = s.savedLast
+	sum.Prompts = s.index.prompts
+	if err := writeSummary(s.dir, s.file, &sum); err != nil {
+		m.log.Error("write session summary", "session", s.id, "error", err)
+		return
+	}
+	s.dirty = false
+}
+
+// openLocked opens s's log for appending when it is not open. A log that is
+// not the length the summary says (changed while the session was not in
+// use) is read whole again first. s.mu must be held.
+func (m *Manager) openLocked(s *sess) error {
+	if s.file != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, eventsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open event log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat event log: %w", err)
+	}
+	if fi.Size() != s.saved {
+		f.Close()
+		m.log.Warn("a session's log changed while it was not in use: reading it again", "session", s.id)
+		if err := m.rebuildLocked(s); err != nil {
+			return err
+		}
+		return m.openLocked(s)
+	}
+	s.file = f
+	return nil
+}
+
+// runJanitor drops idle sessions from memory and applies retention until
+// the manager closes.
+func (m *Manager) runJanitor() {
+	defer m.janitor.Done()
+	every := min(max(m.idle/4, 10*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.base.Done():
+			return
+		case <-t.C:
+			m.sweep(m.now())
+		}
+	}
+}
+
+// sweep closes the log of every session not in use for the idle timeout
+// (writing its summary first), and archives the sessions retention says
+// to.
+func (m *Manager) sweep(now time.Time) {
+	for _, s := range m.all() {
+		s.mu.Lock()
+		inUse := len(s.subs) > 0 || s.turn != nil || s.unsaved
+		if !inUse && s.file != nil && now.Sub(s.touched) >= m.idle {
+			m.saveLocked(s)
+			if err := s.file.Close(); err != nil {
+				m.log.Error("close event log", "session", s.id, "error", err)
+			}
+			s.file = nil
+			m.log.Debug("session dropped from memory", "session", s.id)
+		}
+		if m.retain > 0 && !inUse && !s.sum.Archived && now.Sub(s.sum.UpdatedAt) >= m.retain && now.Sub(s.sum.RestoredAt) >= m.retain {
+			s.sum.Archived = true
+			s.dirty = true
+			m.saveLocked(s)
+			m.log.Info("session archived by retention (its files are kept)", "session", s.id, "last_event", s.sum.UpdatedAt)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// all returns every session.
+func (m *Manager) all() []*sess {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := make([]*sess, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		all = append(all, s)
+	}
+	return all
+}
+
+// loaded counts the sessions whose log is open.
+func (m *Manager) loaded() int {
+	n := 0
+	for _, s := range m.all() {
+		s.mu.Lock()
+		if s.file != nil {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // mustSessionDir is sessionDir for an id that already passed ValidID.
@@ -308,17 +516,21 @@ func (m *Manager) Create() (Info, error) {
 	for m.sessions[id] != nil {
 		id = uuid.New()
 	}
-	created := m.now().UTC()
-	f, err := createFiles(m.dir, meta{ID: id, CreatedAt: created})
+	now := m.now()
+	created := now.UTC()
+	sdir := mustSessionDir(m.dir, id)
+	sum := summary{ID: id, CreatedAt: created, State: StateIdle, UpdatedAt: created}
+	f, err := createFiles(sdir, sum)
 	if err != nil {
 		return Info{}, fmt.Errorf("create session: %w", err)
 	}
 	s := &sess{
-		id:        id,
-		dir:       mustSessionDir(m.dir, id),
-		createdAt: created,
-		file:      f,
-		subs:      map[*Subscription]struct{}{},
+		id:      id,
+		dir:     sdir,
+		sum:     sum,
+		file:    f,
+		subs:    map[*Subscription]struct{}{},
+		touched: now,
 	}
 	m.sessions[id] = s
 	m.metrics.Sessions.Set(float64(len(m.sessions)))
@@ -341,7 +553,7 @@ func (m *Manager) lookup(id string) (*sess, error) {
 	return s, nil
 }
 
-// Get describes session id.
+// Get describes session id, archived or not.
 func (m *Manager) Get(id string) (Info, error) {
 	s, err := m.lookup(id)
 	if err != nil {
@@ -352,26 +564,9 @@ func (m *Manager) Get(id string) (Info, error) {
 	return s.info(), nil
 }
 
-// List describes every session, newest first.
+// List describes every session that is not archived, newest first.
 func (m *Manager) List() []Info {
-	m.mu.Lock()
-	all := make([]*sess, 0, len(m.sessions))
-	for _, s := range m.sessions {
-		all = append(all, s)
-	}
-	m.mu.Unlock()
-	infos := make([]Info, 0, len(all))
-	for _, s := range all {
-		s.mu.Lock()
-		infos = append(infos, s.info())
-		s.mu.Unlock()
-	}
-	sort.Slice(infos, func(i, j int) bool {
-		if !infos[i].CreatedAt.Equal(infos[j].CreatedAt) {
-			return infos[i].CreatedAt.After(infos[j].CreatedAt)
-		}
-		return infos[i].ID < infos[j].ID
-	})
+	infos, _ := m.Search(Query{})
 	return infos
 }
 
@@ -383,20 +578,13 @@ func (s *sess) info() Info {
 	}
 	return Info{
 		ID:          s.id,
-		CreatedAt:   s.createdAt,
-		Title:       s.title,
+		CreatedAt:   s.sum.CreatedAt,
+		Title:       s.sum.Title,
 		State:       state,
-		LastEventID: int64(len(s.events)),
+		LastEventID: s.last,
+		Archived:    s.sum.Archived,
+		UpdatedAt:   s.sum.UpdatedAt,
 	}
-}
-
-// titleOf is a user event's text as a title.
-func titleOf(e *event.Event) string {
-	var d event.UserData
-	if err := json.Unmarshal(e.Data, &d); err != nil {
-		return ""
-	}
-	return title(d.Text)
 }
 
 // title is a prompt on one line, cut to titleRunes.
@@ -421,34 +609,49 @@ func (m *Manager) Append(id string, e event.Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	m.appendLocked(s, e)
+	if s.turn == nil {
+		m.saveLocked(s)
+	}
 	return nil
 }
 
-// appendLocked numbers e, writes it to the session's file, keeps it, and
-// offers it to every subscriber without blocking; a subscriber whose buffer
-// is full is dropped (it resumes by id). s.mu must be held.
+// appendLocked numbers e, writes it to the session's file, and offers it to
+// every subscriber without blocking; a subscriber whose buffer is full is
+// dropped (it resumes by id). s.mu must be held.
 //
 // The first write that fails (disk full, read-only folder) cuts the
 // partial line back off, so what was saved stays a clean log that reloads
 // whole, stops saving this session (a later line would follow a gap), and
 // tells every client with an `error` event; the session goes on in memory.
 func (m *Manager) appendLocked(s *sess, e event.Event) {
-	e.ID = int64(len(s.events)) + 1
-	e.Time = m.now().UTC()
-	var failed error
-	if line, err := encodeLine(e); err != nil {
+	e.ID = s.last + 1
+	now := m.now()
+	e.Time = now.UTC()
+	line, err := encodeLine(e)
+	if err != nil {
 		m.log.Error("encode event", "session", s.id, "error", err)
-	} else if s.file != nil && !s.unsaved {
-		if _, err := s.file.Write(line); err != nil {
+		return
+	}
+	var failed error
+	if !s.unsaved {
+		if err := m.openLocked(s); err != nil {
 			failed = err
-			s.unsaved = true
-			m.log.Error("persist event: this session is no longer saved", "session", s.id, "id", e.ID, "error", err)
+		} else if _, err := s.file.Write(line); err != nil {
+			failed = err
 			if terr := s.file.Truncate(s.saved); terr != nil {
 				m.log.Error("cut a partly written event", "session", s.id, "error", terr)
 			}
 		} else {
 			s.saved += int64(len(line))
+			s.savedLast = e.ID
+		}
+		if failed != nil {
+			s.unsaved = true
+			m.log.Error("persist event: this session is no longer saved", "session", s.id, "id", e.ID, "error", failed)
 		}
 	}
 	defer func() {
@@ -456,7 +659,23 @@ func (m *Manager) appendLocked(s *sess, e event.Event) {
 			m.appendLocked(s, event.New(event.Error, event.ErrorData{Message: unsavedMessage(failed)}))
 		}
 	}()
-	s.events = append(s.events, e)
+	if s.unsaved {
+		s.pending = append(s.pending, e)
+	}
+	s.last = e.ID
+	s.touched = now
+	s.sum.UpdatedAt = e.Time
+	s.dirty = true
+	switch e.Type {
+	case event.User:
+		text := userText(e)
+		if s.sum.Title == "" {
+			s.sum.Title = title(text)
+		}
+		s.index.add(text)
+	case event.Session:
+		s.sum.Conversation = true
+	}
 	for sub := range s.subs {
 		if e.ID <= sub.after {
 			continue
@@ -488,6 +707,7 @@ func (m *Manager) dropLocked(s *sess, sub *Subscription) {
 	}
 	delete(s.subs, sub)
 	close(sub.ch)
+	s.touched = m.now()
 	m.metrics.Subscribers.Dec()
 }
 
@@ -506,8 +726,14 @@ func (m *Manager) Prompt(id, text, actor string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	if s.turn != nil {
 		return ErrBusy
+	}
+	if s.sum.Archived {
+		return ErrArchived
 	}
 	if err := m.acquire(); err != nil {
 		return err
@@ -515,11 +741,11 @@ func (m *Manager) Prompt(id, text, actor string) error {
 	ctx, cancel := context.WithCancelCause(m.base)
 	t := &turn{cancel: cancel, start: m.now()}
 	s.turn = t
-	if s.title == "" {
-		s.title = title(text)
-	}
 	m.appendLocked(s, event.New(event.User, event.UserData{Text: text, Actor: actor}))
-	spec := claude.Turn{SessionID: s.id, Prompt: text, Resume: s.conversation, Dir: s.dir}
+	s.sum.State = StateRunning
+	s.sum.TurnStart = s.sum.UpdatedAt
+	m.saveLocked(s)
+	spec := claude.Turn{SessionID: s.id, Prompt: text, Resume: s.sum.Conversation, Dir: s.dir}
 	m.metrics.TurnsRunning.Inc()
 	m.log.Info("turn started", "session", s.id, "actor", actor, "resume", spec.Resume)
 	go m.runTurn(ctx, s, t, spec)
@@ -587,6 +813,9 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 		DurationMS: dur.Milliseconds(),
 	}))
 	s.turn = nil
+	s.sum.State = StateIdle
+	s.sum.TurnStart = time.Time{}
+	m.saveLocked(s)
 	s.mu.Unlock()
 	m.metrics.Turns.WithLabelValues(out.Outcome).Inc()
 	m.metrics.TurnDuration.Observe(dur.Seconds())
@@ -617,10 +846,7 @@ func (m *Manager) emit(s *sess, t *turn, e event.Event) {
 	if t.ended {
 		return
 	}
-	switch e.Type {
-	case event.Session:
-		s.conversation = true
-	case event.Result:
+	if e.Type == event.Result {
 		var r event.ResultData
 		if json.Unmarshal(e.Data, &r) == nil && r.TotalCostUSD > 0 {
 			m.metrics.CostUSD.Add(r.TotalCostUSD)
@@ -646,8 +872,8 @@ func (m *Manager) Cancel(id string) error {
 }
 
 // Close ends every running turn (each gets an `error` and its `done`), waits
-// for them, detaches every subscriber and closes the logs. The Manager
-// accepts nothing afterwards.
+// for them, detaches every subscriber, writes the summaries and closes the
+// logs. The Manager accepts nothing afterwards.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -658,23 +884,20 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.stop(errShutdown)
 	m.wg.Wait()
+	m.janitor.Wait()
 	// Lock order is s.mu before m.mu (Prompt): take the list, then let go.
-	m.mu.Lock()
-	all := make([]*sess, 0, len(m.sessions))
-	for _, s := range m.sessions {
-		all = append(all, s)
-	}
-	m.mu.Unlock()
 	var errs []error
-	for _, s := range all {
+	for _, s := range m.all() {
 		s.mu.Lock()
 		for sub := range s.subs {
 			m.dropLocked(s, sub)
 		}
+		m.saveLocked(s)
 		if s.file != nil {
 			errs = append(errs, s.file.Close())
 			s.file = nil
 		}
+		s.closed = true
 		s.mu.Unlock()
 	}
 	return errors.Join(errs...)

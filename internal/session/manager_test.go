@@ -183,8 +183,9 @@ func TestAppend(t *testing.T) {
 	sub, err := m.Attach(info.ID, 0)
 	require.NoError(t, err)
 	defer sub.Close()
-	require.Len(t, sub.Replay, 1)
-	assert.Equal(t, event.Verb, sub.Replay[0].Type)
+	rep := replayed(t, sub)
+	require.Len(t, rep, 1)
+	assert.Equal(t, event.Verb, rep[0].Type)
 	assert.ErrorIs(t, m.Append("nope", event.New(event.Verb, event.VerbData{})), ErrNotFound)
 }
 
@@ -213,7 +214,7 @@ func TestAttachDuringTurn(t *testing.T) {
 	}
 	for i, sub := range subs {
 		want := int64(i) + 1
-		for _, e := range sub.Replay {
+		for e := range sub.Replay() {
 			require.Equal(t, want, e.ID)
 			want++
 		}
@@ -256,7 +257,7 @@ func TestAttachReconnectNoGapNoDuplicate(t *testing.T) {
 			budget--
 			done = done || e.Type == event.Done
 		}
-		for _, e := range sub.Replay {
+		for e := range sub.Replay() {
 			if budget == 0 || done {
 				break
 			}
@@ -305,8 +306,9 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	again, err := m.Attach(info.ID, 2)
 	require.NoError(t, err)
 	defer again.Close()
-	require.Len(t, again.Replay, 1)
-	assert.Equal(t, int64(3), again.Replay[0].ID)
+	rep := replayed(t, again)
+	require.Len(t, rep, 1)
+	assert.Equal(t, int64(3), rep[0].ID)
 	assert.ErrorIs(t, func() error { _, err := m.Attach(info.ID, -1); return err }(), ErrBadCursor)
 }
 
@@ -326,12 +328,13 @@ func TestReload(t *testing.T) {
 	sub, err := m2.Attach(info.ID, 0)
 	require.NoError(t, err)
 	sub.Close()
-	require.Len(t, sub.Replay, len(before))
+	rep := replayed(t, sub)
+	require.Len(t, rep, len(before))
 	for i := range before {
-		assert.Equal(t, before[i].ID, sub.Replay[i].ID)
-		assert.Equal(t, before[i].Type, sub.Replay[i].Type)
-		assert.JSONEq(t, string(before[i].Data), string(sub.Replay[i].Data))
-		assert.True(t, before[i].Time.Equal(sub.Replay[i].Time))
+		assert.Equal(t, before[i].ID, rep[i].ID)
+		assert.Equal(t, before[i].Type, rep[i].Type)
+		assert.JSONEq(t, string(before[i].Data), string(rep[i].Data))
+		assert.True(t, before[i].Time.Equal(rep[i].Time))
 	}
 	got, err := m2.Get(info.ID)
 	require.NoError(t, err)
@@ -360,8 +363,9 @@ func TestReloadClosesInterruptedTurn(t *testing.T) {
 		sub, err := m.Attach(id, 0)
 		require.NoError(t, err)
 		sub.Close()
-		assert.Equal(t, []event.Type{event.User, event.Session, event.Text, event.Error, event.Done}, types(sub.Replay), "round %d", round)
-		d := doneOf(t, sub.Replay[4])
+		rep := replayed(t, sub)
+		assert.Equal(t, []event.Type{event.User, event.Session, event.Text, event.Error, event.Done}, types(rep), "round %d", round)
+		d := doneOf(t, rep[4])
 		assert.Equal(t, event.OutcomeError, d.Outcome)
 		assert.Equal(t, int64(2000), d.DurationMS)
 		require.NoError(t, m.Close())
