@@ -27,6 +27,7 @@ import (
 	"breakglass/internal/ipc"
 	"breakglass/internal/power"
 	"breakglass/internal/pvecmd"
+	"breakglass/internal/sandbox"
 	"breakglass/internal/session"
 	"breakglass/ui"
 )
@@ -44,6 +45,11 @@ func start(args, environ []string, stdout, stderr io.Writer) int {
 		return agenthome.SSHMain(args, environ, stderr)
 	case "pve":
 		return pvecmd.Main(args[1:], getenv, stdout, stderr)
+	case sandbox.ShellName:
+		return sandbox.ShellMain(args, environ, stderr)
+	}
+	if len(args) > 1 && args[1] == sandbox.Subcommand {
+		return sandbox.Main(args, environ, stderr)
 	}
 	cfg, err := configFromEnv(getenv)
 	if err != nil {
