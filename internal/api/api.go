@@ -177,6 +177,10 @@ func (s *Server) Handler() http.Handler {
 	op.HandleFunc("/api/sessions/{id}/stream", s.stream).Methods(http.MethodGet)
 	op.HandleFunc("/api/sessions/{id}/prompt", s.prompt).Methods(http.MethodPost)
 	op.HandleFunc("/api/sessions/{id}/cancel", s.cancel).Methods(http.MethodPost)
+	op.HandleFunc("/api/sessions/{id}", s.patchSession).Methods(http.MethodPatch)
+	op.HandleFunc("/api/sessions/{id}", s.archiveSession).Methods(http.MethodDelete)
+	op.HandleFunc("/api/sessions/{id}/restore", s.restoreSession).Methods(http.MethodPost)
+	op.HandleFunc("/api/sessions/{id}/export", s.exportSession).Methods(http.MethodGet)
 	// The power verbs (/api/vm, /api/vm/{verb}, approvals) and the
 	// agent's endpoint are mounted here by Config.Routes.
 	if s.routes != nil {

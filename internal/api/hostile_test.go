@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"breakglass/internal/ipc"
 	"breakglass/internal/power"
 	"breakglass/internal/session"
+	"breakglass/internal/uuid"
 )
 
 // Hostile input against the operator's listener as cmd/web builds it: the
@@ -199,6 +201,10 @@ func post(target, body string, header ...string) hostileReq {
 	return hostileReq{method: http.MethodPost, target: target, body: body, header: append([]string{"Content-Type: application/json"}, header...)}
 }
 
+func patch(target, body string, header ...string) hostileReq {
+	return hostileReq{method: http.MethodPatch, target: target, body: body, header: append([]string{"Content-Type: application/json"}, header...)}
+}
+
 func get(target string, header ...string) hostileReq {
 	return hostileReq{method: http.MethodGet, target: target, header: header}
 }
@@ -220,6 +226,8 @@ func TestHostileRequests(t *testing.T) {
 		// untrusted sends to a listener that trusts only 10.42.0.0/16 as
 		// the proxy, so a loopback peer is not one.
 		untrusted bool
+		// archived archives the row's session first.
+		archived bool
 	}{
 		// Oversized headers and bodies.
 		{name: "header-over-max", desc: "net/http allows 4 KiB over MaxHeaderBytes", req: get("/api/sessions", "X-Pad: "+big(hostileHeaderBytes+4097)), want: http.StatusRequestHeaderFieldsTooLarge},
@@ -279,7 +287,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "trace", desc: "no route under /api/ answers another method: 404", req: hostileReq{method: "TRACE", target: "/api/sessions"}, want: http.StatusNotFound},
 		{name: "options", req: hostileReq{method: "OPTIONS", target: "/api/sessions"}, want: http.StatusNotFound},
 		{name: "head-on-stream", req: hostileReq{method: "HEAD", target: "/api/sessions/{id}/stream"}, want: http.StatusNotFound},
-		{name: "delete-session", req: hostileReq{method: "DELETE", target: "/api/sessions/{id}"}, want: http.StatusNotFound},
+		{name: "delete-session", desc: "DELETE archives: hidden, files kept", req: hostileReq{method: "DELETE", target: "/api/sessions/{id}"}, want: http.StatusOK},
+		{name: "delete-unknown-session", req: hostileReq{method: "DELETE", target: "/api/sessions/" + uuid.New()}, want: http.StatusNotFound},
+		{name: "delete-non-v4", req: hostileReq{method: "DELETE", target: "/api/sessions/" + v1UUID}, want: http.StatusNotFound},
 		{name: "lowercase-method", req: hostileReq{method: "post", target: "/api/sessions"}, want: http.StatusNotFound},
 		{name: "method-override-header", desc: "the override is ignored: a GET lists", req: get("/api/sessions", "X-HTTP-Method-Override: POST"), want: http.StatusOK},
 		{name: "method-override-query", req: get("/api/vm/reset?_method=POST"), want: http.StatusNotFound},
@@ -324,6 +334,29 @@ func TestHostileRequests(t *testing.T) {
 		{name: "content-length-and-chunked", desc: "Transfer-Encoding wins and the Content-Length is dropped (RFC 9112 §6.3): an empty body", req: hostileReq{raw: "POST /api/sessions HTTP/1.1\r\nHost: breakglass.test\r\nX-Authentik-Username: alice\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"}, want: http.StatusCreated},
 		{name: "two-content-lengths", req: hostileReq{raw: "POST /api/sessions HTTP/1.1\r\nHost: breakglass.test\r\nX-Authentik-Username: alice\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x"}, want: http.StatusBadRequest},
 		{name: "negative-content-length", req: hostileReq{raw: "POST /api/sessions HTTP/1.1\r\nHost: breakglass.test\r\nX-Authentik-Username: alice\r\nContent-Length: -1\r\n\r\n"}, want: http.StatusBadRequest},
+
+		// Search, rename and export.
+		{name: "search-huge", req: get("/api/sessions?q=" + big(16<<10)), want: http.StatusBadRequest},
+		{name: "search-just-over", req: get("/api/sessions?q=" + big(session.MaxQueryBytes+1)), want: http.StatusBadRequest},
+		{name: "search-regex-metacharacters", desc: "plain text, never a pattern", req: get("/api/sessions?q=" + url.QueryEscape(`(a+)+$[^\]*.*?{1,99999}`)), want: http.StatusOK},
+		{name: "search-invalid-utf8", req: get("/api/sessions?q=%ff%fe%c0%af"), want: http.StatusBadRequest},
+		{name: "search-nul", req: get("/api/sessions?q=%00"), want: http.StatusOK},
+		{name: "search-two-q", req: get("/api/sessions?q=a&q=b"), want: http.StatusBadRequest},
+		{name: "search-archived-word", req: get("/api/sessions?archived=yes"), want: http.StatusBadRequest},
+		{name: "title-empty", req: patch("/api/sessions/{id}", `{"title":""}`), want: http.StatusBadRequest},
+		{name: "title-blank", req: patch("/api/sessions/{id}", `{"title":" \t "}`), want: http.StatusBadRequest},
+		{name: "title-10k", req: patch("/api/sessions/{id}", `{"title":"`+big(10<<10)+`"}`), want: http.StatusBadRequest},
+		{name: "title-control-chars", req: patch("/api/sessions/{id}", `{"title":"a\u0000b\u001b[2J\r\n"}`), want: http.StatusBadRequest},
+		{name: "title-invalid-utf8", desc: "decoded as U+FFFD, which a title refuses", req: patch("/api/sessions/{id}", "{\"title\":\"a\xffb\"}"), want: http.StatusBadRequest},
+		{name: "title-unknown-session", req: patch("/api/sessions/"+uuid.New(), `{"title":"x"}`), want: http.StatusNotFound},
+		{name: "title-ok", req: patch("/api/sessions/{id}", `{"title":"Disk full"}`), want: http.StatusOK},
+		{name: "export-archived", archived: true, req: get("/api/sessions/{id}/export?format=md"), want: http.StatusOK},
+		{name: "export-archived-json", archived: true, req: get("/api/sessions/{id}/export?format=json"), want: http.StatusOK},
+		{name: "export-unknown", req: get("/api/sessions/" + uuid.New() + "/export"), want: http.StatusNotFound},
+		{name: "export-non-v4", req: get("/api/sessions/" + v1UUID + "/export?format=json"), want: http.StatusNotFound},
+		{name: "export-bad-format", req: get("/api/sessions/{id}/export?format=html"), want: http.StatusBadRequest},
+		{name: "restore-unknown", req: post("/api/sessions/"+uuid.New()+"/restore", ""), want: http.StatusNotFound},
+		{name: "prompt-archived", archived: true, req: post("/api/sessions/{id}/prompt", `{"text":"hi"}`), want: http.StatusConflict},
 	}
 	require.GreaterOrEqual(t, len(tests), 40)
 
@@ -338,6 +371,10 @@ func TestHostileRequests(t *testing.T) {
 			}
 			info, err := s.sessions.Create()
 			require.NoError(t, err)
+			if tc.archived {
+				_, err := s.sessions.Archive(info.ID)
+				require.NoError(t, err)
+			}
 			raw := strings.ReplaceAll(tc.req.render(info.ID), "{ID}", strings.ToUpper(info.ID))
 			resp, body, err := s.roundTrip(t, raw)
 			require.NoError(t, err, "no answer: %s", tc.desc)

@@ -68,6 +68,8 @@ func writeSessionError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "session not found")
 	case errors.Is(err, session.ErrBusy):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, session.ErrArchived):
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, session.ErrNotRunning):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, session.ErrTooManyTurns):
@@ -111,11 +113,6 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("session created", "session", info.ID, "actor", Identity(r))
 	writeJSON(w, http.StatusCreated, info)
-}
-
-// listSessions answers GET /api/sessions, newest first.
-func (s *Server) listSessions(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.sessions.List())
 }
 
 // getSession answers GET /api/sessions/{id}.

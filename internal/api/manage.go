@@ -1,0 +1,166 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"breakglass/internal/session"
+)
+
+// patchBody is PATCH /api/sessions/{id}'s body: the fields to change.
+type patchBody struct {
+	Title *string `json:"title"`
+	// Mode is the agent's mode (docs/sessions.md); accepted in the body's
+	// shape, refused until the web has modes.
+	Mode *string `json:"mode"`
+}
+
+// writeManageError answers an error of rename, archive, search or export.
+func writeManageError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, session.ErrEmptyTitle), errors.Is(err, session.ErrTitleTooLong),
+		errors.Is(err, session.ErrBadTitle), errors.Is(err, session.ErrBadQuery):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, session.ErrBusy):
+		writeError(w, http.StatusConflict, "a turn is running in this session: stop it first")
+	default:
+		writeSessionError(w, err)
+	}
+}
+
+// patchSession answers PATCH /api/sessions/{id} {"title"}: 200 with the
+// session renamed.
+func (s *Server) patchSession(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.sessions.Get(id); err != nil {
+		writeSessionError(w, err)
+		return
+	}
+	var body patchBody
+	if err := decodeBody(w, r, maxSmallBody*4, &body, false); err != nil {
+		writeBodyError(w, err)
+		return
+	}
+	switch {
+	case body.Mode != nil:
+		writeError(w, http.StatusNotImplemented, "agent modes are not available in this release")
+		return
+	case body.Title == nil:
+		writeError(w, http.StatusBadRequest, `nothing to change: {"title"} expected`)
+		return
+	}
+	info, err := s.sessions.Rename(id, *body.Title)
+	if err != nil {
+		writeManageError(w, err)
+		return
+	}
+	s.log.Info("session renamed", "session", id, "actor", Identity(r))
+	writeJSON(w, http.StatusOK, info)
+}
+
+// archiveSession answers DELETE /api/sessions/{id}: the session is hidden
+// from the list, its files kept; 409 while a turn runs.
+func (s *Server) archiveSession(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	info, err := s.sessions.Archive(id)
+	if err != nil {
+		writeManageError(w, err)
+		return
+	}
+	s.log.Info("session archived", "session", id, "actor", Identity(r))
+	writeJSON(w, http.StatusOK, info)
+}
+
+// restoreSession answers POST /api/sessions/{id}/restore.
+func (s *Server) restoreSession(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.sessions.Get(id); err != nil {
+		writeSessionError(w, err)
+		return
+	}
+	var body struct{}
+	if err := decodeBody(w, r, maxSmallBody, &body, true); err != nil {
+		writeBodyError(w, err)
+		return
+	}
+	info, err := s.sessions.Restore(id)
+	if err != nil {
+		writeManageError(w, err)
+		return
+	}
+	s.log.Info("session restored", "session", id, "actor", Identity(r))
+	writeJSON(w, http.StatusOK, info)
+}
+
+// listSessions answers GET /api/sessions[?q=…][&archived=1], newest first,
+// from the summaries.
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var query session.Query
+	switch q.Get("archived") {
+	case "", "0":
+	case "1":
+		query.Archived = true
+	default:
+		writeError(w, http.StatusBadRequest, "archived must be 0 or 1")
+		return
+	}
+	if len(q["q"]) > 1 {
+		writeError(w, http.StatusBadRequest, "one q at most")
+		return
+	}
+	query.Text = q.Get("q")
+	infos, err := s.sessions.Search(query)
+	if err != nil {
+		writeManageError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, infos)
+}
+
+// exportSession answers GET /api/sessions/{id}/export?format=md|json
+// (md when absent): the whole session as a file to keep. A log that cannot
+// be read to its end aborts the response, so a client never keeps a cut
+// record for a whole one.
+func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) {
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "md"
+	}
+	if format != "md" && format != "json" {
+		writeError(w, http.StatusBadRequest, "format must be md or json")
+		return
+	}
+	snap, err := s.sessions.Snapshot(mux.Vars(r)["id"])
+	if err != nil {
+		writeSessionError(w, err)
+		return
+	}
+	now := time.Now().UTC()
+	name := fmt.Sprintf("breakglass-%s-%s.%s", now.Format("20060102"), snap.Info.ID[:8], format)
+	h := w.Header()
+	h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if format == "json" {
+		h.Set("Content-Type", "application/json")
+	} else {
+		h.Set("Content-Type", "text/markdown; charset=utf-8")
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout + time.Duration(snap.Len())*time.Millisecond))
+	if format == "json" {
+		err = session.WriteJSON(w, snap)
+	} else {
+		err = session.WriteMarkdown(w, snap, now)
+	}
+	if err != nil {
+		s.log.Error("export a session", "session", snap.Info.ID, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	s.log.Info("session exported", "session", snap.Info.ID, "format", format, "actor", Identity(r))
+}
