@@ -1,9 +1,11 @@
 package ipc_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -232,4 +234,80 @@ func TestServeRemovesSocketOnShutdown(t *testing.T) {
 	require.NoError(t, <-done)
 	_, err = os.Lstat(path)
 	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// TestServeCapsConnections is the attack of opening connections by the
+// thousand and sending nothing, to exhaust the keyholder's memory or its
+// file descriptors: past MaxConnections a connection is closed at once,
+// unread and unanswered, and counted; a place comes back when a
+// connection closes.
+func TestServeCapsConnections(t *testing.T) {
+	path := filepath.Join(shortDir(t), ipc.SocketName)
+	l, err := ipc.Listen(path)
+	require.NoError(t, err)
+	refused := make(chan struct{}, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ipc.Serve(ctx, l, ipc.ServerConfig{
+			Handler:         http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }),
+			ShutdownTimeout: time.Second,
+			MaxConnections:  2,
+			OnRefused:       func() { refused <- struct{}{} },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+
+	// Two stalled connections take both places (the kernel hands
+	// connections to Accept in the order they came).
+	var stalled []net.Conn
+	for range 2 {
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		stalled = append(stalled, c)
+	}
+	defer func() {
+		for _, c := range stalled {
+			_ = c.Close()
+		}
+	}()
+	status, err := get(path)
+	require.Error(t, err, "the third connection is closed unanswered, got %d", status)
+	select {
+	case <-refused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refused connection was not counted")
+	}
+
+	require.NoError(t, stalled[0].Close())
+	assert.Eventually(t, func() bool {
+		status, err := get(path)
+		return err == nil && status == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond, "a closed connection gives its place back")
+}
+
+// get sends one GET over a fresh connection and returns the status; an
+// error when the connection closes without an answer. It never waits more
+// than a few seconds.
+func get(path string) (int, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return 0, err
+	}
+	if _, err := io.WriteString(c, "GET /v1/healthz HTTP/1.1\r\nHost: keyholder\r\nConnection: close\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
 }

@@ -188,6 +188,22 @@ func (l *Listener) Close() error {
 type Conn struct {
 	*net.UnixConn
 	cred Cred
+
+	// release, if set, is called once by the first Close.
+	release   func()
+	closeOnce sync.Once
+}
+
+// Close closes the connection and gives back its place under Serve's
+// connection cap.
+func (c *Conn) Close() error {
+	err := c.UnixConn.Close()
+	c.closeOnce.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
 }
 
 // Cred returns the peer's credentials as read at accept.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,9 @@ const (
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultMaxHeaderBytes  = 16 << 10
+	// DefaultMaxConnections bounds the connections keyholder.sock serves
+	// at once; the web holds a few, and each costs tens of KiB at most.
+	DefaultMaxConnections = 64
 )
 
 // ServerConfig configures Serve. Its zero value serves nothing (Handler is
@@ -40,6 +44,14 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers.
 	MaxHeaderBytes int
+	// MaxConnections bounds the connections served at once; one more is
+	// closed as soon as it is accepted, before anything is read from it.
+	// Zero means DefaultMaxConnections. With ReadTimeout and
+	// MaxHeaderBytes it bounds the memory callers can make Serve hold.
+	MaxConnections int
+	// OnRefused is called for each connection closed over MaxConnections
+	// (the keyholder counts them); nil means none.
+	OnRefused func()
 }
 
 // Serve answers HTTP/1.1 on l until ctx ends, then shuts down gracefully
@@ -77,8 +89,12 @@ func Serve(ctx context.Context, l *Listener, cfg ServerConfig) error {
 	srv.SetKeepAlivesEnabled(true)
 	srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 
+	capped := &capListener{Listener: l, max: cfg.MaxConnections, refused: cfg.OnRefused}
+	if capped.max <= 0 {
+		capped.max = DefaultMaxConnections
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() { errc <- srv.Serve(capped) }()
 	select {
 	case err := <-errc:
 		_ = l.Close()
@@ -104,4 +120,45 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// capListener hands out at most max connections at a time; each returned
+// connection gives its place back when it is closed. Connections over the
+// cap are closed at once, never queued: a caller holding every place cannot
+// make the next wait.
+type capListener struct {
+	*Listener
+	max     int
+	refused func()
+
+	// open is the number of connections handed out and not yet closed.
+	open atomic.Int64
+}
+
+// Accept implements net.Listener.
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ic, ok := c.(*Conn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		// WARNING: the place is taken before the connection is handed
+		// out and given back only by its Close
+		// (TestServeCapsConnections).
+		if l.open.Add(1) > int64(l.max) {
+			l.open.Add(-1)
+			_ = ic.Close()
+			if l.refused != nil {
+				l.refused()
+			}
+			continue
+		}
+		ic.release = func() { l.open.Add(-1) }
+		return ic, nil
+	}
 }
