@@ -147,11 +147,12 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	agent, err := sshagent.New(sshagent.Config{
-		Key:           kh.DevVMSigner(),
-		DevvmHostKeys: devvmPins,
-		User:          cfg.keyholder.DevVM.User,
-		Logger:        logger.Named("agent"),
-		Registerer:    reg,
+		Key:            kh.DevVMSigner(),
+		DevvmHostKeys:  devvmPins,
+		User:           cfg.keyholder.DevVM.User,
+		MaxConnections: sshagent.DefaultMaxConnections,
+		Logger:         logger.Named("agent"),
+		Registerer:     reg,
 	})
 	if err != nil {
 		l.Close()
@@ -170,7 +171,10 @@ func run(ctx context.Context, cfg config) error {
 	// fail stops the others.
 	services := []func(context.Context) error{
 		func(ctx context.Context) error {
-			return ipc.Serve(ctx, l, ipc.ServerConfig{Handler: kh.Handler(), Logger: logger.Named("http")})
+			return ipc.Serve(ctx, l, ipc.ServerConfig{
+				Handler: kh.Handler(), Logger: logger.Named("http"),
+				MaxConnections: ipc.DefaultMaxConnections, OnRefused: kh.ConnectionRefused,
+			})
 		},
 		func(ctx context.Context) error { return agent.Serve(ctx, al) },
 	}

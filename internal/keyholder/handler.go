@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -61,7 +60,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok:
 		a.err = errors.New("no peer credentials")
-		writeError(sw, http.StatusForbidden, "no peer credentials")
+		writeRefusal(sw, http.StatusForbidden, ReasonNoPeerCred, "no peer credentials")
 	default:
 		h.route(sw, r, cred, a)
 	}
@@ -75,10 +74,10 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request, cred ipc.Cred, a
 	switch {
 	case r.URL.RawQuery != "" || r.URL.ForceQuery:
 		a.route, a.err = "bad", errors.New("query string")
-		writeError(w, http.StatusBadRequest, "query strings are not accepted")
+		writeRefusal(w, http.StatusBadRequest, ReasonQuery, "query strings are not accepted")
 	case !cleanPath(path):
 		a.route, a.err = "bad", errors.New("malformed path")
-		writeError(w, http.StatusBadRequest, "malformed path: no empty, '.' or '..' segments")
+		writeRefusal(w, http.StatusBadRequest, ReasonMalformedPath, "malformed path: no empty, '.' or '..' segments")
 	case path == ipc.PathHealthz:
 		a.route = "healthz"
 		if methodIs(w, r, http.MethodGet) {
@@ -101,7 +100,7 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request, cred ipc.Cred, a
 		}
 	default:
 		a.route = "unknown"
-		writeError(w, http.StatusNotFound, "not found")
+		writeRefusal(w, http.StatusNotFound, ReasonNotFound, "not found")
 	}
 }
 
@@ -109,15 +108,20 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request, cred ipc.Cred, a
 // is read and long before anything is dialled.
 func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string, cred ipc.Cred, a *audit) {
 	a.verb = invalidVerb
-	name, err := url.PathUnescape(segment)
-	if err != nil {
-		name = segment
+	// WARNING: the segment is the escaped path as sent and is matched byte
+	// for byte; it is never percent-decoded, so "%72eset" is not reset
+	// (TestPercentEncodedVerbNeverRuns).
+	if strings.Contains(segment, "%") {
+		h.k.metrics.verbs.WithLabelValues(invalidVerb, string(OutcomeRefused)).Inc()
+		a.outcome, a.err = OutcomeRefused, errors.New("percent-encoded verb")
+		writeRefusal(w, http.StatusBadRequest, ReasonPercent, "a verb is never percent-encoded: '%' is refused in the verb segment")
+		return
 	}
-	v, err := verbs.Parse(name)
+	v, err := verbs.Parse(segment)
 	if err != nil {
 		h.k.metrics.verbs.WithLabelValues(invalidVerb, string(OutcomeRefused)).Inc()
 		a.outcome, a.err = OutcomeRefused, err
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeRefusal(w, http.StatusBadRequest, ReasonUnknownVerb, err.Error())
 		return
 	}
 	a.verb = string(v.Name)
@@ -125,7 +129,7 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 	if err != nil {
 		h.k.metrics.verbs.WithLabelValues(a.verb, string(OutcomeBadRequest)).Inc()
 		a.outcome, a.err = OutcomeBadRequest, err
-		writeError(w, status, err.Error())
+		writeRefusal(w, status, reasonOf(status, err), err.Error())
 		return
 	}
 	a.actor = req.Actor
@@ -144,7 +148,7 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 	if err != nil {
 		a.err = err
 		status, msg := h.k.errorAnswer(err)
-		writeError(w, status, msg)
+		writeRefusal(w, status, reasonOf(status, err), msg)
 		return
 	}
 	a.exitCode, a.trunc = &res.ExitCode, res.Truncated
@@ -179,30 +183,26 @@ func (k *Keyholder) errorAnswer(err error) (int, string) {
 }
 
 // decodeRunRequest reads the optional {"actor":…} body: bounded, strict
-// (unknown fields and trailing data refused), actor printable and short.
+// (decodeStrict: unknown fields, duplicate keys, wrong-case keys and
+// trailing data refused), actor printable and short.
 func decodeRunRequest(w http.ResponseWriter, r *http.Request) (ipc.RunRequest, int, error) {
 	var req ipc.RunRequest
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ipc.MaxRequestBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return req, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", ipc.MaxRequestBody)
+			return req, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: larger than %d bytes", errBodyTooLarge, ipc.MaxRequestBody)
 		}
 		return req, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return req, 0, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeStrict(b, &req); err != nil {
 		return req, http.StatusBadRequest, fmt.Errorf("malformed body: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return req, http.StatusBadRequest, errors.New("malformed body: trailing data after the JSON object")
-	}
 	if err := checkActor(req.Actor); err != nil {
-		return req, http.StatusBadRequest, err
+		return req, http.StatusBadRequest, fmt.Errorf("%w: %w", errBadActor, err)
 	}
 	return req, 0, nil
 }
@@ -244,7 +244,7 @@ func methodIs(w http.ResponseWriter, r *http.Request, method string) bool {
 		return true
 	}
 	w.Header().Set("Allow", method)
-	writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	writeRefusal(w, http.StatusMethodNotAllowed, ReasonMethod, "method not allowed")
 	return false
 }
 
@@ -291,8 +291,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError writes a refusal whose reason code follows from its status
+// alone; writeRefusal names a more precise one.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, ipc.ErrorBody{Error: msg})
+	writeRefusal(w, status, reasonOf(status, nil), msg)
+}
+
+// writeRefusal writes every non-200 answer: the plain message and its
+// machine-readable reason code.
+func writeRefusal(w http.ResponseWriter, status int, reason Reason, msg string) {
+	writeJSON(w, status, ipc.ErrorBody{Error: msg, Reason: string(reason)})
 }
 
 // statusWriter remembers the status written.

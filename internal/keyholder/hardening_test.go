@@ -69,6 +69,7 @@ func TestBadVerbNeverReachesSSH(t *testing.T) {
 			status, body := e.raw(t, "POST", "/v1/verbs/"+url.PathEscape(c.in), `{"actor":"operator:test"}`)
 			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
 			assert.NotEmpty(t, errorOf(t, body))
+			assert.NotEmpty(t, reasonOf(t, body))
 		})
 		n++
 	}
@@ -83,6 +84,12 @@ func TestBadVerbNeverReachesSSH(t *testing.T) {
 		{"enc-newline", "/v1/verbs/status%0areset"},
 		{"enc-bad-escape", "/v1/verbs/status%zz"},
 		{"enc-upper", "/v1/verbs/%53tatus"},
+		{"enc-reset", "/v1/verbs/%72eset"},
+		{"enc-status", "/v1/verbs/%73tatus"},
+		{"enc-inside", "/v1/verbs/st%61tus"},
+		{"enc-hyphen", "/v1/verbs/guest%2dexec"},
+		{"enc-double", "/v1/verbs/%2572eset"},
+		{"enc-lower-hex", "/v1/verbs/%73%74%61%72%74"},
 		{"raw-semicolon", "/v1/verbs/status;reboot"},
 		{"raw-subshell", "/v1/verbs/$(id)"},
 		{"double-slash-verb", "/v1/verbs//status"},
@@ -101,6 +108,9 @@ func TestBadVerbNeverReachesSSH(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			status, body := e.raw(t, "POST", c.target, "")
 			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
+			if strings.HasPrefix(body, "{") { // net/http's own refusals are plain text
+				assert.NotEmpty(t, reasonOf(t, body))
+			}
 		})
 		n++
 	}
@@ -149,9 +159,73 @@ func TestMalformedRequestsRefused(t *testing.T) {
 			status, body := e.raw(t, c.method, c.target, c.body)
 			assert.Equal(t, c.want, status, "body %s", body)
 			assert.NotEmpty(t, errorOf(t, body))
+			assert.NotEmpty(t, reasonOf(t, body))
 		})
 	}
 	assert.Zero(t, e.sim.Connections())
+}
+
+// TestPercentEncodedVerbNeverRuns is the attack of spelling a mutating verb
+// with percent escapes ("%72eset" decodes to "reset") past a check that
+// reads the name as sent: the verb segment is matched byte for byte, a '%'
+// anywhere in it is refused, never decoded, and nothing is dialled.
+func TestPercentEncodedVerbNeverRuns(t *testing.T) {
+	e := newSimEnv(t, options{})
+	for _, target := range []string{
+		"/v1/verbs/%72eset", "/v1/verbs/%72%65%73%65%74", "/v1/verbs/st%6Fp", "/v1/verbs/%73tatus",
+		"/v1/verbs/guest%2Dexec", "/v1/verbs/%25",
+	} {
+		t.Run(target, func(t *testing.T) {
+			status, body := e.raw(t, "POST", target, `{"actor":"operator:test"}`)
+			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
+			assert.Equal(t, string(keyholder.ReasonPercent), reasonOf(t, body))
+		})
+	}
+	assert.Zero(t, e.sim.Connections(), "no SSH connection was opened")
+	assert.Empty(t, e.vm.Calls())
+	assert.Equal(t, "running", e.vm.State())
+}
+
+// TestStrictJSONBodies is the attack of a body that two JSON readers read
+// differently: encoding/json keeps the last of two equal keys and folds
+// case, so {"actor":"a","Actor":"b"} would log one actor and a stricter
+// reader see another. Unknown fields, duplicate keys and keys in another
+// case are refused at every depth, each with its own reason, before any
+// SSH.
+func TestStrictJSONBodies(t *testing.T) {
+	e := newSimEnv(t, options{})
+	cases := []struct {
+		name, body string
+		reason     keyholder.Reason
+	}{
+		{"duplicate", `{"actor":"a","actor":"b"}`, keyholder.ReasonDuplicateKey},
+		{"duplicate-other-case", `{"actor":"a","Actor":"b"}`, keyholder.ReasonWrongCaseKey},
+		{"title-case", `{"Actor":"a"}`, keyholder.ReasonWrongCaseKey},
+		{"upper-case", `{"ACTOR":"a"}`, keyholder.ReasonWrongCaseKey},
+		{"kelvin-sign", `{"Kctor":"a"}`, keyholder.ReasonUnknownField},
+		{"escaped-key", `{"actor":"a","actor":"b"}`, keyholder.ReasonDuplicateKey},
+		{"unknown", `{"actor":"a","vmid":103}`, keyholder.ReasonUnknownField},
+		{"unknown-only", `{"verb":"reset"}`, keyholder.ReasonUnknownField},
+		{"nested-unknown", `{"presence":{"challenge_id":"x","extra":1}}`, keyholder.ReasonUnknownField},
+		{"nested-duplicate", `{"presence":{"challenge_id":"x","challenge_id":"y"}}`, keyholder.ReasonDuplicateKey},
+		{"nested-wrong-case", `{"presence":{"Challenge_ID":"x"}}`, keyholder.ReasonWrongCaseKey},
+		{"trailing", `{"actor":"a"} {"actor":"b"}`, keyholder.ReasonTrailingData},
+		{"trailing-garbage", `{"actor":"a"}x`, keyholder.ReasonTrailingData},
+		{"not-object", `["actor"]`, keyholder.ReasonMalformedJSON},
+		{"truncated", `{"actor":`, keyholder.ReasonMalformedJSON},
+		{"wrong-type", `{"actor":7}`, keyholder.ReasonMalformedJSON},
+		{"deep", strings.Repeat(`{"presence":`, 3) + `{}` + strings.Repeat(`}`, 3), keyholder.ReasonUnknownField},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := e.raw(t, "POST", "/v1/verbs/status", c.body)
+			assert.Equal(t, http.StatusBadRequest, status, "body %s", body)
+			assert.Equal(t, string(c.reason), reasonOf(t, body), "body %s", body)
+		})
+	}
+	status, body := e.raw(t, "POST", "/v1/verbs/status", `{"actor":"operator:test"}`)
+	require.Equal(t, http.StatusOK, status, "a strict body passes: %s", body)
+	assert.EqualValues(t, 1, e.sim.Connections(), "only the good request dialled")
 }
 
 // TestKeyMaterialNeverLogged is the attack of reading keys out of the

@@ -217,3 +217,11 @@ func errorOf(t testing.TB, body string) string {
 	require.NoError(t, json.Unmarshal([]byte(body), &eb), "body %q", body)
 	return eb.Error
 }
+
+// reasonOf decodes the reason code of an {"error":…,"reason":…} body.
+func reasonOf(t testing.TB, body string) string {
+	t.Helper()
+	var eb ipc.ErrorBody
+	require.NoError(t, json.Unmarshal([]byte(body), &eb), "body %q", body)
+	return eb.Reason
+}

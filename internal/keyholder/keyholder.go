@@ -106,6 +106,10 @@ func New(cfg Config) (*Keyholder, error) {
 	return k, nil
 }
 
+// ConnectionRefused counts one keyholder.sock connection closed over the
+// connection cap (ipc.ServerConfig.OnRefused).
+func (k *Keyholder) ConnectionRefused() { k.metrics.connRefused.Inc() }
+
 // VMID returns the VM id the verbs act on.
 func (k *Keyholder) VMID() int { return k.vmid }
 

@@ -35,6 +35,8 @@ const invalidVerb = "invalid"
 type metrics struct {
 	verbs    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// connRefused counts keyholder.sock connections closed over the cap.
+	connRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,8 +50,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from dialling the Proxmox host to the verb's end, by verb.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"verb"}),
+		connRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyholder_connections_refused_total",
+			Help: "Connections to keyholder.sock closed at once because the connection cap was reached.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.verbs, m.duration} {
+	for _, c := range []prometheus.Collector{m.verbs, m.duration, m.connRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register keyholder metrics: %w", err)
 		}

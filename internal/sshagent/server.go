@@ -18,7 +18,7 @@ import (
 
 // DefaultMaxConnections is how many agent connections are served at once
 // when Config.MaxConnections is zero. One `ssh devvm …` holds one or two.
-const DefaultMaxConnections = 64
+const DefaultMaxConnections = 32
 
 // DefaultRequestTimeout is how long a request may take to arrive once its
 // first byte has, when Config.RequestTimeout is zero. Idle connections

@@ -90,9 +90,15 @@ func serveFrames(a *connAgent, c net.Conn, timeout time.Duration) error {
 		if n == 0 || n > MaxRequestBytes {
 			return fmt.Errorf("%w: %d bytes", ErrFrameSize, n)
 		}
-		req := make([]byte, n)
-		if _, err := io.ReadFull(c, req); err != nil {
+		// Read what arrives rather than allocate the announced size up
+		// front: a peer announcing MaxRequestBytes and stalling holds
+		// only what it sent, until the request timeout closes it.
+		req, err := io.ReadAll(io.LimitReader(c, int64(n)))
+		if err != nil {
 			return fmt.Errorf("read request: %w", err)
+		}
+		if len(req) != int(n) {
+			return fmt.Errorf("read request: %w", io.ErrUnexpectedEOF)
 		}
 		if err := c.SetReadDeadline(time.Time{}); err != nil {
 			return fmt.Errorf("clear read deadline: %w", err)
