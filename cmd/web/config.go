@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,11 @@ type config struct {
 	AgentMutatingVerbs power.Policy
 	SessionIdle        time.Duration
 	RetainFor          time.Duration
+	// Notifications (docs/notifications.md).
+	NtfyURL       string
+	NtfyTokenFile string
+	PublicURL     string
+	WatchInterval time.Duration
 }
 
 // configFromEnv reads the variables of DESIGN §6 through getenv. Every bad
@@ -63,7 +69,11 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		AgentMutatingVerbs: p.policy("BREAKGLASS_AGENT_MUTATING_VERBS"),
 		SessionIdle:        p.seconds("BREAKGLASS_SESSION_IDLE_SECONDS", 300, 1, 7*24*3600),
 		// Retention archives, never deletes; unset or 0 is off.
-		RetainFor: time.Duration(p.intIn("BREAKGLASS_RETAIN_DAYS", 0, 0, 36500)) * 24 * time.Hour,
+		RetainFor:     time.Duration(p.intIn("BREAKGLASS_RETAIN_DAYS", 0, 0, 36500)) * 24 * time.Hour,
+		NtfyURL:       p.httpURL("BREAKGLASS_NTFY_URL"),
+		NtfyTokenFile: p.optionalAbsPath("BREAKGLASS_NTFY_TOKEN_FILE"),
+		PublicURL:     p.httpURL("BREAKGLASS_PUBLIC_URL"),
+		WatchInterval: p.seconds("BREAKGLASS_WATCH_SECONDS", 60, 1, 24*3600),
 	}
 	if cfg.BearerToken != "" && len(cfg.BearerToken) < 16 {
 		p.fail("API_BEARER_TOKEN", "must be at least 16 characters when set")
@@ -184,4 +194,26 @@ func (p *envParser) policy(name string) power.Policy {
 		p.fail(name, err.Error())
 	}
 	return pol
+}
+
+// httpURL reads an optional http(s) URL with a host and no user info.
+func (p *envParser) httpURL(name string) string {
+	v := p.str(name, "")
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		p.fail(name, fmt.Sprintf("%q is not an http(s) URL (no user info; a token goes in a file)", v))
+		return ""
+	}
+	return v
+}
+
+// optionalAbsPath reads an optional absolute path.
+func (p *envParser) optionalAbsPath(name string) string {
+	if p.getenv(name) == "" {
+		return ""
+	}
+	return p.absPath(name, "")
 }

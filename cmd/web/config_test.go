@@ -32,6 +32,7 @@ func TestConfigDefaults(t *testing.T) {
 		APIRetryCutoff:     300 * time.Second,
 		AgentMutatingVerbs: power.PolicyApprove,
 		SessionIdle:        300 * time.Second,
+		WatchInterval:      60 * time.Second,
 	}, cfg)
 }
 
@@ -43,6 +44,10 @@ func TestConfigValues(t *testing.T) {
 		"BREAKGLASS_AGENT_MUTATING_VERBS": "deny",
 		"BREAKGLASS_SESSION_IDLE_SECONDS": "60",
 		"BREAKGLASS_RETAIN_DAYS":          "90",
+		"BREAKGLASS_NTFY_URL":             "https://ntfy.example/breakglass",
+		"BREAKGLASS_NTFY_TOKEN_FILE":      "/etc/breakglass/ntfy-token",
+		"BREAKGLASS_PUBLIC_URL":           "https://bg.example",
+		"BREAKGLASS_WATCH_SECONDS":        "15",
 	}
 	cfg, err := configFromEnv(func(k string) string { return env[k] })
 	require.NoError(t, err)
@@ -55,6 +60,10 @@ func TestConfigValues(t *testing.T) {
 	assert.Equal(t, power.PolicyDeny, cfg.AgentMutatingVerbs)
 	assert.Equal(t, time.Minute, cfg.SessionIdle)
 	assert.Equal(t, 90*24*time.Hour, cfg.RetainFor)
+	assert.Equal(t, "https://ntfy.example/breakglass", cfg.NtfyURL)
+	assert.Equal(t, "/etc/breakglass/ntfy-token", cfg.NtfyTokenFile)
+	assert.Equal(t, "https://bg.example", cfg.PublicURL)
+	assert.Equal(t, 15*time.Second, cfg.WatchInterval)
 }
 
 func TestConfigRefusals(t *testing.T) {
@@ -81,6 +90,11 @@ func TestConfigRefusals(t *testing.T) {
 		{"idle-zero", "BREAKGLASS_SESSION_IDLE_SECONDS", "0"},
 		{"retain-negative", "BREAKGLASS_RETAIN_DAYS", "-1"},
 		{"retain-word", "BREAKGLASS_RETAIN_DAYS", "forever"},
+		{"ntfy-not-url", "BREAKGLASS_NTFY_URL", "ntfy.sh/topic"},
+		{"ntfy-userinfo", "BREAKGLASS_NTFY_URL", "https://u:secret@ntfy.sh/topic"},
+		{"ntfy-token-relative", "BREAKGLASS_NTFY_TOKEN_FILE", "token"},
+		{"public-url-scheme", "BREAKGLASS_PUBLIC_URL", "ftp://bg.example"},
+		{"watch-zero", "BREAKGLASS_WATCH_SECONDS", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

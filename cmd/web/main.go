@@ -149,6 +149,12 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, ipc.SocketName))
 	defer kh.Close()
 
+	nt, err := startNotifications(cfg, kh, reg, log)
+	if err != nil {
+		return err
+	}
+	defer nt.stop()
+
 	// The manager and the verb service need each other: the service writes
 	// verb events into sessions, and each turn gets the service's token.
 	var verbsSvc *power.Service
@@ -163,6 +169,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, webURL) },
 		Logger:             log.Named("session"),
 		Metrics:            sm,
+		Observer:           nt.observer(),
 	})
 	if err != nil {
 		return err
@@ -188,6 +195,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
 			verbsSvc.RegisterOperator(operator, identity)
 			verbsSvc.RegisterAgent(open)
+			nt.register(operator)
 		},
 		Logger:     log.Named("api"),
 		Registerer: reg,
@@ -219,6 +227,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 
+	nt.run(ctx)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	for _, s := range []struct {

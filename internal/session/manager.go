@@ -100,6 +100,19 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told of every event appended to a session
+	// (package notify turns some into notifications).
+	Observer Observer
+}
+
+// Observer is told of each event a session appends, with the number of
+// clients attached at that moment.
+//
+// WARNING: it is called with the session's lock held, so it must return at
+// once and never call back into the Manager (notify.Notifier queues without
+// blocking; TestObserverSeesEventsWithAttachedCount guards the call).
+type Observer interface {
+	ObserveEvent(sessionID string, e event.Event, attached int)
 }
 
 // Errors callers branch on, checked with errors.Is.
@@ -135,6 +148,7 @@ type Manager struct {
 	log         hclog.Logger
 	metrics     *Metrics
 	now         func() time.Time
+	observer    Observer
 
 	base    context.Context
 	stop    context.CancelCauseFunc
@@ -209,6 +223,7 @@ func New(cfg Config) (*Manager, error) {
 		log:         cfg.Logger,
 		metrics:     cfg.Metrics,
 		now:         cfg.Now,
+		observer:    cfg.Observer,
 		sessions:    map[string]*sess{},
 	}
 	switch {
@@ -686,6 +701,9 @@ func (m *Manager) appendLocked(s *sess, e event.Event) {
 			m.dropLocked(s, sub)
 			m.log.Debug("dropped a slow subscriber", "session", s.id, "at", e.ID)
 		}
+	}
+	if m.observer != nil {
+		m.observer.ObserveEvent(s.id, e, len(s.subs))
 	}
 }
 
