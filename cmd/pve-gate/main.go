@@ -33,6 +33,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", pvegate.DefaultCommandTimeout, "timeout of each qm command of status and the mutating verbs")
 	fs.DurationVar(&cfg.SectionTimeout, "section-timeout", pvegate.DefaultSectionTimeout, "timeout of each forensics section and each status poll of cycle")
 	fs.DurationVar(&cfg.StopWait, "stop-wait", pvegate.DefaultStopWait, "how long cycle waits for the VM to say stopped before giving up")
+	fs.StringVar(&cfg.Pvesh, "pvesh", pvegate.DefaultPvesh, "absolute path of pvesh (tasks)")
+	fs.StringVar(&cfg.Serial, "serial", "", "the VM's serial console socket read by console (default /var/run/qemu-server/<vmid>.serial0)")
+	fs.BoolVar(&cfg.AllowGuestExec, "allow-guest-exec", false, "let guest-exec run a command inside the guest through the QEMU guest agent")
+	fs.StringVar(&cfg.RunDir, "run-dir", pvegate.DefaultRunDir, "root-only folder (0700) under which screenshot makes its own temporary folder")
 	useSyslog := fs.Bool("syslog", true, "also send the log line of each call to syslog (auth facility), if /dev/log exists")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

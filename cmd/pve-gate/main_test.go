@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,12 @@ func runGate(t *testing.T, command *string, args ...string) (int, string, string
 
 func ptr(s string) *string { return &s }
 
+// line is the base64url JSON of an argv, as guest-exec carries it.
+func line(argv ...string) string {
+	b, _ := json.Marshal(argv)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
 func TestRun(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -48,6 +56,10 @@ func TestRun(t *testing.T) {
 		{"unset-command", nil, []string{"--qm", "/bin/echo"}, pvegate.ExitRefused, "", "(empty)"},
 		{"missing-qm", ptr("status"), []string{"--qm", "/nonexistent/qm"}, pvegate.ExitNoRun, "", "/nonexistent/qm"},
 		{"arguments", ptr("status"), []string{"status"}, pvegate.ExitConfig, "", "takes no arguments"},
+		{"guest-exec-off", ptr("guest-exec " + line("id")), []string{"--qm", "/bin/echo"}, pvegate.ExitRefused, "", "guest-exec is off"},
+		{"guest-exec", ptr("guest-exec " + line("id", "-u")), []string{"--qm", "/bin/echo", "--allow-guest-exec"}, 0, "guest exec 102 --timeout 60 -- id -u\n", "verb=guest-exec"},
+		{"guest-exec-malformed", ptr("guest-exec id"), []string{"--qm", "/bin/echo", "--allow-guest-exec"}, pvegate.ExitRefused, "", "not base64url"},
+		{"unlock", ptr("unlock"), []string{"--qm", "/bin/echo"}, 0, "unlock 102\n", "verb=unlock"},
 		{"bad-flag", ptr("status"), []string{"--skiplock"}, pvegate.ExitConfig, "", "flag provided but not defined"},
 		{"bad-vmid", ptr("status"), []string{"--vmid", "7"}, pvegate.ExitConfig, "", "invalid vmid"},
 		{"relative-qm", ptr("status"), []string{"--qm", "qm"}, pvegate.ExitConfig, "", "must be absolute"},

@@ -38,6 +38,19 @@ const (
 // DefaultQM is where Proxmox installs qm.
 const DefaultQM = "/usr/sbin/qm"
 
+// DefaultPvesh is where Proxmox installs pvesh.
+const DefaultPvesh = "/usr/bin/pvesh"
+
+// DefaultRunDir is the root-only folder under which screenshot makes its
+// own temporary folder.
+const DefaultRunDir = "/run/pve-gate"
+
+// DefaultSerial returns where Proxmox puts the serial0 socket of a VM
+// configured with `serial0: socket`.
+func DefaultSerial(vmid int) string {
+	return "/var/run/qemu-server/" + strconv.Itoa(vmid) + ".serial0"
+}
+
 // Defaults of Config's durations, chosen so the harshest verb (cycle: stop,
 // wait, start) ends within the keyholder's default verb timeout of 120s.
 const (
@@ -74,6 +87,23 @@ type Config struct {
 	// PollInterval is the pause between cycle's status polls; 0 means
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// Pvesh is the absolute path of pvesh (tasks); "" means DefaultPvesh.
+	Pvesh string
+	// Serial is the VM's serial console socket (console); "" means
+	// DefaultSerial(VMID).
+	Serial string
+	// RunDir is the root-only folder (0700, owned by the gate's user) in
+	// which screenshot makes a fresh temporary folder for each dump; it is
+	// created if missing. "" means DefaultRunDir.
+	RunDir string
+	// AllowGuestExec lets guest-exec run; false (the default) refuses it.
+	AllowGuestExec bool
+	// GuestTimeout bounds each guest agent command of guest; 0 means
+	// DefaultGuestTimeout.
+	GuestTimeout time.Duration
+	// ConsoleWindow is how long console reads the serial socket; 0 means
+	// DefaultConsoleWindow.
+	ConsoleWindow time.Duration
 	// After is the clock of those pauses; nil means time.After.
 	After func(time.Duration) <-chan time.Time
 	// Logger gets one line per call; nil discards.
@@ -94,6 +124,12 @@ type Gate struct {
 	pollInterval   time.Duration
 	after          func(time.Duration) <-chan time.Time
 	log            hclog.Logger
+	pvesh          string
+	serial         string
+	runDir         string
+	allowExec      bool
+	guestTimeout   time.Duration
+	consoleWindow  time.Duration
 }
 
 // New validates cfg and returns the gate.
@@ -110,6 +146,12 @@ func New(cfg Config) (*Gate, error) {
 		pollInterval:   cfg.PollInterval,
 		after:          cfg.After,
 		log:            cfg.Logger,
+		pvesh:          cfg.Pvesh,
+		serial:         cfg.Serial,
+		runDir:         cfg.RunDir,
+		allowExec:      cfg.AllowGuestExec,
+		guestTimeout:   cfg.GuestTimeout,
+		consoleWindow:  cfg.ConsoleWindow,
 	}
 	if g.vmid == 0 {
 		g.vmid = verbs.DefaultVMID
@@ -120,8 +162,21 @@ func New(cfg Config) (*Gate, error) {
 	if g.qm == "" {
 		g.qm = DefaultQM
 	}
-	if !filepath.IsAbs(g.qm) || filepath.Clean(g.qm) != g.qm {
-		return nil, fmt.Errorf("pvegate config: qm path %q must be absolute and clean", g.qm)
+	if g.pvesh == "" {
+		g.pvesh = DefaultPvesh
+	}
+	if g.serial == "" {
+		g.serial = DefaultSerial(g.vmid)
+	}
+	if g.runDir == "" {
+		g.runDir = DefaultRunDir
+	}
+	for _, p := range []struct{ name, path string }{
+		{"qm", g.qm}, {"pvesh", g.pvesh}, {"serial", g.serial}, {"run dir", g.runDir},
+	} {
+		if !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path {
+			return nil, fmt.Errorf("pvegate config: %s path %q must be absolute and clean", p.name, p.path)
+		}
 	}
 	if g.run == nil {
 		g.run = ExecRunner{}
@@ -141,6 +196,8 @@ func New(cfg Config) (*Gate, error) {
 		{&g.sectionTimeout, DefaultSectionTimeout, "section timeout"},
 		{&g.stopWait, DefaultStopWait, "stop wait"},
 		{&g.pollInterval, DefaultPollInterval, "poll interval"},
+		{&g.guestTimeout, DefaultGuestTimeout, "guest timeout"},
+		{&g.consoleWindow, DefaultConsoleWindow, "console window"},
 	} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("pvegate config: negative %s %v", d.n, *d.v)
@@ -163,8 +220,8 @@ func (g *Gate) VMID() int { return g.vmid }
 
 // Request is one call of the gate.
 type Request struct {
-	// Command is the client's command line, SSH_ORIGINAL_COMMAND: it must
-	// be exactly a verb name.
+	// Command is the client's command line, SSH_ORIGINAL_COMMAND: exactly
+	// a verb name, or guest-exec's line (verbs.ParseLine).
 	Command string
 	// Client says who called, for the log (SSH_CONNECTION or an address).
 	Client string
@@ -184,31 +241,38 @@ func (g *Gate) Run(ctx context.Context, req Request, stdout, stderr io.Writer) i
 		g.log.Warn("refused", "client", req.Client, "reason", err.Error(), "exit", ExitRefused)
 		return ExitRefused
 	}
-	_ = argv
-	code := g.runVerb(ctx, v, stdout, stderr)
+	code := g.runVerb(ctx, v, argv, stdout, stderr)
 	g.log.Info("call", "client", req.Client, "verb", string(v.Name), "vmid", g.vmid,
 		"exit", code, "duration_ms", time.Since(start).Milliseconds())
 	return code
 }
 
 // ErrNotAvailable is returned (wrapped) for a verb of the table this gate
-// does not run.
+// is configured not to run (guest-exec without AllowGuestExec).
 var ErrNotAvailable = errors.New("verb not available on this host")
 
 // available refuses the verbs of the table this gate does not run.
 func (g *Gate) available(v verbs.Verb) error {
-	switch v.Name {
-	case verbs.Screenshot, verbs.Console, verbs.Guest, verbs.Tasks, verbs.GuestExec:
-		return fmt.Errorf("%w: %s", ErrNotAvailable, v.Name)
+	if v.Name == verbs.GuestExec && !g.allowExec {
+		return fmt.Errorf("%w: guest-exec is off (pve-gate runs without --allow-guest-exec)", ErrNotAvailable)
 	}
 	return nil
 }
 
 // runVerb dispatches a parsed verb.
-func (g *Gate) runVerb(ctx context.Context, v verbs.Verb, stdout, stderr io.Writer) int {
-	if v.Name == verbs.Forensics {
+func (g *Gate) runVerb(ctx context.Context, v verbs.Verb, argv []string, stdout, stderr io.Writer) int {
+	switch v.Name {
+	case verbs.Forensics:
 		g.forensics(ctx, stdout)
 		return ExitOK
+	case verbs.Screenshot:
+		return g.screenshot(ctx, stdout, stderr)
+	case verbs.Console:
+		return g.console(ctx, stdout, stderr)
+	case verbs.Guest:
+		return g.guest(ctx, stdout)
+	case verbs.Tasks:
+		return g.tasks(ctx, stdout, stderr)
 	}
 	if v.Mutating {
 		unlock, err := g.lock.TryLock()
@@ -221,8 +285,11 @@ func (g *Gate) runVerb(ctx context.Context, v verbs.Verb, stdout, stderr io.Writ
 		}
 		defer unlock()
 	}
-	if v.Name == verbs.Cycle {
+	switch v.Name {
+	case verbs.Cycle:
 		return g.cycle(ctx, stdout, stderr)
+	case verbs.GuestExec:
+		return g.guestExec(ctx, argv, stdout, stderr)
 	}
 	code := ExitOK
 	for _, args := range v.QMArgs(g.vmid) {

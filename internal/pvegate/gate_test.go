@@ -50,6 +50,8 @@ func newGate(t *testing.T, f *fakeRunner, mod func(*pvegate.Config)) *pvegate.Ga
 		FS:     fstest.MapFS{},
 		Lock:   pvegate.FileLock{Path: filepath.Join(t.TempDir(), "lock")},
 		After:  now,
+		RunDir: filepath.Join(t.TempDir(), "run"),
+		Serial: filepath.Join(t.TempDir(), "serial0"),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -276,15 +278,70 @@ func TestNewValidates(t *testing.T) {
 	assert.Equal(t, 102, g.VMID())
 }
 
-func TestLadderVerbsNotYetAvailableRunNothing(t *testing.T) {
-	for _, verb := range []string{"screenshot", "console", "guest", "tasks", "guest-exec", "guest-exec WyJpZCJd"} {
-		t.Run(verb, func(t *testing.T) {
+func TestGuestEachCommandBoundedAndReported(t *testing.T) {
+	// One guest agent command hangs (a wedged agent) and one fails: the
+	// others still answer, each is reported, and the hung one is killed at
+	// its own timeout.
+	f := newFakeRunner(qm)
+	f.hang["qm guest cmd 102 get-fsinfo"] = true
+	f.fail["qm guest cmd 102 get-osinfo"] = pvegate.Result{ExitCode: 255, Output: []byte("No QEMU guest agent configured\n")}
+	g := newGate(t, f, func(c *pvegate.Config) { c.GuestTimeout = 50 * time.Millisecond })
+	code, out, _ := run(g, "guest")
+	assert.Equal(t, 127, code, "ping's status (the fake knows no ping)")
+	assert.Contains(t, out, "== qm guest cmd 102 get-fsinfo ==\npve-gate: qm guest cmd 102 get-fsinfo: killed after 50ms\n")
+	assert.Contains(t, out, "== qm guest cmd 102 get-osinfo ==\nNo QEMU guest agent configured\n(exit 255)\n")
+	assert.Contains(t, out, "== qm guest cmd 102 network-get-interfaces ==\n(exit 127)\n")
+	assert.ElementsMatch(t, []string{"qm guest cmd 102 ping", "qm guest cmd 102 get-osinfo",
+		"qm guest cmd 102 get-fsinfo", "qm guest cmd 102 network-get-interfaces"}, f.argvs())
+}
+
+func TestTasksReportsLockWhenPveshFails(t *testing.T) {
+	f := newFakeRunner(qm)
+	f.fail["/usr/bin/pvesh get /cluster/tasks --output-format json"] = pvegate.Result{ExitCode: 2, Output: []byte("ipcc_send_rec failed\n")}
+	code, out, _ := run(newGate(t, f, nil), "tasks")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, "ipcc_send_rec failed\n(pvesh exited 2)\n")
+	assert.Contains(t, out, "lock: backup\n!! the VM is locked (backup)")
+}
+
+func TestScreenshotTempDirGoneAfterKilledMonitor(t *testing.T) {
+	// The monitor hangs after QEMU wrote the dump: it is killed at its
+	// timeout and the folder with the dump goes with it.
+	f := newFakeRunner(qm)
+	f.hang["qm monitor 102"] = true
+	runDir := filepath.Join(t.TempDir(), "run")
+	g := newGate(t, f, func(c *pvegate.Config) { c.RunDir = runDir; c.SectionTimeout = 50 * time.Millisecond })
+	code, out, stderr := run(g, "screenshot")
+	assert.Equal(t, pvegate.ExitTimeout, code)
+	assert.Empty(t, out)
+	assert.Contains(t, stderr, "killed after 50ms")
+	calls := f.rawCalls()
+	require.Len(t, calls, 1)
+	require.True(t, strings.HasPrefix(calls[0].stdin, "screendump "+runDir+"/screendump-"), calls[0].stdin)
+	entries, err := os.ReadDir(runDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+func TestScreenshotRefusesAnOpenRunDir(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		msg   string
+	}{
+		{"group-readable", func(t *testing.T, dir string) { require.NoError(t, os.Mkdir(dir, 0o750)) }, "must be 0700"},
+		{"symlink", func(t *testing.T, dir string) { require.NoError(t, os.Symlink(t.TempDir(), dir)) }, "not a folder"},
+		{"file", func(t *testing.T, dir string) { require.NoError(t, os.WriteFile(dir, nil, 0o600)) }, "not a folder"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			tc.setup(t, dir)
 			f := newFakeRunner(qm)
-			code, out, stderr := run(newGate(t, f, nil), verb)
-			assert.Equal(t, pvegate.ExitRefused, code)
+			code, out, stderr := run(newGate(t, f, func(c *pvegate.Config) { c.RunDir = dir }), "screenshot")
+			assert.Equal(t, pvegate.ExitConfig, code)
 			assert.Empty(t, out)
-			assert.Contains(t, stderr, "pve-gate: refused:")
-			assert.Empty(t, f.argvs())
+			assert.Contains(t, stderr, tc.msg)
+			assert.Empty(t, f.argvs(), "QEMU is never asked to write there")
 		})
 	}
 }

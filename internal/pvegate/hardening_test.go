@@ -42,7 +42,7 @@ func TestHardeningNoSkiplockOrExtraOptions(t *testing.T) {
 		for _, c := range f.rawCalls() {
 			for _, a := range c.argv[1:] {
 				if strings.HasPrefix(a, "-") {
-					assert.Contains(t, []string{"--verbose", "-m", "-T"}, a, "%s ran %q", v.Name, c.argv)
+					assert.Contains(t, []string{"--verbose", "-m", "-T", "--output-format", "--timeout", "--"}, a, "%s ran %q", v.Name, c.argv)
 				}
 			}
 			assert.NotContains(t, strings.Join(c.argv, " "), "skiplock")

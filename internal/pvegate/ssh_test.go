@@ -74,9 +74,10 @@ type host struct {
 	key        string
 	knownHosts string
 	qm         string // this host's copy of the fake qm
+	dir        string // the host's folder ($DIR in startHost's flags)
 }
 
-func startHost(t *testing.T) *host {
+func startHost(t *testing.T, flags ...string) *host {
 	t.Helper()
 	gate, fakeqm := buildBinaries(t)
 	dir := t.TempDir()
@@ -87,10 +88,13 @@ func startHost(t *testing.T) *host {
 
 	keyPath, pub, _ := sshdtest.WriteKey(t, dir)
 	command := gate + " --qm " + qm + " --vmid 102 --lock " + filepath.Join(dir, "pve-gate.lock") + " --syslog=false"
+	for _, f := range flags {
+		command += " " + strings.ReplaceAll(f, "$DIR", dir)
+	}
 	srv := sshdtest.Start(t, sshdtest.Config{
 		AuthorizedKeys: sshdtest.AuthorizedKey(`restrict,command="`+command+`"`, pub),
 	})
-	return &host{srv: srv, key: keyPath, knownHosts: srv.WriteKnownHosts(t), qm: qm}
+	return &host{srv: srv, key: keyPath, knownHosts: srv.WriteKnownHosts(t), qm: qm, dir: dir}
 }
 
 // sshResult is what one real ssh client run gave.
