@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,7 @@ func run() error {
 	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "loopback address the browser opens (port 0 picks one)")
 	flag.StringVar(&cfg.BinDir, "bin", "", "folder with the keyholder and web binaries (default: this binary's folder)")
 	flag.StringVar(&cfg.User, "user", "operator", "identity the edge stand-in asserts")
+	flag.StringVar(&cfg.Incident, "incident", "", "trouble the simulated VM starts in: "+strings.Join(devstack.Incidents, ", "))
 	flag.Parse()
 
 	cfg.ClaudeBin = os.Getenv("BREAKGLASS_CLAUDE_BIN")

@@ -41,6 +41,35 @@ type Config struct {
 	Out io.Writer
 	// Logger gets the stack's own lines; nil discards.
 	Logger hclog.Logger
+	// Incident is the trouble the simulated VM starts in, so every rung of
+	// the recovery ladder can be seen: "" (none), "sshd-down" (ssh fails,
+	// the guest agent answers), "panic" (a kernel panic on the screen),
+	// "agent-dead" (no guest agent), "locked" (a stale backup lock),
+	// "stopped".
+	Incident string
+}
+
+// Incidents are the values Config.Incident takes besides "".
+var Incidents = []string{"sshd-down", "panic", "agent-dead", "locked", "stopped"}
+
+// applyIncident puts the simulated VM into the named trouble.
+func applyIncident(vm *pvesim.VM, incident string) error {
+	switch incident {
+	case "":
+	case "sshd-down":
+		vm.SetSSHD(false)
+	case "panic":
+		vm.SetPanicked(true)
+	case "agent-dead":
+		vm.SetGuestAgent(false)
+	case "locked":
+		vm.SetLock("backup")
+	case "stopped":
+		vm.SetState(pvesim.Stopped)
+	default:
+		return fmt.Errorf("unknown incident %q: one of %s", incident, strings.Join(Incidents, ", "))
+	}
+	return nil
 }
 
 // DevvmUser is the login the simulated devvm accepts.
@@ -101,6 +130,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("temp folder: %w", err)
 	}
 	s := &Stack{Dir: dir, log: cfg.Logger, VM: pvesim.NewVM(verbs.DefaultVMID)}
+	if err := applyIncident(s.VM, cfg.Incident); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -133,6 +166,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		AuthorizedKey: pveKey.signer.PublicKey(),
 		HostKey:       pveHost.signer,
 		Logger:        cfg.Logger.Named("pve"),
+		// The local stack shows every rung, guest-exec included.
+		AllowGuestExec: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("simulated Proxmox host: %w", err)
@@ -141,6 +176,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		User:          DevvmUser,
 		AuthorizedKey: devvmKey.signer.PublicKey(),
 		HostKey:       devvmHost.signer,
+		// ssh fails whenever the simulated VM's sshd would not answer.
+		Reachable: s.VM.SSHUp,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("simulated devvm: %w", err)

@@ -41,6 +41,11 @@ type Config struct {
 	HostKey ssh.Signer
 	// Logger receives one line per session. Nil means no logging.
 	Logger hclog.Logger
+	// Reachable, if set, is asked for each TCP connection: false drops it
+	// at once, before the SSH handshake, as a devvm whose sshd is dead (or
+	// whose VM is down) does. The local stack passes the simulated VM's
+	// SSHUp, so ssh fails while the guest agent may live on.
+	Reachable func() bool
 }
 
 // Server is a running devvm double.
@@ -110,6 +115,12 @@ func Start(cfg Config) (*Server, error) {
 		Handler:          s.handle,
 		PublicKeyHandler: s.allow,
 		HostSigners:      []gliderssh.Signer{cfg.HostKey},
+		ConnCallback: func(_ gliderssh.Context, c net.Conn) net.Conn {
+			if cfg.Reachable != nil && !cfg.Reachable() {
+				return nil // gliderssh closes it
+			}
+			return c
+		},
 	}
 	go func() {
 		defer close(s.served)

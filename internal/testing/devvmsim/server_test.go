@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +157,22 @@ func TestStartRefusesIncompleteConfig(t *testing.T) {
 			assert.ErrorIs(t, err, tc.want)
 		})
 	}
+}
+
+func TestUnreachableWhileReachableSaysNo(t *testing.T) {
+	key, hostKey := newSigner(t), newSigner(t)
+	var up atomic.Bool
+	srv, err := Start(Config{User: user, AuthorizedKey: key.PublicKey(), HostKey: hostKey, Reachable: up.Load})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, srv.Close()) })
+	f := &fixture{srv: srv, key: key, hostKey: hostKey}
+
+	_, err = f.dial(t, user, key)
+	require.Error(t, err, "sshd down: the connection is dropped before the handshake")
+	assert.Zero(t, srv.Logins())
+
+	up.Store(true)
+	c, err := f.dial(t, user, key)
+	require.NoError(t, err)
+	c.Close()
 }

@@ -4,9 +4,14 @@
 // real pve-gate logic (internal/pvegate) on each session's command against a
 // simulated VM whose state changes with the verbs. It counts accepted TCP
 // connections so tests can prove no SSH connection was opened, and it can
-// hold the VM's commands (a wedged qm) and pad their output.
+// hold the VM's commands (a wedged qm) and pad their output. For the
+// recovery ladder the VM has a screen (its text drawn into the PPM QEMU's
+// screendump would write: the boot log, or a panic), a serial console
+// socket, a guest agent that can be killed, a task list and a lock; its
+// sshd can die while the guest agent lives (SSHUp, for the devvm double).
 //
-// It must never run a real command, listen on anything but a loopback
+// It must never run a real command (it writes only the screen dump the gate
+// asks for, into the gate's own folder), listen on anything but a loopback
 // address, accept any key but the configured one, or grant a pty, a shell,
 // port forwarding, agent forwarding, X11 or subsystems: a session may only
 // exec a command, which the gate then checks as the real host would.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +39,11 @@ type Config struct {
 	CommandTimeout time.Duration
 	SectionTimeout time.Duration
 	StopWait       time.Duration
+	// ConsoleWindow is how long console listens to the serial socket
+	// (pvegate.Config); 0 means the gate's default.
+	ConsoleWindow time.Duration
+	// AllowGuestExec is pve-gate's --allow-guest-exec.
+	AllowGuestExec bool
 }
 
 // Server is a running simulated Proxmox host.
@@ -43,14 +51,18 @@ type Server struct {
 	// Addr is the address it listens on, "127.0.0.1:port".
 	Addr string
 
-	gate    *pvegate.Gate
-	hostKey ssh.PublicKey
-	log     hclog.Logger
-	srv     *gssh.Server
-	ln      net.Listener
-	conns   atomic.Int64
-	ctx     context.Context // cancelled by Close: ends running verbs
-	cancel  context.CancelFunc
+	gate     *pvegate.Gate
+	hostKey  ssh.PublicKey
+	log      hclog.Logger
+	srv      *gssh.Server
+	ln       net.Listener
+	conns    atomic.Int64
+	ctx      context.Context // cancelled by Close: ends running verbs
+	cancel   context.CancelFunc
+	dir      string       // the host's folder: the gate's run dir, the serial socket
+	serial   net.Listener // the VM's serial console socket
+	vm       *VM
+	serialIn atomic.Int64 // bytes clients wrote to the serial socket
 
 	// mu protects the following.
 	mu     sync.Mutex
@@ -84,7 +96,22 @@ func Start(cfg Config) (*Server, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	dir, err := os.MkdirTemp("", "pvesim-")
+	if err != nil {
+		return nil, fmt.Errorf("pvesim: %w", err)
+	}
+	serialPath := filepath.Join(dir, "serial0")
+	serial, err := net.Listen("unix", serialPath)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pvesim serial socket: %w", err)
+	}
 	gate, err := pvegate.New(pvegate.Config{
+		Pvesh:          pvegate.DefaultPvesh,
+		Serial:         serialPath,
+		RunDir:         filepath.Join(dir, "run"),
+		AllowGuestExec: cfg.AllowGuestExec,
+		ConsoleWindow:  cfg.ConsoleWindow,
 		VMID:           cfg.VM.VMID(),
 		QM:             QM,
 		Runner:         cfg.VM,
@@ -97,10 +124,14 @@ func Start(cfg Config) (*Server, error) {
 		Logger:         log.Named("pve-gate"),
 	})
 	if err != nil {
+		serial.Close()
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pvesim: %w", err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		serial.Close()
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pvesim listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,6 +144,9 @@ func Start(cfg Config) (*Server, error) {
 		log:     log,
 		ln:      ln,
 		open:    map[net.Conn]struct{}{},
+		dir:     dir,
+		serial:  serial,
+		vm:      cfg.VM,
 	}
 	authorized := cfg.AuthorizedKey
 	s.srv = &gssh.Server{
@@ -126,10 +160,50 @@ func Start(cfg Config) (*Server, error) {
 		RequestHandlers: map[string]gssh.RequestHandler{},
 		PtyCallback:     func(gssh.Context, gssh.Pty) bool { return false },
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.accept()
+	go s.serveSerial()
 	return s, nil
 }
+
+// serveSerial is the VM's serial console socket: like QEMU's, it sends what
+// the guest prints (here: the screen's last lines) to the client, and counts
+// anything the client writes (pve-gate must write nothing).
+func (s *Server) serveSerial() {
+	defer s.wg.Done()
+	for {
+		c, err := s.serial.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.open[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.open, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			if _, err := io.WriteString(c, s.vm.serialText()); err != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, c)
+			s.serialIn.Add(n)
+		}()
+	}
+}
+
+// SerialWritten returns how many bytes clients wrote to the serial socket.
+func (s *Server) SerialWritten() int64 { return s.serialIn.Load() }
 
 // accept is the accept loop; it ends when the listener closes.
 func (s *Server) accept() {
@@ -182,11 +256,15 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.cancel()
 	err := s.ln.Close()
+	s.serial.Close()
 	for c := range s.open {
 		c.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if rmErr := os.RemoveAll(s.dir); err == nil {
+		err = rmErr
+	}
 	return err
 }
 

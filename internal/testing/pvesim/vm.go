@@ -38,6 +38,12 @@ type VM struct {
 	extra   int
 	lock    string
 	waiting chan []string
+	// The recovery ladder (ladder.go).
+	panicked  bool
+	agentDead bool
+	sshdDead  bool
+	tasks     []Task
+	execs     [][]string
 }
 
 var (
@@ -47,7 +53,7 @@ var (
 
 // NewVM returns a running VM with the given id.
 func NewVM(vmid int) *VM {
-	return &VM{vmid: vmid, state: Running, waiting: make(chan []string, 64)}
+	return &VM{vmid: vmid, state: Running, waiting: make(chan []string, 64), tasks: seedTasks(vmid)}
 }
 
 // VMID returns the VM's id.
@@ -138,6 +144,12 @@ func (v *VM) Run(ctx context.Context, argv []string, stdin string) (pvegate.Resu
 	if len(argv) == 0 {
 		return pvegate.Result{}, fmt.Errorf("run: empty argv")
 	}
+	if argv[0] == pvegate.DefaultPvesh {
+		if strings.Join(argv[1:], " ") == "get /cluster/tasks --output-format json" {
+			return v.tasksJSON(), nil
+		}
+		return result(255, "400 unknown call\n"), nil
+	}
 	if argv[0] != QM {
 		return v.host(argv), nil
 	}
@@ -173,6 +185,9 @@ func result(code int, format string, a ...any) pvegate.Result {
 func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 	if len(args) < 2 {
 		return result(255, "400 not enough arguments\n")
+	}
+	if args[0] == "guest" {
+		return v.guestLocked(args)
 	}
 	if args[1] != strconv.Itoa(v.vmid) {
 		return result(2, "Configuration file 'nodes/pve/qemu-server/%s.conf' does not exist\n", args[1])
@@ -213,6 +228,10 @@ func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 			if line == "" || line == "quit" {
 				break
 			}
+			if file, ok := strings.CutPrefix(line, "screendump "); ok {
+				b.WriteString("qm> " + line + "\n" + v.screendumpLocked(file))
+				continue
+			}
 			b.WriteString("qm> " + line + "\n" + monitorAnswer(line, v.vmid))
 		}
 		return result(0, "%s", b.String())
@@ -220,15 +239,23 @@ func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 		if !running {
 			return notRunning
 		}
+		v.panicked = false
+		v.addTaskLocked("qmreset", "OK")
 		return result(0, "")
 	case "stop/2":
 		v.state = Stopped
+		v.panicked = false
+		v.addTaskLocked("qmstop", "OK")
 		return result(0, "")
 	case "start/2":
 		if running {
 			return result(255, "VM %d already running\n", v.vmid)
 		}
 		v.state = Running
+		v.addTaskLocked("qmstart", "OK")
+		return result(0, "")
+	case "unlock/2":
+		v.lock = ""
 		return result(0, "")
 	}
 	return result(255, "400 unknown command 'qm %s'\n", strings.Join(args, " "))
