@@ -101,6 +101,8 @@ func TestRender(t *testing.T) {
 	assert.Equal(t, "| agent | 500 ms | ratio ≤ 1.05 | ssh-agent: 510 ms | 0.98 of peer | PASS |", lines[2])
 	assert.Equal(t, "| fan-out p99 | 6.00 ms | ≤ 5 ms | — | 1.20 of target | FAIL |", lines[3])
 	assert.Equal(t, "| memory | — | ≤ 150 MiB | — | — | ERROR |", lines[4])
+	before := render([]rowResult{evaluate(figure{name: "rss", metric: "m", target: 64, unit: "MiB", before: "release 1: 803 MiB"}, map[string]float64{"m": 32}, nil)})
+	assert.Equal(t, "| rss | 32.0 MiB | ≤ 64 MiB | release 1: 803 MiB | 0.50 of target | PASS |", strings.Split(before, "\n")[2])
 	assert.Contains(t, out, "memory: web binary did not start")
 }
 

@@ -71,6 +71,9 @@ func render(rows []rowResult) string {
 			continue
 		}
 		peer, ratio := "—", num(r.ratio)+" of target"
+		if f.before != "" {
+			peer = f.before
+		}
 		if f.peerMetric != "" {
 			peer = fmt.Sprintf("%s: %s %s", f.peer, num(r.peer), f.unit)
 			ratio = num(r.ratio) + " of peer"

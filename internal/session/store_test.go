@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -34,5 +35,39 @@ func FuzzReadEvents(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, good, good2)
 		require.Len(t, again, len(events))
+	})
+}
+
+// FuzzParseLine: the fast line decoder used by replay never accepts a line
+// that encoding/json reads differently, and accepts every line this
+// package writes.
+func FuzzParseLine(f *testing.F) {
+	f.Add([]byte(`{"id":1,"event":"user","time":"2026-01-01T00:00:01Z","data":{"text":"hi","actor":"alice"}}` + "\n"))
+	f.Add([]byte(`{"id":2,"event":"text","time":"2026-01-01T00:00:01.123456789Z","data":{"delta":"}\"x"}}`))
+	f.Add([]byte(`{"id":3,"event":"text","time":"2026-01-01T00:00:01Z","data":{"a":1},"x":{}}`))
+	f.Add([]byte(`{"id":4,"event":"te\"xt","time":"2026-01-01T00:00:01Z","data":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseLine(b)
+		if !ok {
+			return
+		}
+		var want event.Event
+		dec := json.NewDecoder(bytes.NewReader(bytes.TrimSuffix(b, []byte{'\n'})))
+		dec.DisallowUnknownFields()
+		require.NoError(t, dec.Decode(&want), "accepted a line encoding/json refuses: %q", b)
+		require.False(t, dec.More(), "accepted trailing data: %q", b)
+		require.Equal(t, want.ID, got.ID)
+		require.Equal(t, want.Type, got.Type)
+		require.True(t, want.Time.Equal(got.Time))
+		require.JSONEq(t, string(want.Data), string(got.Data))
+		again, err := encodeLine(got)
+		require.NoError(t, err)
+		if back, ok := parseLine(again); ok {
+			require.Equal(t, got.ID, back.ID)
+		} else {
+			// Only a type encoding/json escapes takes the slow path.
+			typ, _ := json.Marshal(string(got.Type))
+			require.Contains(t, string(typ), `\`, "refused its own line %q", again)
+		}
 	})
 }
