@@ -298,9 +298,11 @@ func scanEvents(r io.Reader, fn func(event.Event)) (int64, error) {
 			}
 			return good, fmt.Errorf("read event log: %w", err)
 		}
-		var e event.Event
-		if json.Unmarshal(bytes.TrimSuffix(line, []byte{'\n'}), &e) != nil ||
-			e.ID != want || e.Type == "" || len(e.Data) == 0 {
+		e, ok := parseLine(line)
+		if !ok && json.Unmarshal(bytes.TrimSuffix(line, []byte{'\n'}), &e) != nil {
+			return good, nil
+		}
+		if e.ID != want || e.Type == "" || len(e.Data) == 0 {
 			return good, nil
 		}
 		fn(e)
