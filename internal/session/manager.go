@@ -825,6 +825,10 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 	s.mu.Lock()
 	dur := m.now().Sub(t.start)
 	t.ended = true
+	// Counted before the done goes out: a client that saw it finds it in
+	// the metrics (TestMetrics).
+	m.metrics.Turns.WithLabelValues(out.Outcome).Inc()
+	m.metrics.TurnDuration.Observe(dur.Seconds())
 	m.appendLocked(s, event.New(event.Done, event.DoneData{
 		ExitCode:   out.ExitCode,
 		Outcome:    out.Outcome,
@@ -835,8 +839,6 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 	s.sum.TurnStart = time.Time{}
 	m.saveLocked(s)
 	s.mu.Unlock()
-	m.metrics.Turns.WithLabelValues(out.Outcome).Inc()
-	m.metrics.TurnDuration.Observe(dur.Seconds())
 	m.log.Info("turn ended", "session", s.id, "outcome", out.Outcome, "exit_code", out.ExitCode, "duration", dur)
 }
 
