@@ -128,7 +128,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		MaxBudgetUSD: cfg.MaxBudgetUSD,
 		Environ:      environ,
 		Logger:       log,
-		LineObserved: func(k claude.LineKind) { sm.StreamLines.WithLabelValues(string(k)).Inc() },
+		Registerer:   reg,
 		RetryCutoff:  cfg.APIRetryCutoff,
 	})
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 )
 
 // The web's names of DESIGN §6.5 this package and the session manager
-// register (the verb ones come with the power package).
+// register (the verb ones come with the power package, claude's stream and
+// cost ones with the claude package).
 var webMetricNames = []string{
 	"breakglass_turns_total",
 	"breakglass_turn_duration_seconds",
@@ -21,8 +22,6 @@ var webMetricNames = []string{
 	"breakglass_sessions",
 	"breakglass_sse_subscribers",
 	"breakglass_auth_failures_total",
-	"breakglass_agent_cost_usd_total",
-	"breakglass_stream_lines_total",
 }
 
 func scrape(t *testing.T, h http.Handler) string {

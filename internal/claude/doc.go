@@ -2,11 +2,24 @@
 // --output-format stream-json`) and translates its stream-json lines into
 // transcript events (package event).
 //
-// It owns the argv, the allowlisted environment, the process group, cancel
-// and timeout, the watchdogs (no system/init; API retries past a cutoff),
-// and the Translator (a pure type fed one line at a time). Processes a tool
-// started in their own session are found by the turn's mark (MarkVar in
-// their environment) and killed when the turn ends.
+// Three parts, each in its own file:
+//   - child.go: the process wrapper. It starts claude in its own process
+//     group with the argv and environment Runner.command builds (the one
+//     place they are decided), owns its standard streams, reads stdout as
+//     bounded lines, keeps stderr's tail, signals and reaps the group and
+//     every process carrying the turn's mark (MarkVar), and leaves no
+//     goroutine behind.
+//   - machine.go: the turn state machine, pure: typed inputs (a translated
+//     line, a watchdog tick, a stop, the exit) in; events, when to stop
+//     claude, and the outcome out. Every rule (init watchdog, API-retry
+//     cutoff, timeout vs cancel vs crash, is_error results, the session-flag
+//     retry) is a table test that needs no process.
+//   - translate.go: the Translator, fed one line at a time, which hands back
+//     events and typed signals (init, answered, retrying, result).
+//
+// runner.go wires them: Runner.Run with its turnLoop. The package owns its
+// metrics (breakglass_stream_lines_total, breakglass_agent_cost_usd_total)
+// on the Registerer it is given.
 //
 // It must never run a shell, never pass the parent's environment through
 // unfiltered (CLAUDECODE and secrets never reach claude), never let a line

@@ -1,23 +1,19 @@
 package claude
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"breakglass/internal/event"
 	"breakglass/internal/uuid"
@@ -79,12 +75,10 @@ type Config struct {
 	Environ []string
 	// Logger gets subprocess and parsing diagnostics; nil discards.
 	Logger hclog.Logger
-	// LineObserved, if set, is called once per stdout line with its kind
-	// (for breakglass_stream_lines_total{kind}).
-	LineObserved func(LineKind)
-	// CostObserved, if set, is called with a result's total_cost_usd (for
-	// breakglass_agent_cost_usd_total).
-	CostObserved func(usd float64)
+	// Registerer gets the runner's metrics (breakglass_stream_lines_total,
+	// breakglass_agent_cost_usd_total); nil means a private registry nobody
+	// scrapes.
+	Registerer prometheus.Registerer
 	// Started, if set, is called with the process group id of each claude
 	// process when it starts (for logs and tests).
 	Started func(pgid int)
@@ -105,9 +99,10 @@ type Config struct {
 // Runner runs claude turns. It is safe for concurrent use; the caller
 // serialises turns of one session.
 type Runner struct {
-	cfg Config
-	log hclog.Logger
-	env []string // filtered ambient environment, without HOME
+	cfg     Config
+	log     hclog.Logger
+	env     []string // filtered ambient environment, without HOME
+	metrics *metrics
 }
 
 // New validates cfg and fills its defaults.
@@ -152,7 +147,11 @@ func New(cfg Config) (*Runner, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Runner{cfg: cfg, log: log.Named("claude"), env: FilterEnv(cfg.Environ)}, nil
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, log: log.Named("claude"), env: FilterEnv(cfg.Environ), metrics: m}, nil
 }
 
 // safeName is what an agent or model name may look like: it becomes one
@@ -280,6 +279,19 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
+// command builds everything one claude process starts with: the one place
+// its program, argv, environment and working directory are decided.
+func (r *Runner) command(bin string, env []string, t Turn, resume bool) command {
+	mark := newMark()
+	return command{
+		Path: bin,
+		Args: r.Args(t, resume),
+		Env:  append(env[:len(env):len(env)], MarkVar+"="+mark),
+		Dir:  t.Dir,
+		Mark: mark,
+	}
+}
+
 // Run runs one turn and emits its events (every one except user and done,
 // which the caller emits), in order, from the calling goroutine. It returns
 // when claude, every process of its group, and every process that still
@@ -289,535 +301,212 @@ func isExecutable(p string) bool {
 // use" to --session-id, Run retries once with the other flag; the failed
 // attempt's events are not emitted.
 func (r *Runner) Run(ctx context.Context, t Turn, emit func(event.Event)) Outcome {
-	fail := func(err error) Outcome {
-		emit(event.New(event.Error, event.ErrorData{Message: err.Error()}))
+	t, err := r.checkTurn(t)
+	if err != nil {
+		emit(errorEvent(err.Error()))
 		return Outcome{Outcome: event.OutcomeError, ExitCode: -1}
-	}
-	if !uuid.Valid(t.SessionID) {
-		return fail(fmt.Errorf("run claude: %w: %q", ErrInvalidSessionID, capString(t.SessionID, 64)))
-	}
-	if t.Dir == "" {
-		return fail(errors.New("run claude: the turn has no directory"))
-	}
-	if !filepath.IsAbs(t.Dir) {
-		abs, err := filepath.Abs(t.Dir)
-		if err != nil {
-			return fail(fmt.Errorf("run claude: turn directory: %w", err))
-		}
-		t.Dir = abs
 	}
 	env := r.childEnv(t)
 	bin, err := r.binary(env)
 	if err != nil {
-		return fail(err)
+		emit(errorEvent(err.Error()))
+		return Outcome{Outcome: event.OutcomeError, ExitCode: -1}
 	}
-	a := r.attempt(ctx, bin, env, t, t.Resume, emit)
-	if a.swap {
+	end := r.attempt(ctx, t.SessionID, r.command(bin, env, t, t.Resume), t.Resume, emit)
+	if end.Swap {
 		r.log.Info("retrying with the other session flag", "session", t.SessionID, "resume", !t.Resume)
-		a = r.attempt(ctx, bin, env, t, !t.Resume, emit)
+		end = r.attempt(ctx, t.SessionID, r.command(bin, env, t, !t.Resume), !t.Resume, emit)
 	}
-	if a.swap {
-		a.flush(emit)
-		emit(event.New(event.Error, event.ErrorData{Message: "claude refused both --session-id and --resume for this session: " + a.stderrTail()}))
-		return Outcome{Outcome: event.OutcomeError, ExitCode: a.exitCode}
-	}
-	return a.outcome
-}
-
-// stopReason says why Run ended a turn itself.
-type stopReason int
-
-const (
-	stopNone stopReason = iota
-	stopCancel
-	stopTimeout
-	stopNoInit
-	stopRetries
-)
-
-// attemptResult is one claude process's end.
-type attemptResult struct {
-	outcome  Outcome
-	exitCode int
-	// swap: claude refused the session flag; retry with the other one.
-	swap bool
-	// held are the events held back before system/init (dropped on swap).
-	held   []event.Event
-	stderr *tailBuffer
-}
-
-func (a *attemptResult) flush(emit func(event.Event)) {
-	for _, e := range a.held {
-		emit(e)
-	}
-	a.held = nil
-}
-
-func (a *attemptResult) stderrTail() string {
-	return briefly(a.stderr.String())
-}
-
-// briefly keeps the last lines of s, at most 1 KiB, on one line each.
-func briefly(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 1024 {
-		s = s[len(s)-1024:]
-		for len(s) > 0 && !utfStart(s[0]) {
-			s = s[1:]
-		}
-		s = "…" + s
-	}
-	return s
-}
-
-func utfStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// attempt runs one claude process to its end.
-func (r *Runner) attempt(ctx context.Context, bin string, env []string, t Turn, resume bool, emit func(event.Event)) attemptResult {
-	res := attemptResult{stderr: &tailBuffer{max: r.cfg.MaxStderr}, exitCode: -1}
-	errorOut := func(msg string) {
-		res.flush(emit)
-		emit(event.New(event.Error, event.ErrorData{Message: msg}))
-	}
-	if ctx.Err() != nil {
-		res.outcome = r.stoppedOutcome(ctx, -1)
-		if res.outcome.Outcome == event.OutcomeTimeout {
-			errorOut("the turn reached its time limit before claude started")
-		}
-		return res
-	}
-
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		errorOut(fmt.Sprintf("run claude: stdout pipe: %v", err))
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: -1}
-		return res
-	}
-	er, ew, err := os.Pipe()
-	if err != nil {
-		pr.Close()
-		pw.Close()
-		errorOut(fmt.Sprintf("run claude: stderr pipe: %v", err))
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: -1}
-		return res
-	}
-	// Both pipes are ours (not exec's copying goroutines), so Wait returns
-	// when claude exits even if a straggler still holds them.
-	cmd := exec.Command(bin, r.Args(t, resume)...)
-	cmd.Dir = t.Dir
-	mark := newMark()
-	cmd.Env = append(env[:len(env):len(env)], MarkVar+"="+mark)
-	cmd.Stdin = nil // /dev/null
-	cmd.Stdout = pw
-	cmd.Stderr = ew
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log := r.log.With("session", t.SessionID, "resume", resume)
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		er.Close()
-		ew.Close()
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, exec.ErrNotFound) {
-			errorOut(fmt.Sprintf("%v: %s", ErrNotInstalled, InstallHint))
-		} else {
-			errorOut(fmt.Sprintf("start claude: %v", err))
-		}
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: -1}
-		return res
-	}
-	pw.Close() // the child holds the write ends now
-	ew.Close()
-	pgid := cmd.Process.Pid
-	log.Debug("claude started", "pid", pgid)
-	if r.cfg.Started != nil {
-		r.cfg.Started(pgid)
-	}
-	stderrDone := make(chan struct{})
-	go func() {
-		defer close(stderrDone)
-		_, _ = io.Copy(res.stderr, er)
-	}()
-
-	// The reader goroutine owns pr; lines go to this goroutine, which alone
-	// emits. It ends at EOF, which closing pr forces.
-	lines := make(chan []byte, 64)
-	readDone := make(chan struct{})
-	var tooLong int
-	go func() {
-		defer close(readDone)
-		defer close(lines)
-		tooLong = readLines(pr, r.cfg.MaxLine, lines)
-	}()
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-
-	tr := NewTranslator()
-	initTimer := time.NewTimer(r.cfg.InitTimeout)
-	defer initTimer.Stop()
-	var retryTimer *time.Timer
-	var retryC <-chan time.Time
-	lastAnswers := 0
-	var lastRetryErr string
-	stop := stopNone
-	var killTimer *time.Timer
-	var killC <-chan time.Time
-	var drainTimer *time.Timer
-	var drainC <-chan time.Time
-	ctxDone := ctx.Done()
-	exitedC := (<-chan struct{})(exited)
-	invalidReported := false
-	errorEmitted := false
-
-	out := func(evs []event.Event) {
-		for _, e := range evs {
-			if e.Type == event.Error && stop != stopNone {
-				// claude's own complaint about being interrupted (an
-				// is_error result after SIGINT) is not news: the turn's
-				// outcome says why it ended.
-				log.Debug("error after stop not emitted", "data", string(e.Data))
-				continue
-			}
-			if e.Type == event.Error {
-				errorEmitted = true
-			}
-			if !tr.InitSeen() {
-				res.held = append(res.held, e)
-				continue
-			}
-			res.flush(emit)
+	if end.Swap {
+		for _, e := range end.Held {
 			emit(e)
 		}
+		emit(errorEvent("claude refused both --session-id and --resume for this session: " + end.Stderr))
 	}
-	beginStop := func(why stopReason) {
-		if stop != stopNone {
-			return
-		}
-		stop = why
-		ctxDone = nil
-		initTimer.Stop()
-		if retryTimer != nil {
-			retryTimer.Stop()
-			retryC = nil
-		}
-		log.Info("stopping claude", "reason", why, "pgid", pgid)
-		signalGroup(pgid, syscall.SIGINT)
-		killTimer = time.NewTimer(r.cfg.KillGrace)
-		killC = killTimer.C
-	}
-	defer func() {
-		if killTimer != nil {
-			killTimer.Stop()
-		}
-		if drainTimer != nil {
-			drainTimer.Stop()
-		}
-	}()
+	return end.Outcome
+}
 
-	for lines != nil || exitedC != nil {
+// checkTurn refuses a turn whose id is not a UUID or that has no folder,
+// and makes its folder absolute.
+func (r *Runner) checkTurn(t Turn) (Turn, error) {
+	if !uuid.Valid(t.SessionID) {
+		return t, fmt.Errorf("run claude: %w: %q", ErrInvalidSessionID, capString(t.SessionID, 64))
+	}
+	if t.Dir == "" {
+		return t, errors.New("run claude: the turn has no directory")
+	}
+	abs, err := filepath.Abs(t.Dir)
+	if err != nil {
+		return t, fmt.Errorf("run claude: turn directory: %w", err)
+	}
+	t.Dir = abs
+	return t, nil
+}
+
+// attempt runs one claude process to its end and returns the machine's
+// last step.
+func (r *Runner) attempt(ctx context.Context, session string, c command, resume bool, emit func(event.Event)) step {
+	if ctx.Err() != nil {
+		return notStarted(ctx, emit)
+	}
+	limits := childLimits{MaxLine: r.cfg.MaxLine, MaxStderr: r.cfg.MaxStderr, Grace: r.cfg.KillGrace}
+	ch, err := startChild(c, limits)
+	if err != nil {
+		msg := fmt.Sprintf("start claude: %v", err)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, exec.ErrNotFound) {
+			msg = fmt.Sprintf("%v: %s", ErrNotInstalled, InstallHint)
+		}
+		emit(errorEvent(msg))
+		return step{Done: true, Outcome: Outcome{Outcome: event.OutcomeError, ExitCode: -1}}
+	}
+	log := r.log.With("session", session, "resume", resume, "pgid", ch.PGID())
+	log.Debug("claude started")
+	if r.cfg.Started != nil {
+		r.cfg.Started(ch.PGID())
+	}
+	l := &turnLoop{
+		r: r, ch: ch, log: log, emit: emit, tr: NewTranslator(), ctx: ctx,
+		m: newMachine(machineConfig{InitTimeout: r.cfg.InitTimeout, RetryCutoff: r.cfg.RetryCutoff, Resume: resume}, time.Now()),
+	}
+	return l.run()
+}
+
+// notStarted ends an attempt whose turn ended before claude started.
+func notStarted(ctx context.Context, emit func(event.Event)) step {
+	if errors.Is(context.Cause(ctx), ErrCancelled) {
+		return step{Done: true, Outcome: Outcome{Outcome: event.OutcomeCancelled, ExitCode: -1}}
+	}
+	emit(errorEvent("the turn reached its time limit before claude started"))
+	return step{Done: true, Outcome: Outcome{Outcome: event.OutcomeTimeout, ExitCode: -1}}
+}
+
+// turnLoop is the plumbing between one child and its machine: it turns
+// lines, the exit, the context and the watchdog's deadline into inputs,
+// and the machine's steps into events and signals.
+type turnLoop struct {
+	r    *Runner
+	ch   *child
+	m    *machine
+	tr   *Translator
+	log  hclog.Logger
+	emit func(event.Event)
+	ctx  context.Context
+
+	watchdog *time.Timer // the machine's Deadline; nil: none
+	deadline time.Time
+	kill     *time.Timer // SIGKILL after SIGINT's grace
+	drain    *time.Timer // EOF forced after claude exited
+}
+
+func (l *turnLoop) run() step {
+	defer l.stopTimers()
+	lines, exited, ctxDone := l.ch.Lines(), l.ch.Exited(), l.ctx.Done()
+	l.rearm()
+	for lines != nil || exited != nil {
 		select {
-		case l, ok := <-lines:
+		case b, ok := <-lines:
 			if !ok {
 				lines = nil
 				continue
 			}
-			evs, kind := tr.Line(l)
-			if r.cfg.LineObserved != nil {
-				r.cfg.LineObserved(kind)
-			}
-			switch kind {
-			case LineInvalid:
-				log.Warn("claude printed a line that is not stream-json", "line", capString(string(l), 200))
-				if !invalidReported {
-					invalidReported = true
-					evs = append(evs, event.New(event.Error, event.ErrorData{
-						Message: fmt.Sprintf("claude printed output that is not stream-json: %q", capString(string(l), 200)),
-					}))
-				}
-			case LineUnknown:
-				log.Debug("unknown stream-json line ignored", "line", capString(string(l), 200))
-			}
-			for _, e := range evs {
-				switch e.Type {
-				case event.Result:
-					if rd := tr.Result(); rd != nil && r.cfg.CostObserved != nil && rd.TotalCostUSD > 0 {
-						r.cfg.CostObserved(rd.TotalCostUSD)
-					}
-				case event.Status:
-					if isRetrying(e) && retryTimer == nil && stop == stopNone {
-						retryTimer = time.NewTimer(r.cfg.RetryCutoff)
-						retryC = retryTimer.C
-					}
-					if isRetrying(e) {
-						lastRetryErr = retryErrorOf(e)
-					}
-				}
-			}
-			if tr.InitSeen() {
-				initTimer.Stop()
-			}
-			if a := tr.Answers(); a != lastAnswers {
-				lastAnswers = a
-				if retryTimer != nil {
-					retryTimer.Stop()
-					retryTimer, retryC = nil, nil
-				}
-			}
-			out(evs)
-		case <-exitedC:
-			exitedC = nil
-			ctxDone = nil // it ended on its own: a late cancel changes nothing
+			l.apply(l.m.Step(l.line(b)))
+		case <-exited:
 			// claude is gone; its group may not be. Give the reader a
-			// moment to drain what is buffered, then force EOF.
-			killGroup(pgid)
-			drainTimer = time.NewTimer(r.cfg.KillGrace)
-			drainC = drainTimer.C
-		case <-drainC:
-			drainC = nil
-			pr.Close()
+			// moment to drain what is buffered, then force EOF. A late
+			// cancel changes nothing now.
+			exited, ctxDone = nil, nil
+			l.ch.Kill()
+			l.drain = time.AfterFunc(l.r.cfg.KillGrace, l.ch.CloseOutput)
 		case <-ctxDone:
-			if errors.Is(context.Cause(ctx), ErrCancelled) {
-				beginStop(stopCancel)
-			} else {
-				beginStop(stopTimeout)
-			}
-		case <-initTimer.C:
-			if !tr.InitSeen() {
-				beginStop(stopNoInit)
-			}
-		case <-retryC:
-			retryC = nil
-			beginStop(stopRetries)
-		case <-killC:
-			killC = nil
-			log.Warn("claude ignored SIGINT; killing its process group", "pgid", pgid)
-			killGroup(pgid)
+			ctxDone = nil
+			l.apply(l.m.Step(inStop{Cancel: errors.Is(context.Cause(l.ctx), ErrCancelled)}))
+		case now := <-l.timerC(l.watchdog):
+			l.watchdog = nil
+			l.apply(l.m.Step(inTick{Now: now}))
+		case <-l.timerC(l.kill):
+			l.kill = nil
+			l.log.Warn("claude ignored SIGINT; killing its process group")
+			l.ch.Kill()
 		}
 	}
-	<-readDone
-	pr.Close()
-	reapGroup(pgid)
-	if n := killMarked("/proc", mark, r.cfg.KillGrace); n > 0 {
-		log.Info("killed processes the turn left behind", "count", n)
-	}
-	select {
-	case <-stderrDone:
-	case <-time.After(r.cfg.KillGrace):
-		log.Warn("claude's stderr still open after its process group ended; closing it")
-	}
-	er.Close()
-	<-stderrDone
-	if tooLong > 0 {
-		log.Warn("claude printed lines over the limit; skipped", "count", tooLong, "limit", r.cfg.MaxLine)
-		for range tooLong {
-			if r.cfg.LineObserved != nil {
-				r.cfg.LineObserved(LineInvalid)
-			}
-		}
-	}
-
-	res.exitCode = cmd.ProcessState.ExitCode()
-	log.Debug("claude ended", "exit", res.exitCode, "wait", waitErr, "stop", stop, "lines", tr.Counts())
-
-	switch stop {
-	case stopCancel:
-		res.flush(emit)
-		res.outcome = Outcome{Outcome: event.OutcomeCancelled, ExitCode: res.exitCode}
-		return res
-	case stopTimeout:
-		errorOut("the turn reached its time limit and was stopped")
-		res.outcome = Outcome{Outcome: event.OutcomeTimeout, ExitCode: res.exitCode}
-		return res
-	case stopNoInit:
-		errorOut(fmt.Sprintf("claude did not start within %v (no system/init line); stopped. %s", r.cfg.InitTimeout, briefly(res.stderr.String())))
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: res.exitCode}
-		return res
-	case stopRetries:
-		msg := fmt.Sprintf("the Anthropic API is unreachable: claude was still retrying after %v; stopped", r.cfg.RetryCutoff)
-		if lastRetryErr != "" {
-			msg += " (last error: " + lastRetryErr + ")"
-		}
-		errorOut(msg)
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: res.exitCode}
-		return res
-	}
-
-	// claude ended on its own.
-	if !tr.InitSeen() && res.exitCode != 0 && refusedSessionFlag(resume, res.stderr.String(), res.held) {
-		res.swap = true
-		return res
-	}
-	rd := tr.Result()
-	switch {
-	case res.exitCode == 0 && rd != nil && !rd.IsError && !errorEmitted:
-		res.flush(emit)
-		res.outcome = Outcome{Outcome: event.OutcomeSuccess, ExitCode: 0}
-	case errorEmitted:
-		// The translator or the reader already said what went wrong.
-		res.flush(emit)
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: res.exitCode}
-	case res.exitCode != 0:
-		msg := fmt.Sprintf("claude exited with status %d", res.exitCode)
-		if res.exitCode < 0 {
-			msg = "claude was killed: " + describeWait(waitErr)
-		}
-		if s := briefly(res.stderr.String()); s != "" {
-			msg += ": " + s
-		}
-		errorOut(msg)
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: res.exitCode}
-	default:
-		errorOut("claude ended without a result")
-		res.outcome = Outcome{Outcome: event.OutcomeError, ExitCode: res.exitCode}
-	}
-	return res
+	return l.finish()
 }
 
-// stoppedOutcome is the outcome of a turn whose context ended.
-func (r *Runner) stoppedOutcome(ctx context.Context, code int) Outcome {
-	if errors.Is(context.Cause(ctx), ErrCancelled) {
-		return Outcome{Outcome: event.OutcomeCancelled, ExitCode: code}
+// line translates one stdout line into the machine's input, counting it.
+func (l *turnLoop) line(b []byte) inLine {
+	t := l.tr.Line(b)
+	l.r.metrics.lines.WithLabelValues(string(t.Kind)).Inc()
+	switch t.Kind {
+	case LineInvalid:
+		l.log.Warn("claude printed a line that is not stream-json", "line", capString(string(b), 200))
+	case LineUnknown:
+		l.log.Debug("unknown stream-json line ignored", "line", capString(string(b), 200))
 	}
-	return Outcome{Outcome: event.OutcomeTimeout, ExitCode: code}
+	if t.Result != nil && t.Result.TotalCostUSD > 0 {
+		l.r.metrics.cost.Add(t.Result.TotalCostUSD)
+	}
+	return inLine{T: t, Text: capString(string(b), 200), Now: time.Now()}
 }
 
-// refusedSessionFlag reports whether claude refused the session flag: "No
-// conversation found" for --resume (on stderr, and in a result's errors),
-// "already in use" for --session-id.
-func refusedSessionFlag(resume bool, stderr string, held []event.Event) bool {
-	phrase := "already in use"
-	if resume {
-		phrase = "No conversation found"
+// apply carries out a step: its events, and stopping claude.
+func (l *turnLoop) apply(s step) {
+	for _, e := range s.Emit {
+		l.emit(e)
 	}
-	if strings.Contains(stderr, phrase) {
-		return true
+	if s.Interrupt {
+		l.log.Info("stopping claude", "reason", l.m.stop)
+		l.ch.Interrupt()
+		l.kill = time.NewTimer(l.r.cfg.KillGrace)
 	}
-	for _, e := range held {
-		if strings.Contains(string(e.Data), phrase) {
-			return true
-		}
-	}
-	return false
+	l.rearm()
 }
 
-func describeWait(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return ws.Signal().String()
-		}
-	}
-	if err == nil {
-		return "unknown"
-	}
-	return err.Error()
-}
-
-func isRetrying(e event.Event) bool {
-	return e.Type == event.Status && strings.Contains(string(e.Data), `"state":"`+event.StateRetrying+`"`)
-}
-
-func retryErrorOf(e event.Event) string {
-	var d event.StatusData
-	if err := jsonUnmarshal(e.Data, &d); err != nil {
-		return ""
-	}
-	return d.Error
-}
-
-// readLines sends each line of rd (without its newline) to lines until EOF
-// or a read error. Lines longer than max are skipped; it returns how many.
-func readLines(rd io.Reader, max int, lines chan<- []byte) (tooLong int) {
-	br := bufio.NewReaderSize(rd, 64<<10)
-	var buf []byte
-	skipping := false
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(chunk) > 0 {
-			complete := chunk[len(chunk)-1] == '\n'
-			if !skipping {
-				if len(buf)+len(chunk) > max+1 {
-					skipping = true
-					buf = buf[:0]
-					tooLong++
-				} else {
-					buf = append(buf, chunk...)
-				}
-			}
-			if complete || (err != nil && !errors.Is(err, bufio.ErrBufferFull)) {
-				if l := trimNewline(buf); !skipping && len(bytes.TrimSpace(l)) > 0 {
-					lines <- bytes.Clone(l)
-				}
-				buf = buf[:0]
-				skipping = false
-			}
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return tooLong
-		}
-	}
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// signalGroup sends sig to every process of the group.
-func signalGroup(pgid int, sig syscall.Signal) {
-	if pgid > 1 {
-		_ = syscall.Kill(-pgid, sig)
-	}
-}
-
-// killGroup SIGKILLs whatever is left of the group.
-func killGroup(pgid int) { signalGroup(pgid, syscall.SIGKILL) }
-
-// reapGroup makes sure no process of the group outlives the turn: it kills
-// stragglers and waits (bounded) until the group is empty. Processes that
-// lost their parent are reaped by init, which takes a moment.
-func reapGroup(pgid int) {
-	if pgid <= 1 {
+// rearm points the watchdog at the machine's next deadline.
+func (l *turnLoop) rearm() {
+	d, ok := l.m.Deadline()
+	if ok && l.watchdog != nil && d.Equal(l.deadline) {
 		return
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		if time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond) // polling the kernel: there is no signal for "group empty"
+	if l.watchdog != nil {
+		l.watchdog.Stop()
+		l.watchdog = nil
+	}
+	if ok {
+		l.deadline = d
+		l.watchdog = time.NewTimer(time.Until(d))
 	}
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	// mu protects the following.
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > b.max {
-		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
+// timerC is t's channel, or nil (never ready) when there is no timer.
+func (l *turnLoop) timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
 	}
-	return len(p), nil
+	return t.C
 }
 
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
+func (l *turnLoop) stopTimers() {
+	for _, t := range []*time.Timer{l.watchdog, l.kill, l.drain} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// finish reaps the child and feeds its exit to the machine.
+func (l *turnLoop) finish() step {
+	x := l.ch.Finish()
+	if x.Marked > 0 {
+		l.log.Info("killed processes the turn left behind", "count", x.Marked)
+	}
+	if x.TooLong > 0 {
+		l.log.Warn("claude printed lines over the limit; skipped", "count", x.TooLong, "limit", l.r.cfg.MaxLine)
+		l.r.metrics.lines.WithLabelValues(string(LineInvalid)).Add(float64(x.TooLong))
+	}
+	s := l.m.Step(inExit{x})
+	l.log.Debug("claude ended", "exit", x.Code, "signal", x.Signal, "stop", l.m.stop, "outcome", s.Outcome.Outcome)
+	for _, e := range s.Emit {
+		l.emit(e)
+	}
+	return s
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -121,8 +123,7 @@ type harness struct {
 	mu       sync.Mutex
 	pgids    []int
 	environs [][]string // claude's own environment, per process
-	lines    map[LineKind]int
-	cost     float64
+	reg      *prometheus.Registry
 }
 
 type harnessOpt func(*Config)
@@ -132,7 +133,7 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 	d, err := apidouble.New(apidouble.Config{Script: script})
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
-	h := &harness{dir: t.TempDir(), double: d, lines: map[LineKind]int{}}
+	h := &harness{dir: t.TempDir(), double: d, reg: prometheus.NewRegistry()}
 	paths, err := agenthome.Prepare(agenthome.Config{
 		Home:      filepath.Join(t.TempDir(), "home"),
 		AgentFile: agents.Breakglass,
@@ -154,17 +155,8 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 			h.pgids = append(h.pgids, pgid)
 			h.environs = append(h.environs, strings.Split(string(environ), "\x00"))
 		},
-		LineObserved: func(k LineKind) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.lines[k]++
-		},
-		CostObserved: func(usd float64) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.cost += usd
-		},
-		KillGrace: 3 * time.Second,
+		Registerer: h.reg,
+		KillGrace:  3 * time.Second,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -172,6 +164,11 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 	h.runner, err = New(cfg)
 	require.NoError(t, err)
 	return h
+}
+
+// lines is how many stdout lines of kind k the runner counted.
+func (h *harness) lines(k LineKind) float64 {
+	return testutil.ToFloat64(h.runner.metrics.lines.WithLabelValues(string(k)))
 }
 
 type testWriter struct{ t *testing.T }
@@ -300,11 +297,9 @@ func TestRealTurnWithTool(t *testing.T) {
 	assert.Equal(t, "hello-from-tool", reqs[1].ToolResults()[0].Text, "the tool's real output went back to the API")
 	assert.Contains(t, strings.Join(reqs[0].UserTexts(), "\n"), "is the devvm up?")
 
-	h.mu.Lock()
-	assert.Zero(t, h.lines[LineInvalid])
-	assert.Positive(t, h.lines[LineKnown])
-	assert.Positive(t, h.cost, "cost reported")
-	h.mu.Unlock()
+	assert.Zero(t, h.lines(LineInvalid))
+	assert.Positive(t, h.lines(LineKnown))
+	assert.Positive(t, testutil.ToFloat64(h.runner.metrics.cost), "cost reported")
 	h.assertGroupsGone(t)
 }
 
@@ -502,9 +497,7 @@ func TestNotStreamJSON(t *testing.T) {
 			errs := dataOf[event.ErrorData](t, evs, event.Error)
 			require.NotEmpty(t, errs)
 			assert.Contains(t, errs[0].Message, tc.want)
-			h.mu.Lock()
-			assert.Positive(t, h.lines[LineInvalid])
-			h.mu.Unlock()
+			assert.Positive(t, h.lines(LineInvalid))
 		})
 	}
 }

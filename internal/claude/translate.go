@@ -43,8 +43,10 @@ const syntheticModel = "<synthetic>"
 
 // Translator turns claude's stream-json lines (`-p --output-format
 // stream-json --verbose --include-partial-messages`) into transcript events,
-// one line at a time. It holds the state of one turn: create one per turn.
-// It is not safe for concurrent use. It never panics on input.
+// one line at a time, and hands back what else a line means as typed
+// signals (Translated), so nobody has to sniff the events' JSON. It holds
+// the state of one turn: create one per turn. It is not safe for
+// concurrent use. It never panics on input.
 type Translator struct {
 	// streamed holds, in order, the text blocks of the current API message
 	// that already went out as deltas and whose complete `assistant` copy
@@ -53,35 +55,37 @@ type Translator struct {
 	// textBlocks marks the indexes of text blocks of the current API
 	// message (content_block_start with type text).
 	textBlocks map[int]bool
-	counts     map[LineKind]int
-	initSeen   bool
-	answers    int
-	result     *event.ResultData
 }
 
 // NewTranslator returns a Translator for one turn.
 func NewTranslator() *Translator {
-	return &Translator{textBlocks: map[int]bool{}, counts: map[LineKind]int{}}
+	return &Translator{textBlocks: map[int]bool{}}
 }
 
-// Counts returns how many lines of each kind were fed so far.
-func (t *Translator) Counts() map[LineKind]int {
-	out := make(map[LineKind]int, len(t.counts))
-	for k, v := range t.counts {
-		out[k] = v
-	}
-	return out
+// Translated is what one line meant: its kind, its events, and the
+// signals the turn's state machine acts on.
+type Translated struct {
+	// Kind classifies the line (the breakglass_stream_lines_total label).
+	Kind LineKind
+	// Events are the transcript events of the line, in order.
+	Events []event.Event
+	// Init: the line was system/init (claude started the conversation).
+	Init bool
+	// Answered: the line shows the API answered (a stream event or a
+	// complete message); a retry watchdog starts again.
+	Answered bool
+	// Retry is set when claude is retrying an API call (system/api_retry).
+	Retry *Retry
+	// Result is set on a result line.
+	Result *event.ResultData
 }
 
-// InitSeen reports whether system/init has been read.
-func (t *Translator) InitSeen() bool { return t.initSeen }
-
-// Answers counts the lines that show the API answered (stream events and
-// complete messages); a caller's retry watchdog resets when it grows.
-func (t *Translator) Answers() int { return t.answers }
-
-// Result returns the data of the last result line, or nil if none came.
-func (t *Translator) Result() *event.ResultData { return t.result }
+// Retry is one API retry claude announced.
+type Retry struct {
+	Attempt int
+	// Error is the failure being retried, in a few words.
+	Error string
+}
 
 // The typed shapes of the lines this translator reads. Fields it does not
 // need are not decoded.
@@ -127,8 +131,8 @@ type (
 	}
 
 	message struct {
-		Model   string  `json:"model"`
-		Content []block `json:"content"`
+		Model   string `json:"model"`
+		Content blocks `json:"content"`
 	}
 
 	block struct {
@@ -143,60 +147,61 @@ type (
 	}
 )
 
-// Line translates one line (without its newline) and says what kind it was.
-func (t *Translator) Line(b []byte) ([]event.Event, LineKind) {
-	evs, kind := t.line(b)
-	t.counts[kind]++
-	return evs, kind
-}
-
-func (t *Translator) line(b []byte) ([]event.Event, LineKind) {
+// Line translates one line (without its newline).
+func (t *Translator) Line(b []byte) Translated {
 	b = bytes.TrimSpace(b)
 	var f rawFields
 	if !scanObject(b, &f) {
-		return nil, LineInvalid
+		return Translated{Kind: LineInvalid}
 	}
 	var l line
 	if !decodeLine(&f, &l) {
 		// A JSON object whose fields have unexpected shapes is a line of
 		// a kind this translator does not know, not garbage.
-		return nil, LineUnknown
+		return Translated{Kind: LineUnknown}
 	}
 	return t.typed(&l)
 }
 
-func (t *Translator) typed(l *line) ([]event.Event, LineKind) {
+func (t *Translator) typed(l *line) Translated {
+	var tr Translated
 	switch l.Type {
 	case "system":
-		return t.system(l)
+		tr.Events, tr.Kind = t.system(l)
+		known := tr.Kind == LineKnown
+		tr.Init = known && l.Subtype == "init"
+		if known && l.Subtype == "api_retry" {
+			tr.Retry = &Retry{Attempt: l.Attempt, Error: retryError(l.ErrorStatus, l.Error)}
+		}
 	case "stream_event":
-		t.answers++
-		return t.streamEvent(l.Event)
+		tr.Answered = true
+		tr.Events, tr.Kind = t.streamEvent(l.Event)
 	case "assistant":
-		t.answers++
-		return t.assistant(l.Message)
+		tr.Answered = true
+		tr.Events, tr.Kind = t.assistant(l.Message)
 	case "user":
-		return t.user(l.Message)
+		tr.Events, tr.Kind = t.user(l.Message)
 	case "result":
-		return t.resultLine(l), LineKnown
+		tr.Result, tr.Events = resultLine(l)
+		tr.Kind = LineKnown
 	case "rate_limit_event":
-		return nil, LineKnown
+		tr.Kind = LineKnown
+	default:
+		tr.Kind = LineUnknown
 	}
-	return nil, LineUnknown
+	return tr
 }
 
 func (t *Translator) system(l *line) ([]event.Event, LineKind) {
 	switch l.Subtype {
 	case "init":
-		in := l
-		t.initSeen = true
-		tools := in.Tools
+		tools := l.Tools
 		if tools == nil {
 			tools = []string{}
 		}
-		return []event.Event{event.New(event.Session, event.SessionData{SessionID: in.SessionID, Model: in.Model, Tools: tools})}, LineKnown
+		return []event.Event{event.New(event.Session, event.SessionData{SessionID: l.SessionID, Model: l.Model, Tools: tools})}, LineKnown
 	case "status":
-		if l.Status == event.StateRequesting {
+		if event.State(l.Status) == event.StateRequesting {
 			return []event.Event{event.New(event.Status, event.StatusData{State: event.StateRequesting})}, LineKnown
 		}
 		return nil, LineKnown
@@ -352,7 +357,8 @@ func (t *Translator) user(m *message) ([]event.Event, LineKind) {
 	return out, LineKnown
 }
 
-func (t *Translator) resultLine(l *line) []event.Event {
+// resultLine reads a result line: its data and its events.
+func resultLine(l *line) (*event.ResultData, []event.Event) {
 	rd := event.ResultData{
 		Subtype:      l.Subtype,
 		IsError:      l.IsError,
@@ -361,12 +367,11 @@ func (t *Translator) resultLine(l *line) []event.Event {
 		NumTurns:     l.NumTurns,
 		TotalCostUSD: l.TotalCostUSD,
 	}
-	t.result = &rd
 	out := []event.Event{event.New(event.Result, rd)}
 	if l.IsError {
 		out = append(out, event.New(event.Error, event.ErrorData{Message: resultError(l)}))
 	}
-	return out
+	return &rd, out
 }
 
 // resultError words a failed result for the operator.
@@ -383,6 +388,16 @@ func resultError(l *line) string {
 		sub = "error"
 	}
 	return capString(fmt.Sprintf("claude ended the turn with an error (%s): %s", sub, msg), 4096)
+}
+
+// blocks is a message's content: a list of blocks, or a string (one text
+// block). Content of any other shape holds no blocks.
+type blocks []block
+
+// UnmarshalJSON never fails: content of an unexpected shape is no content.
+func (bs *blocks) UnmarshalJSON(raw []byte) error {
+	*bs = parseBlocks(raw)
+	return nil
 }
 
 // parseBlocks reads a content field that is a string (one text block) or a
@@ -446,5 +461,3 @@ func cutUTF8(s string, n int) string {
 	}
 	return s[:n]
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -22,8 +22,7 @@ func feed(t *testing.T, lines ...string) ([]event.Event, *Translator) {
 	tr := NewTranslator()
 	var out []event.Event
 	for _, l := range lines {
-		evs, _ := tr.Line([]byte(l))
-		out = append(out, evs...)
+		out = append(out, tr.Line([]byte(l)).Events...)
 	}
 	return out, tr
 }
@@ -128,10 +127,11 @@ func TestTranslateLineKinds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := NewTranslator()
-			_, kind := tr.Line([]byte(tc.line))
-			assert.Equal(t, tc.want, kind)
-			assert.Equal(t, 1, tr.Counts()[tc.want])
+			got := NewTranslator().Line([]byte(tc.line))
+			assert.Equal(t, tc.want, got.Kind)
+			if tc.want != LineKnown {
+				assert.Empty(t, got.Events)
+			}
 		})
 	}
 }
@@ -154,16 +154,35 @@ func TestToolOutputCapped(t *testing.T) {
 	assert.True(t, utf8.ValidString(d.Output), "cut on a rune boundary")
 }
 
-func TestTranslatorState(t *testing.T) {
-	_, tr := feed(t,
-		`{"type":"system","subtype":"init","session_id":"s","model":"m","tools":[]}`,
-		`{"type":"stream_event","event":{"type":"message_start"}}`,
-		`{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.25}`,
-	)
-	assert.True(t, tr.InitSeen())
-	assert.Equal(t, 1, tr.Answers())
-	require.NotNil(t, tr.Result())
-	assert.InDelta(t, 0.25, tr.Result().TotalCostUSD, 1e-9)
+// TestTranslatorSignals: what a line means beyond its events is handed
+// back typed, so nobody sniffs the events' JSON.
+func TestTranslatorSignals(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want Translated
+	}{
+		{"init", `{"type":"system","subtype":"init","session_id":"s","model":"m","tools":[]}`, Translated{Kind: LineKnown, Init: true}},
+		{"stream-event-answers", `{"type":"stream_event","event":{"type":"message_start"}}`, Translated{Kind: LineKnown, Answered: true}},
+		{"assistant-answers", `{"type":"assistant","message":{"content":[]}}`, Translated{Kind: LineKnown, Answered: true}},
+		{"status-is-no-answer", `{"type":"system","subtype":"status","status":"requesting"}`, Translated{Kind: LineKnown}},
+		{"retry", `{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":500,"error_status":null,"error":"connection refused"}`,
+			Translated{Kind: LineKnown, Retry: &Retry{Attempt: 2, Error: "connection refused"}}},
+		{"retry-with-status", `{"type":"system","subtype":"api_retry","attempt":1,"error_status":529,"error":{"type":"overloaded_error"}}`,
+			Translated{Kind: LineKnown, Retry: &Retry{Attempt: 1, Error: `529 {"type":"overloaded_error"}`}}},
+		{"result", `{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0.25,"num_turns":1}`,
+			Translated{Kind: LineKnown, Result: &event.ResultData{Subtype: "success", Text: "ok", TotalCostUSD: 0.25, NumTurns: 1}}},
+		{"unused-field-of-odd-shape", `{"type":"result","subtype":"success","usage":"odd","total_cost_usd":1}`,
+			Translated{Kind: LineKnown, Result: &event.ResultData{Subtype: "success", TotalCostUSD: 1}}},
+		{"used-field-of-odd-shape", `{"type":"result","subtype":"success","total_cost_usd":"1"}`, Translated{Kind: LineUnknown}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := NewTranslator().Line([]byte(tc.line))
+			got.Events = nil
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }
 
 // seedLines are every line of the golden inputs: the fuzz seeds and the
@@ -195,17 +214,17 @@ func FuzzTranslator(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
 		if tb := bytes.TrimSpace(a); json.Valid(tb) && len(tb) > 0 && tb[0] == '{' {
-			if _, kind := NewTranslator().Line(a); kind == LineInvalid {
+			if NewTranslator().Line(a).Kind == LineInvalid {
 				t.Fatalf("a valid JSON object classified invalid: %q", a)
 			}
 		}
 		tr := NewTranslator()
 		for _, l := range [][]byte{a, b, a} {
-			evs, kind := tr.Line(l)
-			if kind != LineKnown && len(evs) > 0 {
-				t.Fatalf("%s line produced events", kind)
+			got := tr.Line(l)
+			if got.Kind != LineKnown && len(got.Events) > 0 {
+				t.Fatalf("%s line produced events", got.Kind)
 			}
-			for _, e := range evs {
+			for _, e := range got.Events {
 				if !json.Valid(e.Data) {
 					t.Fatalf("event %s with invalid data %q", e.Type, e.Data)
 				}
@@ -234,8 +253,7 @@ func BenchmarkTranslate(b *testing.B) {
 	for b.Loop() {
 		tr := NewTranslator()
 		for _, l := range lines {
-			evs, _ := tr.Line(l)
-			events += len(evs)
+			events += len(tr.Line(l).Events)
 		}
 	}
 	b.ReportMetric(float64(events)/float64(b.N), "events/op")

@@ -1,6 +1,10 @@
 package claude
 
-import "errors"
+import (
+	"errors"
+
+	"breakglass/internal/event"
+)
 
 // Turn describes one claude invocation.
 type Turn struct {
@@ -20,9 +24,8 @@ type Turn struct {
 
 // Outcome is how a turn ended. The caller turns it into the `done` event.
 type Outcome struct {
-	// Outcome is one of event.OutcomeSuccess, OutcomeError,
-	// OutcomeCancelled, OutcomeTimeout.
-	Outcome string
+	// Outcome is one of event.Outcomes().
+	Outcome event.Outcome
 	// ExitCode is claude's exit status, or -1 when it did not exit on its own.
 	ExitCode int
 }

@@ -45,15 +45,18 @@ type UserData struct {
 	Actor string `json:"actor"`
 }
 
+// State is what claude is doing with the API, in a status event.
+type State string
+
 // Status states.
 const (
-	StateRequesting = "requesting"
-	StateRetrying   = "retrying"
+	StateRequesting State = "requesting"
+	StateRetrying   State = "retrying"
 )
 
 // StatusData reports that claude is calling the API or retrying it.
 type StatusData struct {
-	State      string `json:"state"`
+	State      State  `json:"state"`
 	Attempt    int    `json:"attempt,omitempty"`
 	MaxRetries int    `json:"max_retries,omitempty"`
 	RetryInMS  int64  `json:"retry_in_ms,omitempty"`
@@ -120,19 +123,36 @@ type ErrorData struct {
 	Message string `json:"message"`
 }
 
-// Turn outcomes, carried by the done event.
+// Outcome is how a turn ended, carried by the done event.
+type Outcome string
+
+// Turn outcomes.
 const (
-	OutcomeSuccess   = "success"
-	OutcomeError     = "error"
-	OutcomeCancelled = "cancelled"
-	OutcomeTimeout   = "timeout"
+	OutcomeSuccess   Outcome = "success"
+	OutcomeError     Outcome = "error"
+	OutcomeCancelled Outcome = "cancelled"
+	OutcomeTimeout   Outcome = "timeout"
 )
+
+// Outcomes lists every outcome, in a fixed order.
+func Outcomes() []Outcome {
+	return []Outcome{OutcomeSuccess, OutcomeError, OutcomeCancelled, OutcomeTimeout}
+}
+
+// Valid reports whether o is one of the outcomes.
+func (o Outcome) Valid() bool {
+	switch o {
+	case OutcomeSuccess, OutcomeError, OutcomeCancelled, OutcomeTimeout:
+		return true
+	}
+	return false
+}
 
 // DoneData ends every turn, exactly once.
 type DoneData struct {
-	ExitCode   int    `json:"exit_code"`
-	Outcome    string `json:"outcome"`
-	DurationMS int64  `json:"duration_ms"`
+	ExitCode   int     `json:"exit_code"`
+	Outcome    Outcome `json:"outcome"`
+	DurationMS int64   `json:"duration_ms"`
 }
 
 // New builds an unnumbered event from its data; the session log assigns the

@@ -43,7 +43,7 @@ func MessageFor(sessionID string, e event.Event, attached int) (Message, bool) {
 		if json.Unmarshal(e.Data, &d) != nil {
 			return Message{}, false
 		}
-		return TurnEnded(sessionID, d.Outcome), true
+		return TurnEnded(sessionID, string(d.Outcome)), true
 	}
 	return Message{}, false
 }

@@ -197,7 +197,7 @@ func (m *mdWriter) event(e event.Event) {
 	case event.Done:
 		var d event.DoneData
 		_ = json.Unmarshal(e.Data, &d)
-		fmt.Fprintf(w, "\n_%s: turn ended: %s (exit %d, %.1f s)_\n", stamp(e.Time), orDash(d.Outcome), d.ExitCode, float64(d.DurationMS)/1000)
+		fmt.Fprintf(w, "\n_%s: turn ended: %s (exit %d, %.1f s)_\n", stamp(e.Time), orDash(string(d.Outcome)), d.ExitCode, float64(d.DurationMS)/1000)
 	default:
 		// An event this release does not know: kept whole.
 		fmt.Fprintf(w, "\n**%s** at %s:\n\n", oneLine(string(e.Type)), stamp(e.Time))

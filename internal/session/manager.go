@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -814,9 +813,7 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 		m.emit(s, t, event.New(event.Error, event.ErrorData{Message: errShutdown.Error()}))
 		out.Outcome = event.OutcomeError
 	}
-	switch out.Outcome {
-	case event.OutcomeSuccess, event.OutcomeError, event.OutcomeCancelled, event.OutcomeTimeout:
-	default:
+	if !out.Outcome.Valid() {
 		m.log.Error("runner returned an unknown outcome", "session", s.id, "outcome", out.Outcome)
 		out.Outcome = event.OutcomeError
 	}
@@ -827,7 +824,7 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 	t.ended = true
 	// Counted before the done goes out: a client that saw it finds it in
 	// the metrics (TestMetrics).
-	m.metrics.Turns.WithLabelValues(out.Outcome).Inc()
+	m.metrics.Turns.WithLabelValues(string(out.Outcome)).Inc()
 	m.metrics.TurnDuration.Observe(dur.Seconds())
 	m.appendLocked(s, event.New(event.Done, event.DoneData{
 		ExitCode:   out.ExitCode,
@@ -865,12 +862,6 @@ func (m *Manager) emit(s *sess, t *turn, e event.Event) {
 	defer s.mu.Unlock()
 	if t.ended {
 		return
-	}
-	if e.Type == event.Result {
-		var r event.ResultData
-		if json.Unmarshal(e.Data, &r) == nil && r.TotalCostUSD > 0 {
-			m.metrics.CostUSD.Add(r.TotalCostUSD)
-		}
 	}
 	m.appendLocked(s, e)
 }

@@ -447,10 +447,7 @@ breakglass_sessions 1
 # HELP breakglass_sse_subscribers Clients attached to a session's stream now.
 # TYPE breakglass_sse_subscribers gauge
 breakglass_sse_subscribers 1
-# HELP breakglass_agent_cost_usd_total Sum of total_cost_usd reported by claude's result lines.
-# TYPE breakglass_agent_cost_usd_total counter
-breakglass_agent_cost_usd_total 0.25
-`), "breakglass_turns_total", "breakglass_turns_running", "breakglass_sessions", "breakglass_sse_subscribers", "breakglass_agent_cost_usd_total"))
+`), "breakglass_turns_total", "breakglass_turns_running", "breakglass_sessions", "breakglass_sse_subscribers"))
 	assert.Equal(t, 1, testutil.CollectAndCount(m.metrics.TurnDuration))
 }
 

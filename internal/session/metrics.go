@@ -5,7 +5,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"breakglass/internal/claude"
 	"breakglass/internal/event"
 )
 
@@ -21,11 +20,6 @@ type Metrics struct {
 	Sessions prometheus.Gauge
 	// Subscribers is breakglass_sse_subscribers.
 	Subscribers prometheus.Gauge
-	// CostUSD is breakglass_agent_cost_usd_total, summed from result events.
-	CostUSD prometheus.Counter
-	// StreamLines is breakglass_stream_lines_total{kind}: claude's stdout
-	// lines by kind (known, unknown, invalid), fed by the runner.
-	StreamLines *prometheus.CounterVec
 }
 
 // NewMetrics creates the session collectors and registers them on reg.
@@ -52,25 +46,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "breakglass_sse_subscribers",
 			Help: "Clients attached to a session's stream now.",
 		}),
-		CostUSD: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "breakglass_agent_cost_usd_total",
-			Help: "Sum of total_cost_usd reported by claude's result lines.",
-		}),
-		StreamLines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "breakglass_stream_lines_total",
-			Help: "Lines of claude's stream-json output, by kind (known, unknown, invalid).",
-		}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.Turns, m.TurnDuration, m.TurnsRunning, m.Sessions, m.Subscribers, m.CostUSD, m.StreamLines} {
+	for _, c := range []prometheus.Collector{m.Turns, m.TurnDuration, m.TurnsRunning, m.Sessions, m.Subscribers} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register session metrics: %w", err)
 		}
 	}
-	for _, o := range []string{event.OutcomeSuccess, event.OutcomeError, event.OutcomeCancelled, event.OutcomeTimeout} {
-		m.Turns.WithLabelValues(o)
-	}
-	for _, k := range []claude.LineKind{claude.LineKnown, claude.LineUnknown, claude.LineInvalid} {
-		m.StreamLines.WithLabelValues(string(k))
+	for _, o := range event.Outcomes() {
+		m.Turns.WithLabelValues(string(o))
 	}
 	return m, nil
 }
