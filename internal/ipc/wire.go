@@ -1,6 +1,12 @@
 package ipc
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
 
 // The verb API's routes on keyholder.sock (HTTP/1.1, JSON).
 const (
@@ -27,7 +33,9 @@ const SocketName = "keyholder.sock"
 // BREAKGLASS_SOCKET_DIR.
 const AgentSocketName = "agent.sock"
 
-// MaxRequestBody bounds a POST /v1/verbs/{verb} body; larger is refused.
+// MaxRequestBody bounds a POST /v1/verbs/{verb} body of a verb without
+// arguments; larger is refused. Each verb's own cap is verbs.Verb.MaxBody
+// (guest-exec's, which carries an argv, is larger).
 const MaxRequestBody = 4 << 10
 
 // MaxActorLen bounds RunRequest.Actor in bytes.
@@ -57,9 +65,47 @@ type VerbInfo struct {
 type RunRequest struct {
 	// Actor names who asked, for the audit line (e.g. "operator:alice").
 	Actor string `json:"actor,omitempty"`
+	// Args is guest-exec's argv (verbs.ValidateArgs); every other verb
+	// refuses it, even empty.
+	Args Argv `json:"args,omitempty"`
 	// Presence is the operator's assertion over a challenge issued for
 	// this verb; required for a mutating verb unless presence is off.
 	Presence *Presence `json:"presence,omitempty"`
+}
+
+// Argv is an argv in JSON: an array of strings and nothing else. Decoding
+// refuses what encoding/json would quietly change: a null element (it would
+// become ""), and bytes that are not UTF-8 (they would become U+FFFD). A
+// null or absent argv stays nil. verbs.ValidateArgs checks the limits.
+type Argv []string
+
+// ErrArgvJSON is returned by Argv.UnmarshalJSON.
+var ErrArgvJSON = errors.New("args must be a JSON array of strings")
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (a *Argv) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*a = nil
+		return nil
+	}
+	if !utf8.Valid(b) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrArgvJSON)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return ErrArgvJSON
+	}
+	out := make(Argv, len(raw))
+	for i, r := range raw {
+		if len(r) == 0 || r[0] != '"' {
+			return fmt.Errorf("%w: element %d is not a string", ErrArgvJSON, i+1)
+		}
+		if err := json.Unmarshal(r, &out[i]); err != nil {
+			return ErrArgvJSON
+		}
+	}
+	*a = out
+	return nil
 }
 
 // Presence is a WebAuthn assertion (navigator.credentials.get's answer)
@@ -146,6 +192,23 @@ type Result struct {
 	// Truncated is true when the output went over the keyholder's cap;
 	// Output then ends with a line saying how much was dropped.
 	Truncated bool `json:"truncated,omitempty"`
+	// ContentType is set for binary output (screenshot: "image/png"), which
+	// comes in OutputBase64 (standard base64) instead of Output: the JSON
+	// then has no "output" field.
+	ContentType  string `json:"content_type,omitempty"`
+	OutputBase64 string `json:"output_base64,omitempty"`
+}
+
+// MarshalJSON leaves "output" out of a binary answer.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	if r.ContentType == "" {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		Output *string `json:"output,omitempty"` // shadows plain's
+	}{plain: plain(r)})
 }
 
 // ErrorBody is every non-200 answer of the API.

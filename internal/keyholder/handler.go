@@ -125,7 +125,7 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 		return
 	}
 	a.verb = string(v.Name)
-	req, status, err := decodeRunRequest(w, r)
+	req, status, err := decodeRunRequest(w, r, v.MaxBody)
 	if err != nil {
 		h.k.metrics.verbs.WithLabelValues(a.verb, string(OutcomeBadRequest)).Inc()
 		a.outcome, a.err = OutcomeBadRequest, err
@@ -133,14 +133,14 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 		return
 	}
 	a.actor = req.Actor
-	if err := v.CheckArgs(nil); err != nil {
-		// guest-exec needs an argv; the socket API does not carry one yet.
+	if err := v.CheckArgs(req.Args); err != nil {
+		// Only guest-exec takes args, and only an argv within the limits.
 		h.k.metrics.verbs.WithLabelValues(a.verb, string(OutcomeBadRequest)).Inc()
 		a.outcome, a.err = OutcomeBadRequest, err
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeRefusal(w, http.StatusBadRequest, ReasonBadArgs, err.Error())
 		return
 	}
-	res, err := h.k.Run(a.verb, Caller{Actor: req.Actor, Cred: cred})
+	res, err := h.k.RunArgs(a.verb, req.Args, Caller{Actor: req.Actor, Cred: cred})
 	// WARNING: the verb may have run for minutes; the answer gets its own
 	// time from now, and no more (TestAuditLineWhenCallerStopsReading).
 	h.answerBy(w)
@@ -170,6 +170,12 @@ func (k *Keyholder) errorAnswer(err error) (int, string) {
 		return http.StatusConflict, "a mutating verb is already running; try again when it has finished"
 	case errors.Is(err, ErrTooMany):
 		return http.StatusTooManyRequests, fmt.Sprintf("too many verbs running (%d); try again when one has finished", MaxConcurrentVerbs)
+	case errors.Is(err, ErrOutputTooLarge):
+		return http.StatusBadGateway, "the Proxmox host's answer is larger than this verb's cap; refused, not cut"
+	case errors.Is(err, ErrBadOutput):
+		return http.StatusBadGateway, "the Proxmox host's answer is not of this verb's content type"
+	case errors.Is(err, verbs.ErrArgs):
+		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrHostKeyMismatch):
 		return http.StatusBadGateway, "host key mismatch: the Proxmox host's key is not the one pinned in known_hosts; nothing was run"
 	case errors.Is(err, ErrClosed):
@@ -185,13 +191,13 @@ func (k *Keyholder) errorAnswer(err error) (int, string) {
 // decodeRunRequest reads the optional {"actor":…} body: bounded, strict
 // (decodeStrict: unknown fields, duplicate keys, wrong-case keys and
 // trailing data refused), actor printable and short.
-func decodeRunRequest(w http.ResponseWriter, r *http.Request) (ipc.RunRequest, int, error) {
+func decodeRunRequest(w http.ResponseWriter, r *http.Request, maxBody int64) (ipc.RunRequest, int, error) {
 	var req ipc.RunRequest
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ipc.MaxRequestBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return req, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: larger than %d bytes", errBodyTooLarge, ipc.MaxRequestBody)
+			return req, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: larger than %d bytes", errBodyTooLarge, maxBody)
 		}
 		return req, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
 	}

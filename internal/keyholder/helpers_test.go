@@ -171,7 +171,8 @@ func newSimEnv(t testing.TB, o options) *simEnv {
 	pvePath, pveKey, devvmPath := newKeys(t, dir)
 	vm := pvesim.NewVM(102)
 	hostKey := newSigner(t)
-	sim, err := pvesim.Start(pvesim.Config{VM: vm, AuthorizedKey: pveKey.PublicKey(), HostKey: hostKey, StopWait: 5 * time.Second})
+	sim, err := pvesim.Start(pvesim.Config{VM: vm, AuthorizedKey: pveKey.PublicKey(), HostKey: hostKey, StopWait: 5 * time.Second,
+		AllowGuestExec: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sim.Close() })
 	o.pveAddr = sim.Addr

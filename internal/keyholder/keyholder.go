@@ -1,7 +1,10 @@
 package keyholder
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -138,7 +141,13 @@ func (k *Keyholder) enter() bool {
 	return true
 }
 
-// Run runs verb on the Proxmox host for caller. A name verbs.Parse refuses
+// Run runs a verb without arguments; see RunArgs.
+func (k *Keyholder) Run(verb string, caller Caller) (ipc.Result, error) {
+	return k.RunArgs(verb, nil, caller)
+}
+
+// RunArgs runs verb with args (guest-exec's argv; nil for every other verb,
+// which refuses any, wrapping verbs.ErrArgs) on the Proxmox host for caller. A name verbs.Parse refuses
 // is refused (wrapping verbs.ErrUnknown) before any I/O. A verb while
 // MaxConcurrentVerbs run fails with ErrTooMany, a mutating verb while
 // another runs with ErrBusy; the line saying a mutating verb
@@ -148,13 +157,20 @@ func (k *Keyholder) enter() bool {
 //
 // The Result is filled when the remote command ran (its exit code may be
 // non-zero); on error only Verb, VMID and DurationMS are set.
-func (k *Keyholder) Run(verb string, caller Caller) (ipc.Result, error) {
+func (k *Keyholder) RunArgs(verb string, args []string, caller Caller) (ipc.Result, error) {
 	v, err := verbs.Parse(verb)
 	if err != nil {
 		k.metrics.verbs.WithLabelValues(invalidVerb, string(OutcomeRefused)).Inc()
 		return ipc.Result{VMID: k.vmid}, err
 	}
 	name := string(v.Name)
+	// The line pve-gate reads: the verb name, or guest-exec's encoding of
+	// its argv, which EncodeLine checks first.
+	line, err := verbs.EncodeLine(v, args)
+	if err != nil {
+		k.metrics.verbs.WithLabelValues(name, string(OutcomeBadRequest)).Inc()
+		return ipc.Result{Verb: name, VMID: k.vmid}, err
+	}
 	res := ipc.Result{Verb: name, VMID: k.vmid}
 	count := func(exit int, err error) {
 		k.metrics.verbs.WithLabelValues(name, string(outcomeOf(exit, err))).Inc()
@@ -182,15 +198,30 @@ func (k *Keyholder) Run(verb string, caller Caller) (ipc.Result, error) {
 		// WARNING: this line must be written before the verb is sent, so
 		// the audit trail shows an attempt even if the keyholder dies
 		// mid-verb. TestAuditMutatingStartsBeforeRun guards the order.
-		k.log.Info("mutating verb starts", "verb", name, "vmid", k.vmid,
-			"actor", caller.Actor, "uid", caller.Cred.UID, "pid", caller.Cred.PID)
+		fields := []any{"verb", name, "vmid", k.vmid,
+			"actor", caller.Actor, "uid", caller.Cred.UID, "pid", caller.Cred.PID}
+		if args != nil {
+			fields = append(fields, "args", args)
+		}
+		k.log.Info("mutating verb starts", fields...)
 	}
 
 	ctx, cancel := context.WithTimeout(k.life, k.timeout)
 	defer cancel()
-	out := newCapWriter(MaxOutput)
 	start := k.now()
-	exit, err := k.pve.run(ctx, name, out)
+	var (
+		exit int
+		out  *capWriter
+		bin  *capWriter // binary stdout (screenshot), kept apart from stderr
+	)
+	if v.ContentType != "" {
+		// One byte over the cap tells "at the cap" from "over it".
+		bin, out = newCapWriter(v.MaxOutput+1), newCapWriter(MaxOutput)
+		exit, err = k.pve.run(ctx, line, bin, out)
+	} else {
+		out = newCapWriter(min(v.MaxOutput, MaxOutput))
+		exit, err = k.pve.run(ctx, line, out, out)
+	}
 	elapsed := k.now().Sub(start)
 	res.DurationMS = elapsed.Milliseconds()
 	count(exit, err)
@@ -202,6 +233,41 @@ func (k *Keyholder) Run(verb string, caller Caller) (ipc.Result, error) {
 		return res, err
 	}
 	res.ExitCode = exit
+	if bin != nil && exit == 0 {
+		return k.binaryResult(res, v, bin)
+	}
+	if bin != nil {
+		// A failed screenshot says why on stderr; its stdout is not text.
+		res.Output, res.Truncated = out.result()
+		return res, nil
+	}
 	res.Output, res.Truncated = out.result()
+	return res, nil
+}
+
+// ErrOutputTooLarge: a binary output (screenshot) went over its verb's cap;
+// it is refused, never cut (502).
+var ErrOutputTooLarge = errors.New("output over its cap")
+
+// ErrBadOutput: a binary output is not what its content type says (502).
+var ErrBadOutput = errors.New("output is not of its content type")
+
+// pngMagic starts every PNG (RFC 2083 §3.1).
+const pngMagic = "\x89PNG\r\n\x1a\n"
+
+// binaryResult fills res with bin's bytes, base64, when they are within
+// v's cap and of v's content type.
+func (k *Keyholder) binaryResult(res ipc.Result, v verbs.Verb, bin *capWriter) (ipc.Result, error) {
+	bin.mu.Lock()
+	b, dropped := bin.buf, bin.dropped
+	bin.mu.Unlock()
+	if len(b) > v.MaxOutput || dropped > 0 {
+		return res, fmt.Errorf("%w: %s answered more than %d bytes", ErrOutputTooLarge, v.Name, v.MaxOutput)
+	}
+	if v.ContentType == verbs.ContentTypePNG && !bytes.HasPrefix(b, []byte(pngMagic)) {
+		return res, fmt.Errorf("%w: %s answered %d bytes that are not a PNG", ErrBadOutput, v.Name, len(b))
+	}
+	res.ContentType = v.ContentType
+	res.OutputBase64 = base64.StdEncoding.EncodeToString(b)
 	return res, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -54,10 +56,10 @@ type pveClient struct {
 }
 
 // run dials the Proxmox host, verifies its key, runs command and writes its
-// output to out. It returns the remote exit code, or an error wrapping one
+// stdout and stderr to the two writers (which may be the same). It returns the remote exit code, or an error wrapping one
 // of the sentinels above. ctx bounds everything: when it ends the
 // connection is closed.
-func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (int, error) {
+func (p *pveClient) run(ctx context.Context, command string, stdout, stderr io.Writer) (int, error) {
 	conn, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -107,8 +109,8 @@ func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (in
 		return 0, fmt.Errorf("ssh session: %w: %w", ErrSSH, err)
 	}
 	defer sess.Close()
-	sess.Stdout = out
-	sess.Stderr = out
+	sess.Stdout = stdout
+	sess.Stderr = stderr
 	err = sess.Run(command)
 	var exit *ssh.ExitError
 	switch {
@@ -117,9 +119,16 @@ func (p *pveClient) run(ctx context.Context, command string, out *capWriter) (in
 	case errors.As(err, &exit):
 		return exit.ExitStatus(), nil
 	case ctx.Err() != nil:
-		return 0, fmt.Errorf("run %s: %w", command, ErrTimeout)
+		return 0, fmt.Errorf("run %s: %w", verbOf(command), ErrTimeout)
 	}
-	return 0, fmt.Errorf("run %s: %w: %w", command, ErrSSH, err)
+	return 0, fmt.Errorf("run %s: %w: %w", verbOf(command), ErrSSH, err)
+}
+
+// verbOf is the verb of a command line, for errors (an argv is not
+// repeated there).
+func verbOf(command string) string {
+	v, _, _ := strings.Cut(command, " ")
+	return v
 }
 
 // capWriter keeps the first max bytes written to it and counts the rest. It

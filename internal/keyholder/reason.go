@@ -14,31 +14,33 @@ type Reason string
 
 // The reasons. Presence refusals add their own (internal/presence).
 const (
-	ReasonNoPeerCred    Reason = "no_peer_credentials"
-	ReasonQuery         Reason = "query_string"
-	ReasonMalformedPath Reason = "malformed_path"
-	ReasonNotFound      Reason = "not_found"
-	ReasonMethod        Reason = "method_not_allowed"
-	ReasonPercent       Reason = "percent_encoded"
-	ReasonUnknownVerb   Reason = "unknown_verb"
-	ReasonBodyTooLarge  Reason = "body_too_large"
-	ReasonMalformedJSON Reason = "malformed_json"
-	ReasonUnknownField  Reason = "unknown_field"
-	ReasonDuplicateKey  Reason = "duplicate_key"
-	ReasonWrongCaseKey  Reason = "wrong_case_key"
-	ReasonTrailingData  Reason = "trailing_data"
-	ReasonBadActor      Reason = "bad_actor"
-	ReasonBadArgs       Reason = "bad_args"
-	ReasonBadRequest    Reason = "bad_request"
-	ReasonBusy          Reason = "busy"
-	ReasonTooMany       Reason = "too_many_verbs"
-	ReasonHostKey       Reason = "host_key_mismatch"
-	ReasonSSH           Reason = "ssh_failed"
-	ReasonUnreachable   Reason = "unreachable"
-	ReasonTimeout       Reason = "timeout"
-	ReasonShuttingDown  Reason = "shutting_down"
-	ReasonForbidden     Reason = "forbidden"
-	ReasonRefused       Reason = "refused"
+	ReasonNoPeerCred     Reason = "no_peer_credentials"
+	ReasonQuery          Reason = "query_string"
+	ReasonMalformedPath  Reason = "malformed_path"
+	ReasonNotFound       Reason = "not_found"
+	ReasonMethod         Reason = "method_not_allowed"
+	ReasonPercent        Reason = "percent_encoded"
+	ReasonUnknownVerb    Reason = "unknown_verb"
+	ReasonBodyTooLarge   Reason = "body_too_large"
+	ReasonMalformedJSON  Reason = "malformed_json"
+	ReasonUnknownField   Reason = "unknown_field"
+	ReasonDuplicateKey   Reason = "duplicate_key"
+	ReasonWrongCaseKey   Reason = "wrong_case_key"
+	ReasonTrailingData   Reason = "trailing_data"
+	ReasonBadActor       Reason = "bad_actor"
+	ReasonBadArgs        Reason = "bad_args"
+	ReasonOutputTooLarge Reason = "output_too_large"
+	ReasonBadOutput      Reason = "bad_output"
+	ReasonBadRequest     Reason = "bad_request"
+	ReasonBusy           Reason = "busy"
+	ReasonTooMany        Reason = "too_many_verbs"
+	ReasonHostKey        Reason = "host_key_mismatch"
+	ReasonSSH            Reason = "ssh_failed"
+	ReasonUnreachable    Reason = "unreachable"
+	ReasonTimeout        Reason = "timeout"
+	ReasonShuttingDown   Reason = "shutting_down"
+	ReasonForbidden      Reason = "forbidden"
+	ReasonRefused        Reason = "refused"
 )
 
 // Errors of request bodies, mapped to their reasons.
@@ -70,6 +72,8 @@ func reasonOf(status int, err error) Reason {
 		{ErrTimeout, ReasonTimeout},
 		{ErrUnreachable, ReasonUnreachable},
 		{ErrSSH, ReasonSSH},
+		{ErrOutputTooLarge, ReasonOutputTooLarge},
+		{ErrBadOutput, ReasonBadOutput},
 	} {
 		if err != nil && errors.Is(err, m.err) {
 			return m.reason
