@@ -34,6 +34,7 @@ import (
 
 	"breakglass/internal/devstack"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/pushdouble"
 )
 
 func TestEndToEndInChromium(t *testing.T) {
@@ -115,6 +116,44 @@ func TestEndToEndInChromium(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(calls)
+	}).Methods(http.MethodGet)
+	// The push service the settings page's (stubbed) PushManager
+	// subscribes to: it checks each push's VAPID JWT and decrypts it.
+	push, err := pushdouble.New("")
+	require.NoError(t, err)
+	t.Cleanup(push.Close)
+	pushSub, err := push.Subscribe()
+	require.NoError(t, err)
+	var pushMu sync.Mutex
+	pushed := []json.RawMessage{}
+	stopPush := make(chan struct{})
+	pushDone := make(chan struct{})
+	go func() {
+		defer close(pushDone)
+		for {
+			select {
+			case <-stopPush:
+				return
+			case m := <-push.Delivered():
+				pushMu.Lock()
+				pushed = append(pushed, m.Plaintext)
+				pushMu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stopPush)
+		<-pushDone
+	})
+	ctl.HandleFunc("/push/subscription", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(pushSub)
+	}).Methods(http.MethodGet)
+	ctl.HandleFunc("/push/delivered", func(w http.ResponseWriter, r *http.Request) {
+		pushMu.Lock()
+		defer pushMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(pushed)
 	}).Methods(http.MethodGet)
 	ctlURL := serve(t, ctl)
 

@@ -19,3 +19,16 @@ if (vv) {
 const target = document.getElementById('app');
 target.textContent = '';
 mount(App, { target });
+
+// The service worker shows push notifications (public/sw.js); a tap on one
+// while the page is open asks it to show that session.
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('/sw.js').catch(() => {
+    // No notifications on this browser; the settings say so.
+  });
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    if (e.data?.type !== 'breakglass-open' || typeof e.data.url !== 'string') return;
+    const u = new URL(e.data.url, location.origin);
+    if (u.origin === location.origin && u.hash !== location.hash) location.hash = u.hash;
+  });
+}

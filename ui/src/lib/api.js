@@ -182,3 +182,16 @@ export function attach(id, lastId, { onEvents, onState }) {
     check,
   };
 }
+
+// ---- notifications (docs/notifications.md) ----
+
+/** pushKey returns { public_key, kinds, ntfy }. */
+export const pushKey = () => call('GET', '/api/push/key');
+/** pushStatus returns { subscriptions: [{endpoint, events, created_at, last_delivery}], ntfy }. */
+export const pushStatus = () => call('GET', '/api/push/subscriptions');
+/** pushSubscribe stores the browser's subscription with the kinds it wants. */
+export const pushSubscribe = (sub, events) => call('POST', '/api/push/subscriptions', { ...sub, events });
+/** pushUnsubscribe forgets a subscription. */
+export const pushUnsubscribe = (endpoint) => call('DELETE', '/api/push/subscriptions', { endpoint });
+/** pushTest sends a test notification to every subscription and ntfy. */
+export const pushTest = () => call('POST', '/api/push/test');

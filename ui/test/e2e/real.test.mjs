@@ -26,6 +26,12 @@ suite(async () => ({
     await page.locator('#prompt').fill('The devvm is frozen. Reset it if you must.');
     await page.keyboard.press('Enter');
   },
+  push: {
+    // A subscription of the push service double (endpoint and keys).
+    subscription: async () => (await fetch(`${control}/push/subscription`)).json(),
+    // What the double received and decrypted, oldest first.
+    delivered: async () => (await fetch(`${control}/push/delivered`)).json(),
+  },
   toolCommand: /echo 'up 2 days, load average: 0\.08'/,
   toolOutput: /up 2 days, load average: 0\.08/,
 }));
