@@ -84,6 +84,9 @@ func TestEndToEndInChromium(t *testing.T) {
 			"BREAKGLASS_AGENT_MUTATING_VERBS=approve",
 		},
 		Out: logs,
+		// Until the UI asks for the passkey, these tests are not about
+		// presence and say so.
+		Presence: "off",
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = stack.Close() })

@@ -48,7 +48,11 @@ func run() error {
 		return err
 	}
 	fmt.Printf("breakglass is up: %s\n", s.URL)
-	fmt.Printf("metrics: %s\nfolder: %s\nCtrl-C stops everything.\n", s.MetricsURL, s.Dir)
+	fmt.Printf("metrics: %s\nfolder: %s\n", s.MetricsURL, s.Dir)
+	if s.EnrollCode != "" {
+		fmt.Printf("operator presence: required; enroll a passkey at %senroll with the code %s (15 minutes, 5 tries)\noperators file: %s\n", s.URL, s.EnrollCode, s.OperatorsFile)
+	}
+	fmt.Println("Ctrl-C stops everything.")
 
 	select {
 	case <-ctx.Done():

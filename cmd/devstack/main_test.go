@@ -35,6 +35,8 @@ type stack struct {
 	cmd    *exec.Cmd
 	url    string
 	folder string
+	// code is the enrollment code the stack printed.
+	code   string
 	exited chan error
 }
 
@@ -63,7 +65,7 @@ func startStack(t *testing.T) *stack {
 		_ = cmd.Process.Kill()
 	})
 	deadline := time.After(2 * time.Minute)
-	for s.url == "" || s.folder == "" {
+	for s.url == "" || s.folder == "" || s.code == "" {
 		select {
 		case l, ok := <-lines:
 			require.True(t, ok, "devstack ended before it was up:\n%s", stderr.String())
@@ -72,6 +74,9 @@ func startStack(t *testing.T) *stack {
 			}
 			if f, ok := strings.CutPrefix(l, "folder: "); ok {
 				s.folder = f
+			}
+			if _, c, ok := strings.Cut(l, " with the code "); ok {
+				s.code, _, _ = strings.Cut(c, " ")
 			}
 		case <-deadline:
 			t.Fatalf("devstack not up after 2 minutes:\n%s", stderr.String())
@@ -118,6 +123,11 @@ func post(t *testing.T, url string) map[string]any {
 func TestStack(t *testing.T) {
 	s := startStack(t)
 
+	t.Run("prints-the-enrollment-code", func(t *testing.T) {
+		assert.Regexp(t, `^[0-9]{8}$`, s.code)
+		assert.True(t, strings.HasPrefix(s.url, "http://localhost:"), "WebAuthn needs a host name: %s", s.url)
+	})
+
 	t.Run("serves-the-ui", func(t *testing.T) {
 		resp, err := http.Get(s.url + "/")
 		require.NoError(t, err)
@@ -129,11 +139,11 @@ func TestStack(t *testing.T) {
 	t.Run("verbs-change-the-simulated-vm", func(t *testing.T) {
 		out := post(t, s.url+"/api/vm/status")
 		assert.Contains(t, out["output"], "status: running")
-		out = post(t, s.url+"/api/vm/stop")
-		assert.EqualValues(t, 0, out["exit_code"])
-		out = post(t, s.url+"/api/vm/status")
-		assert.Contains(t, out["output"], "status: stopped")
-		post(t, s.url+"/api/vm/start")
+		// Presence is required in the local stack: no passkey, no stop.
+		resp, err := http.Post(s.url+"/api/vm/stop", "application/json", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 		out = post(t, s.url+"/api/vm/status")
 		assert.Contains(t, out["output"], "status: running")
 	})

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
 	"breakglass/internal/sshagent"
 )
 
@@ -59,6 +61,11 @@ const (
 	envKnownHosts  = "BREAKGLASS_KNOWN_HOSTS"
 	envVMID        = "BREAKGLASS_VMID"
 	envVerbTimeout = "BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS"
+	envPresence    = "BREAKGLASS_PRESENCE"
+	envOperators   = "BREAKGLASS_OPERATORS_FILE"
+	envRPID        = "BREAKGLASS_RP_ID"
+	envOrigins     = "BREAKGLASS_ORIGINS"
+	envEnroll      = "BREAKGLASS_ENROLL"
 )
 
 // configFromEnv reads the environment through lookup (os.LookupEnv in main).
@@ -100,6 +107,32 @@ func configFromEnv(lookup func(string) (string, bool)) (config, error) {
 			VMID:           num(envVMID, 102, 100, 999999999),
 			VerbTimeout:    time.Duration(num(envVerbTimeout, 120, 1, 3600)) * time.Second,
 		},
+	}
+	switch mode := get(envPresence, string(presence.ModeRequired)); mode {
+	case string(presence.ModeRequired):
+		kc := &cfg.keyholder
+		kc.Presence = presence.ModeRequired
+		kc.OperatorsPath = get(envOperators, "/etc/breakglass/operators")
+		kc.RPID = get(envRPID, "")
+		if kc.RPID == "" {
+			errs = append(errs, fmt.Errorf("%s is empty: operator presence needs the site's host name (or set %s=off explicitly)", envRPID, envPresence))
+		}
+		for _, o := range strings.Split(get(envOrigins, "https://"+kc.RPID), ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				kc.Origins = append(kc.Origins, o)
+			}
+		}
+		switch e := get(envEnroll, "closed"); e {
+		case "closed":
+		case "open":
+			kc.Enroll = true
+		default:
+			errs = append(errs, fmt.Errorf("%s=%q: want closed or open", envEnroll, e))
+		}
+	case string(presence.ModeOff):
+		cfg.keyholder.Presence = presence.ModeOff
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want required or off", envPresence, mode))
 	}
 	if !filepath.IsAbs(cfg.socketDir) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an absolute path", envSocketDir, cfg.socketDir))
@@ -178,7 +211,7 @@ func run(ctx context.Context, cfg config) error {
 		},
 		func(ctx context.Context) error { return agent.Serve(ctx, al) },
 	}
-	logger.Info("serving", "socket", sock, "agent", agentSock, "pve", cfg.keyholder.PVE.Addr(), "vmid", kh.VMID())
+	logger.Info("serving", "socket", sock, "agent", agentSock, "pve", cfg.keyholder.PVE.Addr(), "vmid", kh.VMID(), "presence", string(kh.PresenceMode()))
 
 	errc := make(chan error, len(services))
 	for _, s := range services {

@@ -27,6 +27,8 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
+	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/sshdtest"
 )
 
@@ -37,6 +39,8 @@ type fixture struct {
 	env      map[string]string
 	pvePub   ssh.PublicKey
 	devvmPub ssh.PublicKey
+	// alice is the passkey the operators file enrolls.
+	alice *passkey.Authenticator
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,7 +54,13 @@ func newFixture(t *testing.T) *fixture {
 	lines := knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2200")}, hostKey(t)) + "\n" +
 		knownhosts.Line([]string{knownhosts.Normalize("127.0.0.1:2222")}, hostKey(t)) + "\n"
 	require.NoError(t, os.WriteFile(kh, []byte(lines), 0o644))
-	return &fixture{dir: dir, pvePub: pvePub, devvmPub: devvmPub, env: map[string]string{
+	alice := passkey.New("localhost", "http://localhost:8080")
+	ops := filepath.Join(dir, "operators")
+	require.NoError(t, os.WriteFile(ops, []byte(alice.Line("alice")+"\n"), 0o644))
+	return &fixture{dir: dir, pvePub: pvePub, devvmPub: devvmPub, alice: alice, env: map[string]string{
+		envRPID:        "localhost",
+		envOrigins:     "http://localhost:8080",
+		envOperators:   ops,
 		envSocketDir:   filepath.Join(dir, "run"),
 		envPVEHost:     "127.0.0.1",
 		envPVEPort:     "2200",
@@ -94,8 +104,17 @@ func (f *fixture) agentSocket() string {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := configFromEnv(func(string) (string, bool) { return "", false })
+	cfg, err := configFromEnv(func(name string) (string, bool) {
+		if name == envRPID {
+			return "breakglass.example.com", true
+		}
+		return "", false
+	})
 	require.NoError(t, err)
+	assert.Equal(t, presence.ModeRequired, cfg.keyholder.Presence, "presence is required unless switched off")
+	assert.Equal(t, "/etc/breakglass/operators", cfg.keyholder.OperatorsPath)
+	assert.Equal(t, []string{"https://breakglass.example.com"}, cfg.keyholder.Origins)
+	assert.False(t, cfg.keyholder.Enroll, "enrollment closed by default")
 	assert.Equal(t, "/run/breakglass", cfg.socketDir)
 	assert.Equal(t, keyholder.Host{Host: "192.168.1.127", Port: 22, User: "root"}, cfg.keyholder.PVE)
 	assert.Equal(t, keyholder.Host{Host: "10.0.10.10", Port: 22, User: "breakglass"}, cfg.keyholder.DevVM)
@@ -117,6 +136,10 @@ func TestConfigRefusesMalformedValues(t *testing.T) {
 		{"timeout-negative", envVerbTimeout, "-5"},
 		{"timeout-float", envVerbTimeout, "1.5"},
 		{"socket-relative", envSocketDir, "run/breakglass"},
+		{"presence-typo", envPresence, "Off"},
+		{"presence-no", envPresence, "no"},
+		{"no-rp-id", envRPID, ""},
+		{"enroll-yes", envEnroll, "yes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"sync"
 	"syscall"
 	"time"
@@ -97,4 +98,24 @@ func prefixWriter(name string, out io.Writer) io.WriteCloser {
 		_, _ = io.Copy(io.Discard, r)
 	}()
 	return w
+}
+
+// codeWatcher passes the keyholder's output on and sends the enrollment
+// code of its "enrollment open" line (JSON, field "code") once.
+type codeWatcher struct {
+	out  io.Writer
+	code chan<- string
+}
+
+// enrollCode matches the code field of the keyholder's enrollment line.
+var enrollCode = regexp.MustCompile(`"code":"([0-9]{8})"`)
+
+func (c codeWatcher) Write(p []byte) (int, error) {
+	if m := enrollCode.FindSubmatch(p); m != nil {
+		select {
+		case c.code <- string(m[1]):
+		default:
+		}
+	}
+	return c.out.Write(p)
 }

@@ -47,6 +47,13 @@ type Config struct {
 	// "agent-dead" (no guest agent), "locked" (a stale backup lock),
 	// "stopped".
 	Incident string
+	// Presence is the keyholder's BREAKGLASS_PRESENCE: "" means required
+	// (with enrollment open, the code in Stack.EnrollCode); "off" only
+	// for tests that are not about presence.
+	Presence string
+	// Operators are operators-file lines enrolled before start (tests with
+	// a software passkey).
+	Operators []string
 }
 
 // Incidents are the values Config.Incident takes besides "".
@@ -72,6 +79,10 @@ func applyIncident(vm *pvesim.VM, incident string) error {
 	return nil
 }
 
+// RPID is the local stack's WebAuthn relying party id: a host name, as
+// WebAuthn needs (an IP address is not a valid RP ID).
+const RPID = "localhost"
+
 // DevvmUser is the login the simulated devvm accepts.
 const DevvmUser = "breakglass"
 
@@ -86,6 +97,13 @@ type Stack struct {
 	VM *pvesim.VM
 	// MetricsURL is the web's metrics listener.
 	MetricsURL string
+	// Origin is the browser's origin, http://localhost:<port>.
+	Origin string
+	// OperatorsFile is the keyholder's operators file (in Dir).
+	OperatorsFile string
+	// EnrollCode is the one-time enrollment code the keyholder printed
+	// (empty with presence off).
+	EnrollCode string
 
 	log       hclog.Logger
 	pve       *pvesim.Server
@@ -190,6 +208,38 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("known_hosts: %w", err)
 	}
 
+	// The edge's port is part of the WebAuthn origin the keyholder checks,
+	// so it is bound before the keyholder starts.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("edge listen: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	_, edgePort, _ := net.SplitHostPort(ln.Addr().String())
+	s.Origin = "http://" + RPID + ":" + edgePort
+	s.OperatorsFile = filepath.Join(dir, "operators")
+	ops := "# operators: <name> <credential id> <COSE key>, one passkey a line\n"
+	for _, l := range cfg.Operators {
+		ops += l + "\n"
+	}
+	if err := os.WriteFile(s.OperatorsFile, []byte(ops), 0o644); err != nil {
+		return nil, fmt.Errorf("operators file: %w", err)
+	}
+	presenceEnv := []string{"BREAKGLASS_PRESENCE=off"}
+	if cfg.Presence != "off" {
+		presenceEnv = []string{
+			"BREAKGLASS_RP_ID=" + RPID,
+			"BREAKGLASS_ORIGINS=" + s.Origin,
+			"BREAKGLASS_OPERATORS_FILE=" + s.OperatorsFile,
+			"BREAKGLASS_ENROLL=open",
+		}
+	}
+	codeSeen := make(chan string, 1)
+
 	socketDir := filepath.Join(dir, "run")
 	pveHostIP, pvePort, _ := net.SplitHostPort(s.pve.Addr)
 	devvmIP, devvmPort, _ := net.SplitHostPort(s.devvm.Addr)
@@ -209,7 +259,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"BREAKGLASS_DEVVM_KEY=" + devvmKey.path,
 		"BREAKGLASS_VMID=" + strconv.Itoa(verbs.DefaultVMID),
 		"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS=30",
-	}, devvmEnv...), cfg.Out)
+	}, append(presenceEnv, devvmEnv...)...), codeWatcher{out: cfg.Out, code: codeSeen})
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +268,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	sock := filepath.Join(socketDir, "keyholder.sock")
 	if err := s.keyholder.waitReady(readyCtx, func() error { return dialUnix(sock) }); err != nil {
 		return nil, err
+	}
+	if cfg.Presence != "off" {
+		// The keyholder logs its code before it serves; its output is
+		// copied through a pipe, so the line may trail the socket a little.
+		select {
+		case s.EnrollCode = <-codeSeen:
+		case <-readyCtx.Done():
+			return nil, errors.New("the keyholder printed no enrollment code")
+		}
 	}
 
 	webAddr, err := freeLoopbackAddr()
@@ -249,11 +308,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("edge listen: %w", err)
-	}
-	s.URL = "http://" + ln.Addr().String() + "/"
+	s.URL = s.Origin + "/"
 	s.edge = edgeServer(edge(&url.URL{Scheme: "http", Host: webAddr}, cfg.User))
 	s.edgeDone = make(chan error, 1)
 	go func() { s.edgeDone <- s.edge.Serve(ln) }()

@@ -42,6 +42,9 @@ var (
 	// ErrTimeout: the keyholder answered 504, the verb timed out or the
 	// Proxmox host did not answer.
 	ErrTimeout = errors.New("the Proxmox host did not answer in time")
+	// ErrPresence: the keyholder answered 403, operator presence was
+	// missing or did not verify (StatusError.Reason says which check).
+	ErrPresence = errors.New("operator presence refused")
 )
 
 // StatusError is a non-200 answer of the keyholder. It matches ErrBadVerb,
@@ -51,6 +54,8 @@ type StatusError struct {
 	Status int
 	// Message is the keyholder's {"error":…} text.
 	Message string
+	// Reason is the presence refusal's code, for a 403.
+	Reason string
 }
 
 func (e *StatusError) Error() string {
@@ -68,6 +73,8 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrSSH
 	case http.StatusGatewayTimeout:
 		return target == ErrTimeout
+	case http.StatusForbidden:
+		return target == ErrPresence
 	}
 	return false
 }
@@ -121,16 +128,59 @@ func (c *Client) Verbs(ctx context.Context) (VerbList, error) {
 // refuses is refused here, before any I/O, with an error wrapping
 // verbs.ErrUnknown. A non-200 answer is a *StatusError.
 func (c *Client) Run(ctx context.Context, verb, actor string) (Result, error) {
+	return c.RunRequest(ctx, verb, RunRequest{Actor: actor})
+}
+
+// RunRequest asks the keyholder to run verb with req (actor, presence).
+func (c *Client) RunRequest(ctx context.Context, verb string, req RunRequest) (Result, error) {
 	if _, err := verbs.Parse(verb); err != nil {
 		return Result{}, err
 	}
-	body, err := json.Marshal(RunRequest{Actor: actor})
+	body, err := json.Marshal(req)
 	if err != nil {
 		return Result{}, fmt.Errorf("encode run request: %w", err)
 	}
 	var res Result
 	err = c.do(ctx, http.MethodPost, PathVerbPrefix+url.PathEscape(verb), body, maxResultBody, &res)
 	return res, err
+}
+
+// Challenge asks for a presence challenge (201).
+func (c *Client) Challenge(ctx context.Context, req ChallengeRequest) (Challenge, error) {
+	var ch Challenge
+	err := c.post(ctx, PathChallenges, req, &ch)
+	return ch, err
+}
+
+// Login has the keyholder verify a sign-in assertion and returns who
+// signed.
+func (c *Client) Login(ctx context.Context, p Presence) (Login, error) {
+	var l Login
+	err := c.post(ctx, PathLogins, LoginRequest{Presence: &p}, &l)
+	return l, err
+}
+
+// BeginEnrollment starts enrolling a passkey for name.
+func (c *Client) BeginEnrollment(ctx context.Context, name string) (Enrollment, error) {
+	var e Enrollment
+	err := c.post(ctx, PathEnrollments, EnrollmentRequest{Name: name}, &e)
+	return e, err
+}
+
+// FinishEnrollment sends the new passkey and the code for enrollment id.
+func (c *Client) FinishEnrollment(ctx context.Context, id string, f EnrollmentFinish) (EnrollmentLine, error) {
+	var l EnrollmentLine
+	err := c.post(ctx, PathEnrollmentPrefix+url.PathEscape(id), f, &l)
+	return l, err
+}
+
+// post sends v as JSON and decodes the 200 or 201 answer into out.
+func (c *Client) post(ctx context.Context, path string, v, out any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s request: %w", path, err)
+	}
+	return c.do(ctx, http.MethodPost, path, body, maxSmallBody, out)
 }
 
 // Metrics returns the keyholder's GET /metrics body (Prometheus text
@@ -162,7 +212,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, limit
 	if err != nil {
 		return fmt.Errorf("read keyholder answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		return statusError(resp.StatusCode, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
@@ -212,5 +262,5 @@ func statusError(status int, body []byte) error {
 	if err := json.Unmarshal(body, &eb); err == nil && eb.Error != "" {
 		msg = eb.Error
 	}
-	return &StatusError{Status: status, Message: msg}
+	return &StatusError{Status: status, Message: msg, Reason: eb.Reason}
 }

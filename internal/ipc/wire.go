@@ -197,6 +197,9 @@ type Result struct {
 	// then has no "output" field.
 	ContentType  string `json:"content_type,omitempty"`
 	OutputBase64 string `json:"output_base64,omitempty"`
+	// Operator names whose passkey allowed a mutating verb (empty when
+	// presence is off or the verb reads only).
+	Operator string `json:"operator,omitempty"`
 }
 
 // MarshalJSON leaves "output" out of a binary answer.

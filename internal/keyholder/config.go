@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"breakglass/internal/presence"
 	"breakglass/internal/verbs"
 )
 
@@ -47,6 +48,9 @@ var (
 	ErrNoKnownHost = errors.New("no known_hosts entry")
 	// ErrHostNotIP: a configured host is a name, not an IP address.
 	ErrHostNotIP = errors.New("host must be an IP address")
+	// ErrNoOperators: presence is required but the operators file holds no
+	// credential and enrollment is closed.
+	ErrNoOperators = errors.New("no operators enrolled")
 	// ErrConfig: any other invalid Config field.
 	ErrConfig = errors.New("invalid keyholder config")
 )
@@ -103,6 +107,22 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Presence is whether mutating verbs need an operator's passkey: the
+	// zero value is presence.ModeRequired; presence.ModeOff only when the
+	// binary was told so explicitly.
+	Presence presence.Mode
+	// RPID and Origins are the WebAuthn relying party id and the accepted
+	// origins (required unless Presence is off).
+	RPID    string
+	Origins []string
+	// OperatorsPath is the operators file. With presence required it must
+	// hold at least one credential, unless Enroll is set. An enrollment
+	// appends its line here when the file is writable.
+	OperatorsPath string
+	// Enroll opens enrollment at start with a one-time code written to
+	// Logger (docs/security.md: enrollment is an install-time act).
+	Enroll bool
 }
 
 // loaded is what New reads from the files Config names.
@@ -111,6 +131,7 @@ type loaded struct {
 	devvmSigner ssh.Signer
 	hostKeys    ssh.HostKeyCallback
 	pveAlgos    []string
+	operators   []presence.Credential
 }
 
 // check validates the plain fields of cfg.
@@ -143,6 +164,14 @@ func (cfg Config) check() error {
 		return fmt.Errorf("%w: verb timeout %v (0 < timeout <= %v)", ErrConfig, cfg.VerbTimeout, MaxVerbTimeout)
 	case cfg.Registerer == nil && cfg.Gatherer != nil, cfg.Registerer != nil && cfg.Gatherer == nil:
 		return fmt.Errorf("%w: give both Registerer and Gatherer, or neither", ErrConfig)
+	}
+	switch cfg.Presence {
+	case "", presence.ModeRequired, presence.ModeOff:
+	default:
+		return fmt.Errorf("%w: presence %q (required or off)", ErrConfig, cfg.Presence)
+	}
+	if cfg.Presence != presence.ModeOff && cfg.OperatorsPath == "" {
+		return fmt.Errorf("%w: operators file path is empty", ErrConfig)
 	}
 	if cfg.VMID != 0 {
 		if err := verbs.CheckVMID(cfg.VMID); err != nil {
@@ -180,7 +209,34 @@ func (cfg Config) load() (*loaded, error) {
 	if _, err := pinnedKeys(cb, cfg.KnownHostsPath, "devvm", cfg.DevVM); err != nil {
 		return nil, err
 	}
-	return &loaded{pveSigner: pve, devvmSigner: devvm, hostKeys: cb, pveAlgos: hostKeyAlgorithms(pveKeys)}, nil
+	ld := &loaded{pveSigner: pve, devvmSigner: devvm, hostKeys: cb, pveAlgos: hostKeyAlgorithms(pveKeys)}
+	if cfg.Presence != presence.ModeOff {
+		if ld.operators, err = loadOperators(cfg.OperatorsPath, cfg.Enroll); err != nil {
+			return nil, err
+		}
+	}
+	return ld, nil
+}
+
+// loadOperators reads the operators file. A missing or empty one is
+// refused unless enrollment is open, which is how the first passkey comes.
+func loadOperators(path string, enroll bool) ([]presence.Credential, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && enroll {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("operators file %s: %w", path, err)
+	}
+	defer f.Close()
+	creds, err := presence.ParseOperators(f)
+	if err != nil {
+		return nil, fmt.Errorf("operators file %s: %w", path, err)
+	}
+	if len(creds) == 0 && !enroll {
+		return nil, fmt.Errorf("operators file %s: %w: no operator's passkey is enrolled, so no mutating verb could ever run; enroll one (BREAKGLASS_ENROLL=open) or set BREAKGLASS_PRESENCE=off explicitly", path, ErrNoOperators)
+	}
+	return creds, nil
 }
 
 // keyModeOK reports whether a key file's mode keeps the key private: no

@@ -11,6 +11,8 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
+	"breakglass/internal/testing/passkey"
 )
 
 // validConfig returns a config that New accepts, with its files in dir.
@@ -27,6 +29,9 @@ func validConfig(t *testing.T, dir string) keyholder.Config {
 		DevVM:          keyholder.Host{Host: "192.0.2.20", Port: 2222, User: "breakglass"},
 		DevVMKeyPath:   devvmPath,
 		KnownHostsPath: kh,
+		RPID:           passkeyRPID,
+		Origins:        []string{passkeyOrigin},
+		OperatorsPath:  writeOperators(t, dir, passkey.New(passkeyRPID, passkeyOrigin).Line("alice")),
 	}
 }
 
@@ -85,6 +90,19 @@ func TestNewRefuses(t *testing.T) {
 		{name: "bad-port", edit: func(t *testing.T, c *keyholder.Config) { c.DevVM.Port = 70000 }, want: keyholder.ErrConfig},
 		{name: "bad-vmid", edit: func(t *testing.T, c *keyholder.Config) { c.VMID = 7 }, want: keyholder.ErrConfig},
 		{name: "negative-timeout", edit: func(t *testing.T, c *keyholder.Config) { c.VerbTimeout = -1 }, want: keyholder.ErrConfig},
+		{name: "presence-typo", edit: func(t *testing.T, c *keyholder.Config) { c.Presence = "of" }, want: keyholder.ErrConfig},
+		{name: "no-operators-path", edit: func(t *testing.T, c *keyholder.Config) { c.OperatorsPath = "" }, want: keyholder.ErrConfig},
+		{name: "missing-operators", edit: func(t *testing.T, c *keyholder.Config) {
+			c.OperatorsPath += ".nope"
+		}, want: fs.ErrNotExist, wantFile: func(c keyholder.Config) string { return c.OperatorsPath }},
+		{name: "empty-operators", edit: func(t *testing.T, c *keyholder.Config) {
+			require.NoError(t, os.WriteFile(c.OperatorsPath, []byte("# nobody yet\n"), 0o644))
+		}, want: keyholder.ErrNoOperators, wantFile: func(c keyholder.Config) string { return c.OperatorsPath }},
+		{name: "malformed-operators", edit: func(t *testing.T, c *keyholder.Config) {
+			require.NoError(t, os.WriteFile(c.OperatorsPath, []byte("alice AAAA\n"), 0o644))
+		}, want: presence.ErrOperators, wantFile: func(c keyholder.Config) string { return c.OperatorsPath }},
+		{name: "rp-id-ip", edit: func(t *testing.T, c *keyholder.Config) { c.RPID = "10.0.10.1" }, want: presence.ErrConfig},
+		{name: "no-origins", edit: func(t *testing.T, c *keyholder.Config) { c.Origins = nil }, want: presence.ErrConfig},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,6 +116,25 @@ func TestNewRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With enrollment open, a missing or empty operators file is how an
+// install starts; with presence off, nothing about passkeys is read.
+func TestNewPresenceStarts(t *testing.T) {
+	cfg := validConfig(t, t.TempDir())
+	cfg.OperatorsPath += ".absent"
+	cfg.Enroll = true
+	k, err := keyholder.New(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, presence.ModeRequired, k.PresenceMode())
+	k.Close()
+
+	cfg = validConfig(t, t.TempDir())
+	cfg.Presence, cfg.OperatorsPath, cfg.RPID, cfg.Origins = presence.ModeOff, "", "", nil
+	k, err = keyholder.New(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, presence.ModeOff, k.PresenceMode())
+	k.Close()
 }
 
 func TestKeyModeNarrowerThan0600Accepted(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
+	"breakglass/internal/testing/passkey"
 	"breakglass/internal/verbs"
 )
 
@@ -49,6 +51,7 @@ func FuzzVerbRoute(f *testing.F) {
 		DevVMKeyPath:   devvmPath,
 		KnownHostsPath: knownHostsFor(f, dir, addr, newSigner(f).PublicKey(), false),
 		VerbTimeout:    time.Second,
+		Presence:       presence.ModeOff, // the route, not presence, is fuzzed here
 	})
 	require.NoError(f, err)
 	f.Cleanup(kh.Close)
@@ -74,5 +77,67 @@ func FuzzVerbRoute(f *testing.F) {
 		_, err = verbs.Parse(name)
 		require.NoError(t, err, "attempted %q as %q", target, name)
 		require.Empty(t, u.RawQuery)
+	})
+}
+
+// FuzzPresenceBody is the attack of finding a body that makes a mutating
+// verb, a login or an enrollment pass without a real assertion: whatever
+// the body, /v1/verbs/stop never dials the Proxmox host (a closed port:
+// an attempt would answer 502 or 504), /v1/logins never answers 200, and
+// nothing panics. Seeds include a correctly shaped but forged assertion.
+func FuzzPresenceBody(f *testing.F) {
+	alice := passkey.New(passkeyRPID, passkeyOrigin)
+	forged := alice.Get(ipc.Challenge{ChallengeID: "AAAAAAAAAAAAAAAAAAAAAA", Challenge: "AAAA"})
+	for _, s := range []string{
+		`{}`, `{"presence":null}`, `{"presence":{}}`, `{"actor":"x","presence":{"challenge_id":""}}`,
+		`{"presence":{"challenge_id":"` + forged.ChallengeID + `","credential_id":"` + forged.CredentialID +
+			`","client_data_json":"` + forged.ClientDataJSON + `","authenticator_data":"` + forged.AuthenticatorData +
+			`","signature":"` + forged.Signature + `"}}`,
+		`{"presence":{"signature":"////"}}`, `{"presence":[1,2]}`, `{"code":"12345678","attestation_object":"oA"}`,
+	} {
+		f.Add(0, s)
+		f.Add(1, s)
+		f.Add(2, s)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(f, err)
+	addr := l.Addr().String()
+	require.NoError(f, l.Close())
+	dir := shortDir(f)
+	pvePath, _, devvmPath := newKeys(f, dir)
+	host, port := hostPort(f, addr)
+	kh, err := keyholder.New(keyholder.Config{
+		PVE:            keyholder.Host{Host: host, Port: port, User: "root"},
+		PVEKeyPath:     pvePath,
+		DevVM:          keyholder.Host{Host: "127.0.0.1", Port: 2222, User: "breakglass"},
+		DevVMKeyPath:   devvmPath,
+		KnownHostsPath: knownHostsFor(f, dir, addr, newSigner(f).PublicKey(), false),
+		VerbTimeout:    time.Second,
+		RPID:           passkeyRPID,
+		Origins:        []string{passkeyOrigin},
+		OperatorsPath:  writeOperators(f, dir, alice.Line("alice")),
+		Enroll:         true,
+	})
+	require.NoError(f, err)
+	f.Cleanup(kh.Close)
+	h := kh.Handler()
+	// Live challenges, so a body naming one reaches the later checks.
+	for range 4 {
+		_, _, err := kh.Challenge(ipc.ChallengeRequest{Verb: "stop"})
+		require.NoError(f, err)
+	}
+
+	paths := []string{ipc.PathVerbPrefix + "stop", ipc.PathLogins, ipc.PathEnrollmentPrefix + "AAAAAAAAAAAAAAAAAAAAAA"}
+	f.Fuzz(func(t *testing.T, route int, body string) {
+		path := paths[(route%len(paths)+len(paths))%len(paths)]
+		r := httptest.NewRequest(http.MethodPost, "http://keyholder"+path, strings.NewReader(body))
+		r = r.WithContext(ipc.WithCred(context.Background(), ipc.Cred{UID: 1, PID: 1}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge:
+		default:
+			t.Fatalf("%s %q answered %d: %s", path, body, w.Code, w.Body)
+		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/presence"
 	"breakglass/internal/verbs"
 )
 
@@ -49,6 +50,11 @@ type audit struct {
 	exitCode *int
 	trunc    bool
 	err      error
+	// operator is whose passkey signed (verb, login); reason a presence
+	// refusal's code; extra more fields of the route's own.
+	operator string
+	reason   presence.Reason
+	extra    []any
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +104,26 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request, cred ipc.Cred, a
 		if methodIs(w, r, http.MethodPost) {
 			h.runVerb(w, r, strings.TrimPrefix(path, ipc.PathVerbPrefix), cred, a)
 		}
+	case path == ipc.PathChallenges:
+		a.route = "challenge"
+		if methodIs(w, r, http.MethodPost) {
+			h.challenge(w, r, a)
+		}
+	case path == ipc.PathLogins:
+		a.route = "login"
+		if methodIs(w, r, http.MethodPost) {
+			h.login(w, r, a)
+		}
+	case path == ipc.PathEnrollments:
+		a.route = "enrollment"
+		if methodIs(w, r, http.MethodPost) {
+			h.beginEnrollment(w, r, a)
+		}
+	case strings.HasPrefix(path, ipc.PathEnrollmentPrefix):
+		a.route = "enrollment"
+		if methodIs(w, r, http.MethodPost) {
+			h.finishEnrollment(w, r, strings.TrimPrefix(path, ipc.PathEnrollmentPrefix), a)
+		}
 	default:
 		a.route = "unknown"
 		writeRefusal(w, http.StatusNotFound, ReasonNotFound, "not found")
@@ -140,11 +166,18 @@ func (h *handler) runVerb(w http.ResponseWriter, r *http.Request, segment string
 		writeRefusal(w, http.StatusBadRequest, ReasonBadArgs, err.Error())
 		return
 	}
-	res, err := h.k.RunArgs(a.verb, req.Args, Caller{Actor: req.Actor, Cred: cred})
+	res, err := h.k.RunArgs(a.verb, req.Args, Caller{Actor: req.Actor, Cred: cred, Presence: req.Presence})
 	// WARNING: the verb may have run for minutes; the answer gets its own
 	// time from now, and no more (TestAuditLineWhenCallerStopsReading).
 	h.answerBy(w)
 	a.outcome = outcomeOf(res.ExitCode, err)
+	a.operator = res.Operator
+	if h.k.presence == nil && verbMutating(a.verb) {
+		a.extra = append(a.extra, "presence", string(presence.ModeOff))
+	}
+	if writePresenceError(w, err, a) {
+		return
+	}
 	if err != nil {
 		a.err = err
 		status, msg := h.k.errorAnswer(err)
@@ -213,6 +246,27 @@ func decodeRunRequest(w http.ResponseWriter, r *http.Request, maxBody int64) (ip
 	return req, 0, nil
 }
 
+// decodeBody reads a JSON body of at most limit bytes into v, strictly:
+// unknown fields and trailing data are refused. An empty body leaves v as
+// it is.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (int, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("%w: larger than %d bytes", errBodyTooLarge, limit)
+		}
+		return http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return 0, nil
+	}
+	if err := decodeStrict(b, v); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("malformed body: %w", err)
+	}
+	return 0, nil
+}
+
 // checkActor refuses actors that would make audit lines misleading.
 func checkActor(s string) error {
 	if len(s) > ipc.MaxActorLen {
@@ -256,7 +310,7 @@ func methodIs(w http.ResponseWriter, r *http.Request, method string) bool {
 
 // verbList is the GET /v1/verbs answer.
 func (k *Keyholder) verbList() ipc.VerbList {
-	vl := ipc.VerbList{VMID: k.vmid}
+	vl := ipc.VerbList{VMID: k.vmid, Presence: string(k.PresenceMode())}
 	for _, v := range verbs.All() {
 		vl.Verbs = append(vl.Verbs, ipc.VerbInfo{Name: string(v.Name), Mutating: v.Mutating})
 	}
@@ -280,6 +334,13 @@ func (h *handler) log(r *http.Request, status int, cred ipc.Cred, a *audit, star
 			fields = append(fields, "exit_code", *a.exitCode, "truncated", a.trunc)
 		}
 	}
+	if a.operator != "" {
+		fields = append(fields, "operator", a.operator)
+	}
+	if a.reason != "" {
+		fields = append(fields, "reason", string(a.reason))
+	}
+	fields = append(fields, a.extra...)
 	if a.err != nil {
 		fields = append(fields, "error", a.err.Error())
 	}
@@ -307,6 +368,27 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // machine-readable reason code.
 func writeRefusal(w http.ResponseWriter, status int, reason Reason, msg string) {
 	writeJSON(w, status, ipc.ErrorBody{Error: msg, Reason: string(reason)})
+}
+
+// writePresenceError answers 403 {"error":"operator presence: …","reason"}
+// when err is a presence refusal, and reports whether it did.
+func writePresenceError(w http.ResponseWriter, err error, a *audit) bool {
+	var pe *presence.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	a.err, a.reason = err, pe.Reason
+	if pe.Detail != nil {
+		a.err = fmt.Errorf("%w (%w)", err, pe.Detail)
+	}
+	writeJSON(w, http.StatusForbidden, ipc.ErrorBody{Error: pe.Error(), Reason: string(pe.Reason)})
+	return true
+}
+
+// verbMutating reports whether name is a mutating verb.
+func verbMutating(name string) bool {
+	v, err := verbs.Parse(name)
+	return err == nil && v.Mutating
 }
 
 // statusWriter remembers the status written.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,10 +24,25 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
 	"breakglass/internal/testing/logtest"
 	"breakglass/internal/testing/pvesim"
 	"breakglass/internal/testing/sshdtest"
 )
+
+// The RP ID and origin of the tests' passkeys.
+const (
+	passkeyRPID   = "localhost"
+	passkeyOrigin = "http://localhost:8080"
+)
+
+// writeOperators writes an operators file with lines into dir.
+func writeOperators(t testing.TB, dir string, lines ...string) string {
+	t.Helper()
+	p := filepath.Join(dir, "operators")
+	require.NoError(t, os.WriteFile(p, []byte("# operators\n"+strings.Join(lines, "\n")+"\n"), 0o644))
+	return p
+}
 
 // shortDir returns a fresh directory with a short path: a Unix socket path
 // must fit in 108 bytes, which t.TempDir's long names can exceed.
@@ -133,6 +149,9 @@ func newEnv(t testing.TB, dir, pveKeyPath string, pveKey ssh.Signer, devvmPath s
 		}),
 		Registerer: e.reg,
 		Gatherer:   e.reg,
+		// Tests not about presence say so explicitly; presence_test.go
+		// turns it on.
+		Presence: presence.ModeOff,
 	}
 	if o.mutate != nil {
 		o.mutate(&cfg)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/presence"
 	"breakglass/internal/verbs"
 )
 
@@ -29,6 +30,11 @@ type Keyholder struct {
 	now      func() time.Time
 	// answerTimeout bounds writing an answer once it is known.
 	answerTimeout time.Duration
+
+	// presence verifies operator presence; nil when presence is off.
+	presence *presence.Verifier
+	// operatorsPath is where an enrollment appends its line.
+	operatorsPath string
 
 	// mutating holds one token while a mutating verb runs.
 	mutating chan struct{}
@@ -51,6 +57,9 @@ type Caller struct {
 	Actor string
 	// Cred is what the kernel says the caller is.
 	Cred ipc.Cred
+	// Presence is the operator's assertion for this verb, required for a
+	// mutating verb unless presence is off.
+	Presence *ipc.Presence
 }
 
 // New checks cfg, reads and checks the key files and known_hosts (refusing
@@ -105,6 +114,28 @@ func New(cfg Config) (*Keyholder, error) {
 	if k.now == nil {
 		k.now = time.Now
 	}
+	if cfg.Presence != presence.ModeOff {
+		k.operatorsPath = cfg.OperatorsPath
+		k.presence, err = presence.New(presence.Config{
+			RPID: cfg.RPID, Origins: cfg.Origins, Operators: ld.operators, Now: k.now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Enroll {
+			code, expires, err := k.presence.OpenEnrollment()
+			if err != nil {
+				return nil, err
+			}
+			// The code goes to the keyholder's own log only, which the web
+			// cannot read; whoever installs the pod types it on his phone.
+			k.log.Warn("enrollment open: type this code on the Enroll page", "code", code,
+				"expires_at", expires.UTC().Format(time.RFC3339), "tries", presence.EnrollmentTries)
+		}
+		k.log.Info("operator presence required", "operators", k.presence.Operators(), "rp_id", cfg.RPID, "origins", cfg.Origins)
+	} else {
+		k.log.Warn("OPERATOR PRESENCE IS OFF: mutating verbs run for anyone who can reach keyholder.sock (BREAKGLASS_PRESENCE=off)")
+	}
 	k.life, k.stopLife = context.WithCancel(context.Background())
 	return k, nil
 }
@@ -112,6 +143,14 @@ func New(cfg Config) (*Keyholder, error) {
 // ConnectionRefused counts one keyholder.sock connection closed over the
 // connection cap (ipc.ServerConfig.OnRefused).
 func (k *Keyholder) ConnectionRefused() { k.metrics.connRefused.Inc() }
+
+// PresenceMode returns whether mutating verbs need an operator's passkey.
+func (k *Keyholder) PresenceMode() presence.Mode {
+	if k.presence == nil {
+		return presence.ModeOff
+	}
+	return presence.ModeRequired
+}
 
 // VMID returns the VM id the verbs act on.
 func (k *Keyholder) VMID() int { return k.vmid }
@@ -175,6 +214,16 @@ func (k *Keyholder) RunArgs(verb string, args []string, caller Caller) (ipc.Resu
 	count := func(exit int, err error) {
 		k.metrics.verbs.WithLabelValues(name, string(outcomeOf(exit, err))).Inc()
 	}
+	if v.Mutating {
+		// WARNING: presence is checked before anything is dialled or
+		// reserved; a refusal never reaches SSH (TestPresenceRefusals).
+		op, err := k.checkPresence(name, caller.Presence)
+		if err != nil {
+			count(0, err)
+			return res, err
+		}
+		res.Operator = op
+	}
 	if !k.enter() {
 		count(0, ErrClosed)
 		return res, ErrClosed
@@ -199,6 +248,7 @@ func (k *Keyholder) RunArgs(verb string, args []string, caller Caller) (ipc.Resu
 		// the audit trail shows an attempt even if the keyholder dies
 		// mid-verb. TestAuditMutatingStartsBeforeRun guards the order.
 		fields := []any{"verb", name, "vmid", k.vmid,
+			"operator", res.Operator, "presence", string(k.PresenceMode()),
 			"actor", caller.Actor, "uid", caller.Cred.UID, "pid", caller.Cred.PID}
 		if args != nil {
 			fields = append(fields, "args", args)

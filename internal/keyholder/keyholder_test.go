@@ -29,7 +29,7 @@ func TestHealthzAndVerbList(t *testing.T) {
 
 	status, body = e.raw(t, "GET", "/v1/verbs", "")
 	assert.Equal(t, http.StatusOK, status)
-	assert.JSONEq(t, `{"vmid":102,"verbs":[
+	assert.JSONEq(t, `{"vmid":102,"presence":"off","verbs":[
 		{"name":"status","mutating":false},{"name":"forensics","mutating":false},
 		{"name":"reset","mutating":true},{"name":"stop","mutating":true},
 		{"name":"start","mutating":true},{"name":"cycle","mutating":true},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"breakglass/internal/presence"
 	"breakglass/internal/verbs"
 )
 
@@ -25,6 +26,8 @@ const (
 	OutcomeUnreachable  Outcome = "unreachable"
 	OutcomeTimeout      Outcome = "timeout"
 	OutcomeShuttingDown Outcome = "shutting_down"
+	// OutcomePresence: refused for want of a valid operator presence.
+	OutcomePresence Outcome = "presence_refused"
 )
 
 // invalidVerb is the verb label of refused requests: the input itself never
@@ -37,6 +40,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	// connRefused counts keyholder.sock connections closed over the cap.
 	connRefused prometheus.Counter
+	refusals    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,8 +58,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "keyholder_connections_refused_total",
 			Help: "Connections to keyholder.sock closed at once because the connection cap was reached.",
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyholder_presence_refusals_total",
+			Help: "Presence checks refused (mutating verbs, logins, enrollments), by reason.",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.verbs, m.duration, m.connRefused} {
+	for _, r := range presence.Reasons() {
+		m.refusals.WithLabelValues(string(r))
+	}
+	for _, c := range []prometheus.Collector{m.verbs, m.duration, m.connRefused, m.refusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register keyholder metrics: %w", err)
 		}
@@ -72,6 +83,8 @@ func outcomeOf(exitCode int, err error) Outcome {
 		return OutcomeNonzeroExit
 	case errors.Is(err, verbs.ErrUnknown):
 		return OutcomeRefused
+	case presence.ReasonOf(err) != "":
+		return OutcomePresence
 	case errors.Is(err, ErrBusy), errors.Is(err, ErrTooMany):
 		return OutcomeBusy
 	case errors.Is(err, ErrHostKeyMismatch):

@@ -28,6 +28,7 @@ import (
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
 	"breakglass/internal/power"
+	"breakglass/internal/presence"
 	"breakglass/internal/testing/pvesim"
 	"breakglass/internal/testing/sshdtest"
 )
@@ -88,6 +89,7 @@ func startProxmox(t *testing.T) *proxmox {
 		DevVMKeyPath:   devvmKeyPath,
 		KnownHostsPath: knownHosts,
 		VerbTimeout:    30 * time.Second,
+		Presence:       presence.ModeOff, // not about presence
 	})
 	require.NoError(t, err)
 	socket := filepath.Join(dir, ipc.SocketName)

@@ -191,6 +191,9 @@ func newWorld(t testing.TB, o options) *world {
 		"BREAKGLASS_DEVVM_KEY":                devvmKeyPath,
 		"BREAKGLASS_VMID":                     strconv.Itoa(verbs.DefaultVMID),
 		"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS": "30",
+		// The whole-system tests that are not about presence say so
+		// explicitly; presence_test.go runs it required.
+		"BREAKGLASS_PRESENCE": "off",
 	})
 	w.webEnv = merge(common, map[string]string{
 		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",

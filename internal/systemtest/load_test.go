@@ -21,6 +21,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
+	"breakglass/internal/presence"
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/webtest"
 )
@@ -296,6 +297,7 @@ func TestVerbSoak(t *testing.T) {
 			DevVMKeyPath:   w.khEnv["BREAKGLASS_DEVVM_KEY"],
 			KnownHostsPath: w.khEnv["BREAKGLASS_KNOWN_HOSTS"],
 			VerbTimeout:    time.Duration(timeout) * time.Second,
+			Presence:       presence.ModeOff, // not about presence
 		})
 		require.NoError(t, err)
 		defer kh.Close()
