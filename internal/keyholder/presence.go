@@ -22,11 +22,11 @@ var ErrChallengeRequest = errors.New("bad challenge request")
 
 // checkPresence verifies the assertion for a mutating verb and returns the
 // operator whose passkey made it; with presence off it returns "" and nil.
-func (k *Keyholder) checkPresence(verb string, p *ipc.Presence) (string, error) {
+func (k *Keyholder) checkPresence(verb string, args []string, p *ipc.Presence) (string, error) {
 	if k.presence == nil {
 		return "", nil
 	}
-	b := presence.Binding{Purpose: presence.PurposeVerb, Verb: verb, VMID: k.vmid}
+	b := presence.Binding{Purpose: presence.PurposeVerb, Verb: verb, Args: args, VMID: k.vmid}
 	return k.verify(b, p)
 }
 
@@ -91,10 +91,12 @@ func (k *Keyholder) Challenge(req ipc.ChallengeRequest) (ipc.Challenge, presence
 		if !v.Mutating {
 			return ipc.Challenge{}, b, fmt.Errorf("%w: %s only reads and needs no presence", ErrChallengeRequest, v.Name)
 		}
-		if req.Args != nil {
-			return ipc.Challenge{}, b, fmt.Errorf("%w: %s takes no arguments", ErrChallengeRequest, v.Name)
+		// The challenge of a verb with an argv is bound to that argv, so
+		// the operator approves the command he reads and no other.
+		if err := v.CheckArgs(req.Args); err != nil {
+			return ipc.Challenge{}, b, fmt.Errorf("%w: %w", ErrChallengeRequest, err)
 		}
-		b = presence.Binding{Purpose: presence.PurposeVerb, Verb: string(v.Name), VMID: k.vmid}
+		b = presence.Binding{Purpose: presence.PurposeVerb, Verb: string(v.Name), Args: req.Args, VMID: k.vmid}
 	default:
 		return ipc.Challenge{}, b, fmt.Errorf("%w: purpose %q (verb or login)", ErrChallengeRequest, req.Purpose)
 	}

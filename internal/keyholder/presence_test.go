@@ -112,3 +112,18 @@ func TestEnrollmentReadOnlyOperatorsFile(t *testing.T) {
 	assert.Equal(t, bob.Line("bob"), line.Line)
 	assert.False(t, line.Appended)
 }
+
+// A guest-exec challenge is bound to its exact argv: an assertion for one
+// command does not run another.
+func TestPresenceWrongArgv(t *testing.T) {
+	e, alice, _ := newPresenceEnv(t)
+	ch, _, err := e.kh.Challenge(ipc.ChallengeRequest{Verb: "guest-exec", Args: []string{"systemctl", "status"}})
+	require.NoError(t, err)
+	p := alice.Get(ch)
+	_, err = e.kh.Run("guest-exec", keyholder.Caller{Args: []string{"rm", "-rf", "/"}, Presence: &p})
+	assert.Equal(t, presence.ReasonWrongBinding, presence.ReasonOf(err))
+	assert.Zero(t, e.sim.Connections())
+
+	_, _, err = e.kh.Challenge(ipc.ChallengeRequest{Verb: "guest-exec"})
+	assert.ErrorIs(t, err, keyholder.ErrChallengeRequest, "guest-exec needs its argv")
+}
