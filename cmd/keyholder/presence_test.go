@@ -180,6 +180,15 @@ func TestBinaryPresenceRefusals(t *testing.T) {
 		assert.Equal(t, "running", b.vm.State())
 	})
 
+	t.Run("wrong-argv", func(t *testing.T) {
+		ch, err := b.client.Challenge(context.Background(), ipc.ChallengeRequest{Verb: "guest-exec", Args: []string{"uptime"}})
+		require.NoError(t, err)
+		before := b.sim.Connections()
+		p := b.alice.Get(ch)
+		_, err = b.client.RunRequest(context.Background(), "guest-exec", ipc.RunRequest{Args: []string{"reboot"}, Presence: &p})
+		b.requireRefused(t, err, "challenge_mismatch", before)
+	})
+
 	t.Run("replayed", func(t *testing.T) {
 		p := b.alice.Get(b.challenge(t, "reset"))
 		_, err := b.run(t, "reset", &p)

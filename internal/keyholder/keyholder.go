@@ -60,9 +60,6 @@ type Caller struct {
 	// Presence is the operator's assertion for this verb, required for a
 	// mutating verb unless presence is off.
 	Presence *ipc.Presence
-	// Args is the verb's argv (guest-exec), which the presence challenge
-	// must be bound to.
-	Args []string
 }
 
 // New checks cfg, reads and checks the key files and known_hosts (refusing
@@ -220,7 +217,7 @@ func (k *Keyholder) RunArgs(verb string, args []string, caller Caller) (ipc.Resu
 	if v.Mutating {
 		// WARNING: presence is checked before anything is dialled or
 		// reserved; a refusal never reaches SSH (TestPresenceRefusals).
-		op, err := k.checkPresence(name, caller.Args, caller.Presence)
+		op, err := k.checkPresence(name, args, caller.Presence)
 		if err != nil {
 			count(0, err)
 			return res, err

@@ -120,7 +120,7 @@ func TestPresenceWrongArgv(t *testing.T) {
 	ch, _, err := e.kh.Challenge(ipc.ChallengeRequest{Verb: "guest-exec", Args: []string{"systemctl", "status"}})
 	require.NoError(t, err)
 	p := alice.Get(ch)
-	_, err = e.kh.Run("guest-exec", keyholder.Caller{Args: []string{"rm", "-rf", "/"}, Presence: &p})
+	_, err = e.kh.RunArgs("guest-exec", []string{"rm", "-rf", "/"}, keyholder.Caller{Presence: &p})
 	assert.Equal(t, presence.ReasonWrongBinding, presence.ReasonOf(err))
 	assert.Zero(t, e.sim.Connections())
 
