@@ -49,14 +49,59 @@ async function call(method, path, body) {
 
 const sessionPath = (id) => `/api/sessions/${encodeURIComponent(id)}`;
 
-/** listSessions returns the sessions, newest first. */
-export const listSessions = () => call('GET', '/api/sessions');
+/**
+ * listSessions returns the sessions, newest first: those whose title or
+ * prompts contain `q` when given, the archived ones when `archived`.
+ */
+export function listSessions({ q = '', archived = false } = {}) {
+  const p = new URLSearchParams();
+  if (q) p.set('q', q);
+  if (archived) p.set('archived', '1');
+  const qs = p.toString();
+  return call('GET', `/api/sessions${qs ? `?${qs}` : ''}`);
+}
 /** createSession starts a new session and returns it ({ id, … }). */
 export const createSession = () => call('POST', '/api/sessions', {});
 /** getSession returns one session's summary. */
 export const getSession = (id) => call('GET', sessionPath(id));
 /** sendPrompt starts a turn. */
 export const sendPrompt = (id, text) => call('POST', `${sessionPath(id)}/prompt`, { text });
+/** renameSession sets a session's title. */
+export const renameSession = (id, title) => call('PATCH', sessionPath(id), { title });
+/** archiveSession hides a session from the list (its files are kept). */
+export const archiveSession = (id) => call('DELETE', sessionPath(id));
+/** restoreSession brings an archived session back into the list. */
+export const restoreSession = (id) => call('POST', `${sessionPath(id)}/restore`, {});
+/** exportPath is where a session's export is served: format 'md' or 'json'. */
+export const exportPath = (id, format) => `${sessionPath(id)}/export?format=${format === 'json' ? 'json' : 'md'}`;
+
+/**
+ * fetchExport downloads a session's export as a File named as the server
+ * names it.
+ */
+export async function fetchExport(id, format) {
+  let res;
+  try {
+    res = await fetch(exportPath(id, format), { credentials: 'same-origin' });
+  } catch {
+    throw new ApiError(0, 'no answer from the server (network down?)');
+  }
+  if (!res.ok) {
+    const text = await res.text().catch(() => '');
+    let why = text.slice(0, 200) || res.statusText;
+    try {
+      why = JSON.parse(text).error ?? why;
+    } catch {
+      // not JSON: the text itself
+    }
+    throw new ApiError(res.status, `${res.status}: ${why}`);
+  }
+  const blob = await res.blob();
+  const m = /filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') ?? '');
+  const name = m ? m[1] : `breakglass-${id.slice(0, 8)}.${format === 'json' ? 'json' : 'md'}`;
+  return new File([blob], name, { type: blob.type || 'text/plain' });
+}
+
 /** cancelTurn asks the running turn to stop. */
 export const cancelTurn = (id) => call('POST', `${sessionPath(id)}/cancel`, {});
 /** answerApproval approves or denies an agent's mutating verb. */

@@ -34,4 +34,5 @@ suite(async () => ({
   },
   toolCommand: /echo 'up 2 days, load average: 0\.08'/,
   toolOutput: /up 2 days, load average: 0\.08/,
+  manageSessions: true,
 }));

@@ -6,9 +6,10 @@
 //   mutatingCalls()              what the (simulated) host ran that changes the VM
 //   requestApproval(page, sid)   make the agent ask for a reset
 //   toolCommand, toolOutput      what the diagnose turn's tool card shows
+//   manageSessions               the server has search, rename, archive and export
 //   close()
 import { after, before, test } from 'node:test';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { launch } from './browser.mjs';
 import {
   OUT, assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
@@ -246,7 +247,7 @@ export function suite(getTarget) {
     assert.notEqual(second, first);
     assert.equal(await page.locator('.msgs > li').count(), 0, 'a new session starts empty');
     await page.getByRole('button', { name: 'Sessions' }).click();
-    const item = page.getByRole('button', { name: /first session prompt/ });
+    const item = page.getByRole('button', { name: /^first session prompt/ });
     await item.waitFor();
     await shot(page, '12-sessions');
     await item.click();
@@ -407,6 +408,78 @@ export function suite(getTarget) {
     mkdirSync(OUT, { recursive: true });
     writeFileSync(`${OUT}perf.json`, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`# first-contentful-paint under slow 4G: ${m.fcpMs} ms (DOMContentLoaded ${m.domContentLoadedMs} ms, load ${m.loadMs} ms)`);
+    await page.close();
+  });
+
+  test('sessions-search-rename-archive-export', async (t) => {
+    if (!target.manageSessions) return t.skip('the stand-in has no session management');
+    const { page, errors } = await open(browser.context, target.url);
+    const sid = await newSession(page);
+    await target.prepare('diagnose');
+    const prompt = `the disk of devvm is full ${sid.slice(0, 8)}`;
+    await page.locator('#prompt').fill(prompt);
+    await page.keyboard.press('Enter');
+    await waitTurnEnd(page);
+    await newSession(page); // another one, that the search must leave out
+
+    const sheet = page.getByRole('dialog', { name: 'Sessions' });
+    const row = sheet.locator(`li[data-session="${sid}"]`);
+    const others = sheet.locator('li[data-session]');
+    await page.getByRole('button', { name: 'Sessions' }).click();
+    await sheet.getByRole('searchbox', { name: 'Search sessions' }).fill(sid.slice(0, 8));
+    await page.waitForFunction(() => document.querySelectorAll('dialog li[data-session]').length === 1, null, { timeout: T() });
+    await row.waitFor();
+    assert.equal(await others.count(), 1, 'the search finds the session by its prompt, and only it');
+    await shot(page, '13-sessions-search');
+    assert.deepEqual(await axe(page), [], 'sessions search: no serious axe violation');
+
+    // Rename.
+    await row.getByRole('button', { name: /^Actions for/ }).click();
+    await row.getByRole('button', { name: 'Rename' }).click();
+    await row.getByRole('textbox', { name: 'New title' }).fill(`Disk incident ${sid.slice(0, 8)}`);
+    await row.getByRole('button', { name: 'Save' }).click();
+    await row.getByText(`Disk incident ${sid.slice(0, 8)}`).waitFor({ timeout: T() });
+    assert.deepEqual(await smallTargets(page), [], 'session actions: tap targets are at least 44px');
+
+    // Export: the phone's share sheet gets the Markdown record where the
+    // browser can share files (stood in for: headless Chromium has no
+    // share sheet); otherwise the file is downloaded.
+    await page.evaluate(() => {
+      window.shared = [];
+      navigator.canShare = () => true;
+      navigator.share = async ({ files }) => { window.shared.push({ name: files[0].name, text: await files[0].text() }); };
+    });
+    await row.getByRole('button', { name: 'Export', exact: true }).click();
+    await row.getByText('Shared.').waitFor({ timeout: T() });
+    const [shared] = await page.evaluate(() => window.shared);
+    assert.match(shared.name, /^breakglass-\d{8}-[0-9a-f]{8}\.md$/);
+    assert.match(shared.text, new RegExp(`# Incident record: Disk incident ${sid.slice(0, 8)}`));
+    assert.ok(shared.text.includes(`> ${prompt}`), 'the prompt is in the record');
+    assert.match(shared.text, /prompt by /);
+    assert.ok(shared.text.includes("echo 'up 2 days, load average: 0.08'") || /\*\*Command\*\*/.test(shared.text), 'the command is in the record');
+    await page.evaluate(() => { delete navigator.share; navigator.canShare = undefined; });
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: T() }),
+      row.getByRole('button', { name: 'JSON', exact: true }).click(),
+    ]);
+    assert.match(download.suggestedFilename(), /^breakglass-\d{8}-[0-9a-f]{8}\.json$/);
+    const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
+    assert.equal(exported.id, sid);
+    assert.equal(exported.events.length, exported.last_event_id);
+    assert.deepEqual(exported.events.map((e) => e.id), exported.events.map((_, i) => i + 1));
+
+    // Archive: gone from the list, found under Archived, restored.
+    await row.getByRole('button', { name: 'Archive' }).click();
+    await row.waitFor({ state: 'detached', timeout: T() });
+    await sheet.getByRole('button', { name: 'Archived' }).click();
+    await row.waitFor({ timeout: T() });
+    await shot(page, '14-sessions-archived');
+    await row.getByRole('button', { name: /^Actions for/ }).click();
+    await row.getByRole('button', { name: 'Restore' }).click();
+    await row.waitFor({ state: 'detached', timeout: T() });
+    await sheet.getByRole('button', { name: 'Archived' }).click();
+    await row.waitFor({ timeout: T() });
+    assert.deepEqual(errors, []);
     await page.close();
   });
 
