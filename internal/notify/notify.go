@@ -24,7 +24,7 @@ import (
 // Defaults for a zero Config.
 const (
 	DefaultQueueSize   = 64
-	DefaultWorkers     = 2
+	DefaultWorkers     = 4
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxAttempts = 3
 	DefaultBackoff     = 2 * time.Second
@@ -124,6 +124,7 @@ type Notifier struct {
 	subs     []*Subscription
 	ntfyLast *Delivery
 	closed   bool
+	retries  map[*time.Timer]struct{} // scheduled retries, stopped by Close
 }
 
 // job is one message for one target: a subscription's endpoint, or ntfy
@@ -131,6 +132,7 @@ type Notifier struct {
 type job struct {
 	msg      Message
 	endpoint string
+	attempt  int // 1 for the first
 }
 
 // New loads or creates the VAPID keys and loads the subscriptions from
@@ -245,6 +247,10 @@ func New(cfg Config) (*Notifier, error) {
 func (n *Notifier) Close() {
 	n.mu.Lock()
 	n.closed = true
+	for t := range n.retries {
+		t.Stop()
+	}
+	n.retries = nil
 	n.mu.Unlock()
 	n.cancel()
 	n.wg.Wait()
@@ -386,30 +392,62 @@ func (n *Notifier) Notify(msg Message) int {
 		return 0
 	}
 	queued := 0
-	offer := func(j job) {
-		select {
-		case n.queue <- j:
-			queued++
-		default:
-			ch := ChannelWebPush
-			if j.endpoint == "" {
-				ch = ChannelNtfy
-			}
-			n.deliveries.WithLabelValues(ch, OutcomeDropped).Inc()
-			n.recordLocked(j, Delivery{Status: StatusDropped, Error: "the delivery queue was full", Kind: msg.Kind, At: n.now().UTC()}, false)
-			n.log.Warn("notification dropped: queue full", "channel", ch, "kind", msg.Kind)
-			n.after(ch, OutcomeDropped)
-		}
-	}
 	for _, s := range n.subs {
-		if s.wants(msg.Kind) {
-			offer(job{msg: msg, endpoint: s.Endpoint})
+		if s.wants(msg.Kind) && n.offerLocked(job{msg: msg, endpoint: s.Endpoint, attempt: 1}) {
+			queued++
 		}
 	}
-	if n.ntfyURL != "" {
-		offer(job{msg: msg})
+	if n.ntfyURL != "" && n.offerLocked(job{msg: msg, attempt: 1}) {
+		queued++
 	}
 	return queued
+}
+
+// offerLocked queues j without blocking; a full queue drops it, counted
+// and shown as the target's last delivery. n.mu must be held.
+func (n *Notifier) offerLocked(j job) bool {
+	select {
+	case n.queue <- j:
+		return true
+	default:
+	}
+	ch := channelOf(j)
+	n.deliveries.WithLabelValues(ch, OutcomeDropped).Inc()
+	n.recordLocked(j, Delivery{Status: StatusDropped, Error: "the delivery queue was full", Kind: j.msg.Kind, At: n.now().UTC()}, false)
+	n.log.Warn("notification dropped: queue full", "channel", ch, "kind", j.msg.Kind)
+	n.after(ch, OutcomeDropped)
+	return false
+}
+
+func channelOf(j job) string {
+	if j.endpoint == "" {
+		return ChannelNtfy
+	}
+	return ChannelWebPush
+}
+
+// retryLater queues j again after wait, from a timer: a worker never
+// sleeps through a backoff, so one failing push service does not hold up
+// the others.
+func (n *Notifier) retryLater(j job, wait time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	if n.retries == nil {
+		n.retries = map[*time.Timer]struct{}{}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.retries, t)
+		if !n.closed {
+			n.offerLocked(j)
+		}
+	})
+	n.retries[t] = struct{}{}
 }
 
 // recordLocked sets the last delivery of j's target; save writes the
@@ -449,50 +487,35 @@ type attemptResult struct {
 	retryAfter time.Duration
 }
 
-// deliver sends j, retrying with backoff on network errors, 429 and 5xx,
-// and records the outcome.
+// deliver makes one attempt at j and records its outcome, or schedules the
+// next attempt with backoff on a network error, 429 or 5xx.
 func (n *Notifier) deliver(j job) {
-	ch := ChannelWebPush
-	if j.endpoint == "" {
-		ch = ChannelNtfy
+	ch := channelOf(j)
+	last := n.attempt(j)
+	if last.err == nil && last.code >= 200 && last.code < 300 {
+		n.finish(j, ch, OutcomeOK, Delivery{Status: StatusOK, Code: last.code, Kind: j.msg.Kind, At: n.now().UTC()})
+		return
 	}
-	var last attemptResult
-	for attempt := 1; ; attempt++ {
-		last = n.attempt(j)
-		if last.err == nil && last.code >= 200 && last.code < 300 {
-			n.finish(j, ch, OutcomeOK, Delivery{Status: StatusOK, Code: last.code, Kind: j.msg.Kind, At: n.now().UTC()})
-			return
+	if ch == ChannelWebPush && (last.code == http.StatusNotFound || last.code == http.StatusGone) {
+		n.mu.Lock()
+		if n.removeLocked(j.endpoint) {
+			_ = n.saveLocked()
 		}
-		if ch == ChannelWebPush && (last.code == http.StatusNotFound || last.code == http.StatusGone) {
-			n.mu.Lock()
-			removed := n.removeLocked(j.endpoint)
-			if removed {
-				_ = n.saveLocked()
-			}
-			n.mu.Unlock()
-			n.deliveries.WithLabelValues(ch, OutcomeGone).Inc()
-			n.log.Info("push subscription removed: the push service no longer knows it", "code", last.code)
-			n.after(ch, OutcomeGone)
-			return
-		}
-		retryable := last.err != nil || last.code == http.StatusTooManyRequests || last.code >= 500
-		if !retryable || attempt >= n.attempts || n.ctx.Err() != nil {
-			break
-		}
-		wait := n.backoff << (attempt - 1)
+		n.mu.Unlock()
+		n.deliveries.WithLabelValues(ch, OutcomeGone).Inc()
+		n.log.Info("push subscription removed: the push service no longer knows it", "code", last.code)
+		n.after(ch, OutcomeGone)
+		return
+	}
+	retryable := last.err != nil || last.code == http.StatusTooManyRequests || last.code >= 500
+	if retryable && j.attempt < n.attempts && n.ctx.Err() == nil {
+		wait := n.backoff << (j.attempt - 1)
 		if last.retryAfter > wait {
 			wait = last.retryAfter
 		}
-		wait = min(wait, maxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-n.ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		if n.ctx.Err() != nil {
-			break
-		}
+		j.attempt++
+		n.retryLater(j, min(wait, maxBackoff))
+		return
 	}
 	d := Delivery{Status: StatusFailed, Code: last.code, Kind: j.msg.Kind, At: n.now().UTC()}
 	switch {

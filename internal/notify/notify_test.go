@@ -431,3 +431,20 @@ func TestSubscriptionLimit(t *testing.T) {
 	_, err = r.n.Subscribe(s.Endpoint, notify.Keys{P256dh: s.Keys.P256dh, Auth: s.Keys.Auth}, nil)
 	assert.ErrorIs(t, err, notify.ErrTooMany)
 }
+
+// TestBackoffDoesNotHoldAWorker: a push service that keeps failing waits
+// out its backoff on a timer, not in the only worker, so another
+// subscription's message goes out at once.
+func TestBackoffDoesNotHoldAWorker(t *testing.T) {
+	r := newRig(t, func(c *notify.Config) { c.Workers, c.Backoff = 1, time.Hour })
+	good, err := r.push.Subscribe()
+	require.NoError(t, err)
+	_, err = r.n.Subscribe(good.Endpoint, notify.Keys{P256dh: good.Keys.P256dh, Auth: good.Keys.Auth}, nil)
+	require.NoError(t, err)
+	r.push.Script(r.sub, pushdouble.Answer{Code: 503})
+	require.Equal(t, 2, r.n.Notify(notify.Test()))
+	m, _ := r.received(t)
+	assert.Equal(t, good.Endpoint, m.Endpoint)
+	assert.Equal(t, delivery{notify.ChannelWebPush, notify.OutcomeOK}, r.next(t))
+	assert.Equal(t, 1, r.push.Hits(r.sub), "the failing one waits for its retry")
+}
