@@ -2,14 +2,18 @@ package api
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/event"
 	"breakglass/internal/session"
 )
 
@@ -112,5 +116,32 @@ func TestPatchSessionRefusals(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "kept", info.Title)
 		})
+	}
+}
+
+// TestExportOfUnreadableLogIsAborted: a log damaged on disk under a live
+// session makes the export fail visibly (the response is aborted), never
+// a record cut short that looks whole.
+func TestExportOfUnreadableLogIsAborted(t *testing.T) {
+	e := start(t, opts{})
+	id := e.create(t)
+	for range 50 {
+		require.NoError(t, e.sessions.Append(id, event.New(event.Verb, event.VerbData{Verb: "status", Output: strings.Repeat("x", 2000)})))
+	}
+	logPath := filepath.Join(e.dir, "sessions", id, "events.jsonl")
+	b, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	copy(b[len(b)/2:], strings.Repeat("#", 100))
+	require.NoError(t, os.WriteFile(logPath, b, 0o600))
+	for _, format := range []string{"md", "json"} {
+		req, err := http.NewRequest(http.MethodGet, e.url+"/api/sessions/"+id+"/export?format="+format, nil)
+		require.NoError(t, err)
+		req.Header.Set(IdentityHeader, "alice")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		assert.Error(t, err, "%s: the client sees the export failed", format)
 	}
 }
