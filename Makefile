@@ -24,9 +24,10 @@ run: build
 deps: deps-apt deps-claude deps-ui
 
 # Debian packages the tests drive for real: a stock sshd and the OpenSSH
-# client tools, Chromium for the UI's end-to-end tests, and prometheus for
-# promtool (the alert rules' checks and fixtures in deploy/).
-APT_PACKAGES := openssh-server openssh-client chromium prometheus
+# client tools, Chromium for the UI's end-to-end tests, prometheus for
+# promtool (the alert rules' checks and fixtures in deploy/), and nginx as
+# the forward-auth proxy in front of the web (internal/edgetest).
+APT_PACKAGES := openssh-server openssh-client chromium prometheus nginx
 deps-apt:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
