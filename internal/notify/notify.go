@@ -113,6 +113,7 @@ type Notifier struct {
 	ntfy      *http.Client
 
 	deliveries *prometheus.CounterVec
+	retried    *prometheus.CounterVec
 
 	queue  chan job
 	ctx    context.Context
@@ -210,10 +211,17 @@ func New(cfg Config) (*Notifier, error) {
 		Name: "breakglass_push_deliveries_total",
 		Help: "Notification deliveries by channel (webpush, ntfy) and outcome (ok, failed, gone, dropped).",
 	}, []string{"channel", "outcome"})
-	if err := reg.Register(n.deliveries); err != nil {
-		return nil, fmt.Errorf("notify: register metrics: %w", err)
+	n.retried = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "breakglass_push_retries_total",
+		Help: "Notification delivery attempts scheduled again after a network error, 429 or 5xx, by channel.",
+	}, []string{"channel"})
+	for _, c := range []prometheus.Collector{n.deliveries, n.retried} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("notify: register metrics: %w", err)
+		}
 	}
 	for _, ch := range []string{ChannelWebPush, ChannelNtfy} {
+		n.retried.WithLabelValues(ch)
 		for _, o := range []string{OutcomeOK, OutcomeFailed, OutcomeGone, OutcomeDropped} {
 			n.deliveries.WithLabelValues(ch, o)
 		}
@@ -514,6 +522,7 @@ func (n *Notifier) deliver(j job) {
 			wait = last.retryAfter
 		}
 		j.attempt++
+		n.retried.WithLabelValues(ch).Inc()
 		n.retryLater(j, min(wait, maxBackoff))
 		return
 	}

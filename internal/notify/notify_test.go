@@ -243,6 +243,26 @@ func TestRetriesWithBackoffThenDelivers(t *testing.T) {
 	r.received(t)
 	assert.Equal(t, delivery{notify.ChannelWebPush, notify.OutcomeOK}, r.next(t))
 	assert.Equal(t, 3, r.push.Hits(r.sub))
+	assert.Equal(t, 2.0, testutil.ToFloat64(retries(t, r.reg, "webpush")))
+}
+
+// retries finds breakglass_push_retries_total{channel}.
+func retries(t *testing.T, reg *prometheus.Registry, channel string) prometheus.Collector {
+	t.Helper()
+	return prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "breakglass_push_retries_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == channel {
+					ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("x", "x", nil, nil), prometheus.CounterValue, m.GetCounter().GetValue())
+				}
+			}
+		}
+	})
 }
 
 func TestFailingPushServiceIsReportedNotRetriedForever(t *testing.T) {
