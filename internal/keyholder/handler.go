@@ -284,8 +284,8 @@ func checkActor(s string) error {
 }
 
 // cleanPath reports whether p is an absolute path with no empty, "." or
-// ".." segment, as sent (percent-encoded forms are decoded later, and only
-// inside the verb segment, where verbs.Parse refuses them).
+// ".." segment, as sent (percent-encoded forms are never decoded: runVerb
+// refuses a '%' in the verb segment).
 func cleanPath(p string) bool {
 	if !strings.HasPrefix(p, "/") {
 		return false

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -315,7 +316,7 @@ func TestConcurrentVerbsAreBounded(t *testing.T) {
 		<-e.vm.Waiting() // held inside qm on the Proxmox host
 	}
 	conns := e.sim.Connections()
-	status, body := e.raw(t, "POST", "/v1/verbs/forensics", "")
+	status, body := e.rawWithin(t, 5*time.Second, "POST", "/v1/verbs/forensics", "")
 	assert.Equal(t, http.StatusTooManyRequests, status)
 	assert.Contains(t, errorOf(t, body), "too many verbs running")
 	assert.Equal(t, conns, e.sim.Connections(), "the refusal opens no SSH connection")

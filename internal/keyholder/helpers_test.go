@@ -170,10 +170,32 @@ func newEnv(t testing.TB, dir, pveKeyPath string, pveKey ssh.Signer, devvmPath s
 	t.Cleanup(func() {
 		e.client.Close()
 		cancel()
-		kh.Close()
-		require.NoError(t, <-done)
+		// Bounded, so a test whose check was removed fails rather than
+		// hangs in its cleanup.
+		within(t, cleanupWait, "keyholder Close", kh.Close)
+		within(t, cleanupWait, "ipc.Serve to return", func() { require.NoError(t, <-done) })
 	})
 	return e
+}
+
+// cleanupWait bounds each wait of a test's cleanup.
+const cleanupWait = 5 * time.Second
+
+// within runs fn and fails the test if it has not returned within d; it
+// then stops waiting (fn's goroutine is left behind, the test already
+// failed).
+func within(t testing.TB, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("%s did not return within %v", what, d)
+	}
 }
 
 // simEnv is a keyholder in front of the simulated Proxmox host.
@@ -205,10 +227,18 @@ func newSimEnv(t testing.TB, o options) *simEnv {
 // socket and returns the status and body.
 func (e *env) raw(t testing.TB, method, target, body string) (int, string) {
 	t.Helper()
+	return e.rawWithin(t, 30*time.Second, method, target, body)
+}
+
+// rawWithin is raw failing the test when no answer came within d: for
+// answers that must come at once (a refusal), so a broken check fails the
+// test in seconds.
+func (e *env) rawWithin(t testing.TB, d time.Duration, method, target, body string) (int, string) {
+	t.Helper()
 	c, err := net.Dial("unix", e.socket)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	require.NoError(t, c.SetDeadline(time.Now().Add(d)))
 	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: keyholder\r\nConnection: close\r\nContent-Length: %d\r\n", method, target, len(body))
 	if body != "" {
 		req += "Content-Type: application/json\r\n"

@@ -216,7 +216,7 @@ func TestSilentHostTimesOut(t *testing.T) {
 
 	// The bound is generous: the keyholder answers at its timeout; the
 	// client's context only guards against a hang failing the whole run.
-	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+4*time.Second)
 	defer cancel()
 	_, err := e.client.Run(ctx, "status", "operator:test")
 	require.Error(t, err)
@@ -232,7 +232,9 @@ func TestSlowVerbTimesOut(t *testing.T) {
 	e := newSimEnv(t, options{timeout: 500 * time.Millisecond})
 	release := e.vm.Block()
 	defer release()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A few seconds over the verb timeout: without it the test fails
+	// here, in seconds, rather than hang on the blocked VM.
+	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
 	defer cancel()
 	_, err := e.client.Run(ctx, "status", "")
 	assert.ErrorIs(t, err, ipc.ErrTimeout)

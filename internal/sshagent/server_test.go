@@ -127,6 +127,9 @@ func TestConnectionLimit(t *testing.T) {
 	require.NoError(t, err)
 
 	third := dialRaw(t, a.sock)
+	// Closed at once: a few seconds are plenty, and a broken limit fails
+	// here in seconds rather than at sshTimeout.
+	require.NoError(t, third.SetDeadline(time.Now().Add(3*time.Second)))
 	assert.True(t, third.closedByPeer(), "a connection over the limit is closed")
 
 	require.NoError(t, first.Close())
