@@ -96,6 +96,10 @@ var userauthCases = []userauthCase{
 		return append([]byte("SSHSIG"), ssh.Marshal(struct{ Namespace, Reserved, Hash string }{"file", "", "sha512"})...)
 	}, outcome: OutcomeMalformed},
 	{name: "empty", data: func(*policyFixture) []byte { return nil }, outcome: OutcomeMalformed},
+	{name: "hostbound-empty-host-key", desc: "the hostbound form whose host key is an empty string", data: mutate(func(_ *policyFixture, m *userauthMsg) {
+		m.Method = methodHostBound
+		m.Rest = ssh.Marshal(hostKeyTail{})
+	}), outcome: OutcomeMalformed},
 	{name: "other-key-requested-only", desc: "the request asks for another key while its data names the devvm key", key: func(f *policyFixture) ssh.PublicKey { return f.otherKey.PublicKey() },
 		data: mutate(func(*policyFixture, *userauthMsg) {}), outcome: OutcomeMalformed},
 }
