@@ -62,7 +62,9 @@ func TestHardeningPathTraversalThroughSessionID(t *testing.T) {
 // SSO session, so the proxy adds the identity header) start or cancel a
 // turn.
 func TestHardeningCrossSiteRequestForgery(t *testing.T) {
-	started := make(chan string, 1)
+	// Room for every turn a broken check would start, so none blocks on
+	// it and the test fails rather than hangs.
+	started := make(chan string, 16)
 	e := start(t, opts{runner: &fakeRunner{script: blockTurn(started)}})
 	id := e.create(t)
 	for _, h := range []map[string][]string{
@@ -78,6 +80,7 @@ func TestHardeningCrossSiteRequestForgery(t *testing.T) {
 	info, err := e.sessions.Get(id)
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), info.LastEventID, "no turn started")
+	assert.Empty(t, started, "no turn started")
 }
 
 // Attack: change state with a GET (an <img src> or a prefetch): the stream
