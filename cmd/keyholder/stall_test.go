@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -67,7 +68,7 @@ func TestBinaryStalledConnectionsBounded(t *testing.T) {
 	}()
 	stall := func(path string, n int, partial string) {
 		for range n {
-			c, err := net.Dial("unix", path)
+			c, err := dialBusy(path)
 			require.NoError(t, err)
 			conns = append(conns, c)
 			// A write to a connection the keyholder already closed may
@@ -106,6 +107,21 @@ func TestBinaryStalledConnectionsBounded(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	<-drained
 	require.NoError(t, cmd.Wait())
+}
+
+// dialBusy connects to the Unix socket at path. A full listen backlog (the
+// keyholder accepting more slowly than the test connects, on a loaded
+// machine) answers EAGAIN at once: wait a little and try again, for at most
+// a few seconds.
+func dialBusy(path string) (net.Conn, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // rss reads a memory field (VmRSS, VmHWM) of pid in bytes.
