@@ -180,6 +180,10 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		Policy:     cfg.AgentMutatingVerbs,
 		Logger:     log.Named("vm"),
 		Registerer: reg,
+		// The recovery ladder: screenshots kept in the session's folder,
+		// and ssh to the devvm as the health ladder's last rung.
+		SessionsDir: cfg.SessionsDir,
+		SSH:         sshCheck(paths.SSHConfig),
 	})
 	if err != nil {
 		_ = mgr.Close()

@@ -49,7 +49,7 @@ func (fakeVerbKeyholder) Verbs(context.Context) (ipc.VerbList, error) {
 	return ipc.VerbList{VMID: 102, Verbs: []ipc.VerbInfo{{Name: "status"}, {Name: "reset", Mutating: true}}}, nil
 }
 
-func (fakeVerbKeyholder) Run(_ context.Context, verb, _ string) (ipc.Result, error) {
+func (fakeVerbKeyholder) RunRequest(_ context.Context, verb string, _ ipc.RunRequest) (ipc.Result, error) {
 	return ipc.Result{Verb: verb, VMID: 102, Output: "status: running\n"}, nil
 }
 

@@ -100,6 +100,11 @@ type VerbData struct {
 	Output     string `json:"output,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Error      string `json:"error,omitempty"`
+	// Args is guest-exec's argv.
+	Args []string `json:"args,omitempty"`
+	// Image names the picture a screenshot left in the session
+	// (GET /api/sessions/{id}/images/{image}); Output is then empty.
+	Image string `json:"image,omitempty"`
 }
 
 // Approval states.
@@ -115,7 +120,9 @@ const (
 type ApprovalData struct {
 	ApprovalID string `json:"approval_id"`
 	Verb       string `json:"verb"`
-	State      string `json:"state"`
+	// Args is guest-exec's exact argv: what the operator approves.
+	Args  []string `json:"args,omitempty"`
+	State string   `json:"state"`
 }
 
 // ErrorData says what went wrong, in words for the operator.

@@ -18,8 +18,9 @@ import (
 // Limits of the client.
 const (
 	// maxResultBody bounds a verb answer: 1 MiB of output can take up to
-	// six times that once JSON-escaped.
-	maxResultBody = 8 << 20
+	// six times that once JSON-escaped, and a screenshot's 8 MiB of PNG
+	// four thirds of that in base64.
+	maxResultBody = 12 << 20
 	// maxSmallBody bounds every other JSON answer.
 	maxSmallBody = 64 << 10
 	// maxMetricsBody bounds the keyholder's metrics text.
@@ -131,7 +132,8 @@ func (c *Client) Run(ctx context.Context, verb, actor string) (Result, error) {
 	return c.RunRequest(ctx, verb, RunRequest{Actor: actor})
 }
 
-// RunRequest asks the keyholder to run verb with req (actor, presence).
+// RunRequest asks the keyholder to run verb with req (actor, args,
+// presence).
 func (c *Client) RunRequest(ctx context.Context, verb string, req RunRequest) (Result, error) {
 	if _, err := verbs.Parse(verb); err != nil {
 		return Result{}, err

@@ -200,6 +200,9 @@ type Result struct {
 	// Operator names whose passkey allowed a mutating verb (empty when
 	// presence is off or the verb reads only).
 	Operator string `json:"operator,omitempty"`
+	// Image is set by the web, never the keyholder: where it stored a
+	// screenshot in the session (/api/sessions/{id}/images/{name}).
+	Image string `json:"image,omitempty"`
 }
 
 // MarshalJSON leaves "output" out of a binary answer.

@@ -29,6 +29,7 @@ type approval struct {
 	id        string
 	sessionID string
 	verb      verbs.Name
+	args      []string
 	// decided is closed by Resolve once state is approved or denied.
 	decided chan struct{}
 	// state is guarded by Service.mu: pending until Resolve or expiry.
@@ -39,11 +40,12 @@ type approval struct {
 // operator answers, the approval times out, or ctx ends (the agent gave up or
 // its turn ended). It returns nil when approved, ErrDenied or ErrExpired.
 // Every change of state is an `approval` event.
-func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) error {
+func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, args []string) error {
 	a := &approval{
 		id:        uuid.New(),
 		sessionID: sessionID,
 		verb:      verb,
+		args:      args,
 		decided:   make(chan struct{}),
 		state:     event.ApprovalPending,
 	}
@@ -58,7 +60,7 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) 
 	s.approvals[a.id] = a
 	s.mu.Unlock()
 	s.log.Info("approval pending", "approval_id", a.id, "verb", verb, "session_id", sessionID)
-	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), State: event.ApprovalPending}))
+	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: event.ApprovalPending}))
 
 	timer := time.NewTimer(s.approvalTimeout)
 	defer timer.Stop()
@@ -77,7 +79,7 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name) 
 	s.mu.Unlock()
 
 	s.log.Info("approval "+state, "approval_id", a.id, "verb", verb, "session_id", sessionID)
-	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), State: state}))
+	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: state}))
 	switch state {
 	case event.ApprovalApproved:
 		return nil

@@ -27,7 +27,10 @@ type fakeKeyholder struct {
 	block chan struct{}
 }
 
-type fakeCall struct{ verb, actor string }
+type fakeCall struct {
+	verb, actor string
+	args        []string
+}
 
 func (f *fakeKeyholder) Verbs(ctx context.Context) (VerbList, error) {
 	f.mu.Lock()
@@ -42,9 +45,9 @@ func (f *fakeKeyholder) Verbs(ctx context.Context) (VerbList, error) {
 	}}, nil
 }
 
-func (f *fakeKeyholder) Run(ctx context.Context, verb, actor string) (Result, error) {
+func (f *fakeKeyholder) RunRequest(ctx context.Context, verb string, req ipc.RunRequest) (Result, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, fakeCall{verb, actor})
+	f.calls = append(f.calls, fakeCall{verb, req.Actor, req.Args})
 	block, code, err := f.block, f.exitCode, f.err
 	f.mu.Unlock()
 	if block != nil {

@@ -17,7 +17,8 @@ import (
 	"breakglass/internal/verbs"
 )
 
-// maxBody bounds every request body of this package.
+// maxBody bounds every request body of this package but a verb's, whose cap
+// is its own (verbs.Verb.MaxBody: guest-exec's argv rides in it).
 const maxBody = 4 << 10
 
 // writeSlack is added to a request's longest wait when the handler lifts the
@@ -33,11 +34,15 @@ type Identity func(r *http.Request) string
 // the api layer's authentication and same-origin check:
 //
 //	GET  /api/vm
+//	GET  /api/vm/health
 //	POST /api/vm/{verb}
+//	GET  /api/sessions/{id}/images/{name}
 //	POST /api/sessions/{id}/approvals/{aid}
 func (s *Service) RegisterOperator(r *mux.Router, identity Identity) {
 	r.Handle("/api/vm", s.ListHandler(identity)).Methods(http.MethodGet)
+	r.Handle("/api/vm/health", s.HealthHandler(identity)).Methods(http.MethodGet)
 	r.Handle("/api/vm/{verb}", s.OperatorHandler(identity)).Methods(http.MethodPost)
+	r.Handle("/api/sessions/{id}/images/{name}", s.ImageHandler(identity)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/sessions/{id}/approvals/{aid}", s.ApprovalHandler(identity)).Methods(http.MethodPost)
 }
 
@@ -92,13 +97,14 @@ func (s *Service) OperatorHandler(identity Identity) http.Handler {
 			return
 		}
 		verb := mux.Vars(r)["verb"]
-		if _, err := verbs.Parse(verb); err != nil {
+		v, err := verbs.Parse(verb)
+		if err != nil {
 			s.metrics.observe("", Operator, outcomeInvalid)
 			writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
 			return
 		}
 		var req RunRequest
-		if err := decodeBody(w, r, &req, true); err != nil {
+		if err := decodeBodyMax(w, r, &req, true, v.MaxBody); err != nil {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 			return
 		}
@@ -107,7 +113,7 @@ func (s *Service) OperatorHandler(identity Identity) http.Handler {
 			return
 		}
 		extendWrite(w, s.verbTimeout+writeSlack)
-		res, err := s.Run(r.Context(), req.SessionID, verb, Actor{Kind: Operator, Name: name})
+		res, err := s.RunArgs(r.Context(), req.SessionID, verb, req.Args, Actor{Kind: Operator, Name: name})
 		if err != nil {
 			writeRunError(w, err)
 			return
@@ -174,13 +180,14 @@ func (s *Service) AgentHandler() http.Handler {
 			return
 		}
 		verb := mux.Vars(r)["verb"]
-		if _, err := verbs.Parse(verb); err != nil {
+		v, err := verbs.Parse(verb)
+		if err != nil {
 			s.metrics.observe("", Agent, outcomeInvalid)
 			writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
 			return
 		}
 		var req RunRequest
-		if err := decodeBody(w, r, &req, true); err != nil {
+		if err := decodeBodyMax(w, r, &req, true, v.MaxBody); err != nil {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 			return
 		}
@@ -198,7 +205,7 @@ func (s *Service) AgentHandler() http.Handler {
 			return
 		}
 		extendWrite(w, s.MaxWait()+writeSlack)
-		res, err := s.Run(ctx, t.sessionID, verb, Actor{Kind: Agent})
+		res, err := s.RunArgs(ctx, t.sessionID, verb, req.Args, Actor{Kind: Agent})
 		if err != nil {
 			writeRunError(w, err)
 			return
@@ -220,6 +227,8 @@ func writeRunError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, verbs.ErrUnknown):
 		writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
+	case errors.Is(err, verbs.ErrArgs):
+		writeError(w, http.StatusBadRequest, CodeBadArgs, err.Error())
 	case errors.Is(err, ErrBadSession), errors.Is(err, ErrBadActor):
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.Is(err, ErrRefused):
@@ -245,15 +254,20 @@ func writeRunError(w http.ResponseWriter, err error) {
 // unknown fields and nothing after the value. An empty body is accepted when
 // optional.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	return decodeBodyMax(w, r, v, optional, maxBody)
+}
+
+// decodeBodyMax is decodeBody with its own cap.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, optional bool, limit int64) error {
 	var body []byte
 	var err error
 	if r.Body != nil {
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("body larger than %d bytes", maxBody)
+			return fmt.Errorf("body larger than %d bytes", limit)
 		}
 		return errors.New("body unreadable")
 	}

@@ -9,11 +9,11 @@ import (
 )
 
 // Keyholder is the keyholder's verb API as the web uses it; *ipc.Client in
-// the web. Run answers a non-200 with an *ipc.StatusError and a dead socket
-// with an error wrapping ipc.ErrUnreachable.
+// the web. RunRequest answers a non-200 with an *ipc.StatusError and a dead
+// socket with an error wrapping ipc.ErrUnreachable.
 type Keyholder interface {
 	Verbs(ctx context.Context) (ipc.VerbList, error)
-	Run(ctx context.Context, verb, actor string) (ipc.Result, error)
+	RunRequest(ctx context.Context, verb string, req ipc.RunRequest) (ipc.Result, error)
 }
 
 // Result is what a verb that ran returned (its exit code may be non-zero),
@@ -59,9 +59,9 @@ func keyholderCode(status int) Code {
 	return CodeError
 }
 
-// call runs verb on the keyholder.
-func (s *Service) call(ctx context.Context, verb, actor string) (Result, error) {
-	return s.kh.Run(ctx, verb, actor)
+// call runs verb with args on the keyholder.
+func (s *Service) call(ctx context.Context, verb, actor string, args []string) (Result, error) {
+	return s.kh.RunRequest(ctx, verb, ipc.RunRequest{Actor: actor, Args: args})
 }
 
 // verbList lists the keyholder's verbs.

@@ -2,8 +2,10 @@ package power
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -121,6 +123,14 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SessionsDir is BREAKGLASS_SESSIONS_DIR: a screenshot run in a session
+	// is stored in <SessionsDir>/<id>/images/ (the web's own copy) and
+	// served from there. "" stores none.
+	SessionsDir string
+	// Health checks the rungs of GET /api/vm/health that are not verbs:
+	// SSH returns nil when `ssh devvm true` works. Nil reports the rung as
+	// not checked.
+	SSH func(ctx context.Context) error
 }
 
 // Transcript is where the verb and approval events of a session go. The
@@ -140,6 +150,9 @@ type Service struct {
 	log             hclog.Logger
 	metrics         *Metrics
 	now             func() time.Time
+	sessionsDir     string
+	ssh             func(ctx context.Context) error
+	health          healthCache
 
 	// mu protects the following.
 	mu        sync.Mutex
@@ -170,6 +183,8 @@ func New(cfg Config) (*Service, error) {
 		metrics:         cfg.Metrics,
 		now:             cfg.Now,
 		approvals:       map[string]*approval{},
+		sessionsDir:     cfg.SessionsDir,
+		ssh:             cfg.SSH,
 	}
 	switch {
 	case s.approvalTimeout == 0:
@@ -235,8 +250,19 @@ var (
 // policy: under approve Run posts an `approval` event and blocks until the
 // operator resolves it, it expires, or ctx ends.
 func (s *Service) Run(ctx context.Context, sessionID, verb string, actor Actor) (Result, error) {
+	return s.RunArgs(ctx, sessionID, verb, nil, actor)
+}
+
+// RunArgs is Run with args: guest-exec's argv (checked with
+// verbs.ValidateArgs before anything else happens; the approval shows it),
+// nil for every other verb, which refuses any (errors wrap verbs.ErrArgs).
+func (s *Service) RunArgs(ctx context.Context, sessionID, verb string, args []string, actor Actor) (Result, error) {
 	v, err := verbs.Parse(verb)
 	if err != nil {
+		s.metrics.observe("", actor.Kind, outcomeInvalid)
+		return Result{}, err
+	}
+	if err := v.CheckArgs(args); err != nil {
 		s.metrics.observe("", actor.Kind, outcomeInvalid)
 		return Result{}, err
 	}
@@ -257,19 +283,22 @@ func (s *Service) Run(ctx context.Context, sessionID, verb string, actor Actor) 
 		case PolicyDeny:
 			err = ErrRefused
 		case PolicyApprove:
-			err = s.await(ctx, sessionID, v.Name)
+			err = s.await(ctx, sessionID, v.Name, args)
 		}
 		if err != nil {
-			s.finish(sessionID, name, actor, start, Result{}, err)
+			s.finish(sessionID, name, args, actor, start, Result{}, err)
 			return Result{}, err
 		}
 	}
 	kctx, cancel := context.WithTimeout(ctx, s.verbTimeout)
 	defer cancel()
 	callStart := s.now()
-	res, err := s.call(kctx, name, actor.keyholderName(sessionID))
+	res, err := s.call(kctx, name, actor.keyholderName(sessionID), args)
 	s.metrics.Duration.WithLabelValues(name).Observe(s.now().Sub(callStart).Seconds())
-	s.finish(sessionID, name, actor, start, res, err)
+	if err == nil && res.ContentType != "" {
+		res.Image = s.storeImage(sessionID, res)
+	}
+	s.finish(sessionID, name, args, actor, start, res, err)
 	if err != nil {
 		return Result{}, err
 	}
@@ -277,10 +306,10 @@ func (s *Service) Run(ctx context.Context, sessionID, verb string, actor Actor) 
 }
 
 // finish counts, logs and records one verb request that passed verbs.Parse.
-func (s *Service) finish(sessionID, verb string, actor Actor, start time.Time, res Result, err error) {
+func (s *Service) finish(sessionID, verb string, args []string, actor Actor, start time.Time, res Result, err error) {
 	outcome := outcomeOf(res, err)
 	s.metrics.observe(verb, actor.Kind, outcome)
-	data := event.VerbData{Verb: verb, Actor: actor.transcriptName()}
+	data := event.VerbData{Verb: verb, Actor: actor.transcriptName(), Args: args}
 	if err != nil {
 		data.Error = err.Error()
 		data.DurationMS = s.now().Sub(start).Milliseconds()
@@ -291,6 +320,13 @@ func (s *Service) finish(sessionID, verb string, actor Actor, start time.Time, r
 		data.ExitCode = &code
 		data.Output = res.Output
 		data.DurationMS = res.DurationMS
+		if res.ContentType != "" {
+			// The picture is in the session's folder, not in the log.
+			data.Image = res.Image
+			if data.Image == "" {
+				data.Output = "(a " + res.ContentType + " of " + strconv.Itoa(base64.StdEncoding.DecodedLen(len(res.OutputBase64))) + " bytes, not stored: no session)"
+			}
+		}
 		s.log.Info("verb ran", "verb", verb, "actor_kind", actor.Kind, "actor", actor.transcriptName(),
 			"session_id", sessionID, "outcome", outcome, "exit_code", res.ExitCode, "duration_ms", res.DurationMS)
 	}

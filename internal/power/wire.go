@@ -1,5 +1,7 @@
 package power
 
+import "breakglass/internal/ipc"
+
 // The agent endpoint's wire contract, shared with the `pve` command
 // (package pvecmd).
 
@@ -21,7 +23,8 @@ const (
 	CodeToken          Code = "token_rejected"   // 401: no token, a dead one, or another session's
 	CodeUnauthorized   Code = "unauthorized"     // 401: no operator identity
 	CodeForbidden      Code = "forbidden"        // 403: a turn token on an operator route
-	CodeInvalidVerb    Code = "invalid_verb"     // 400: not one of the six verbs
+	CodeInvalidVerb    Code = "invalid_verb"     // 400: not one of the verbs
+	CodeBadArgs        Code = "bad_args"         // 400: args on a verb without them, or an argv outside the limits
 	CodeBadRequest     Code = "bad_request"      // 400: malformed body or session id
 	CodeRefused        Code = "refused"          // 403: policy deny
 	CodeDenied         Code = "denied"           // 403: the operator denied the approval
@@ -47,6 +50,8 @@ type ErrorBody struct {
 // token's own.
 type RunRequest struct {
 	SessionID string `json:"session_id,omitempty"`
+	// Args is guest-exec's argv; every other verb refuses it.
+	Args ipc.Argv `json:"args,omitempty"`
 }
 
 // ApprovalRequest is the body of POST /api/sessions/{id}/approvals/{aid}.

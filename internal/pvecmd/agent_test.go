@@ -264,3 +264,60 @@ func TestAgentPveResetAllowed(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAgentPveScreenshotThenRead: the agent runs `pve screenshot`, which
+// saves the VM's screen as a PNG in its folder and prints the path, and the
+// CLI's Read tool opens that path as an image.
+func TestAgentPveScreenshotThenRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "screenshot-1.png")
+	w := newAgentWorld(t, power.Config{}, []apidouble.Turn{
+		apidouble.T(apidouble.Bash("cd " + dir + " && pve screenshot")),
+		apidouble.AfterToolResult(apidouble.ToolUse("Read", map[string]any{"file_path": path})),
+		apidouble.AfterToolResult(apidouble.Text("The VM shows a login prompt.")),
+	})
+	info, err := w.mgr.Create()
+	require.NoError(t, err)
+	evs := w.turn(t, info.ID, "what is on the screen?", nil)
+
+	verbsRun := dataOf[event.VerbData](t, evs, event.Verb)
+	require.Len(t, verbsRun, 1, "events: %v", types(evs))
+	assert.Equal(t, "screenshot", verbsRun[0].Verb)
+	results := dataOf[event.ToolResultData](t, evs, event.ToolResult)
+	require.Len(t, results, 2, "events: %v", types(evs))
+	assert.False(t, results[0].IsError, results[0].Output)
+	assert.Contains(t, results[0].Output, path, "pve prints the path")
+	assert.False(t, results[1].IsError, "Read opened the PNG: %s", results[1].Output)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), "\x89PNG"))
+
+	// The Read result went back to the model as an image.
+	reqs := w.double.MessageRequests()
+	require.NotEmpty(t, reqs)
+	last := string(reqs[len(reqs)-1].Body)
+	assert.Contains(t, last, `"media_type":"image/png"`)
+	assert.Equal(t, event.OutcomeSuccess, dataOf[event.DoneData](t, evs, event.Done)[0].Outcome)
+}
+
+// TestAgentPveGuestExecApprovalShowsArgv: `pve guest-exec -- argv…` waits
+// for an approval carrying the exact argv; approved, the guest runs it.
+func TestAgentPveGuestExecApprovalShowsArgv(t *testing.T) {
+	w := newAgentWorld(t, power.Config{}, []apidouble.Turn{
+		apidouble.T(apidouble.Bash(`pve guest-exec -- systemctl restart 'ssh'`)),
+		apidouble.AfterToolResult(apidouble.Text("Restarted.")),
+	})
+	info, err := w.mgr.Create()
+	require.NoError(t, err)
+	var seen []string
+	evs := w.turn(t, info.ID, "restart sshd", func(id string) {
+		assert.NoError(t, w.web.svc.Resolve(info.ID, id, true))
+	})
+	for _, d := range dataOf[event.ApprovalData](t, evs, event.Approval) {
+		if d.State == event.ApprovalPending {
+			seen = d.Args
+		}
+	}
+	assert.Equal(t, []string{"systemctl", "restart", "ssh"}, seen)
+	assert.Equal(t, [][]string{{"systemctl", "restart", "ssh"}}, w.vm.GuestExecs())
+}

@@ -68,7 +68,7 @@ func startProxmox(t *testing.T) *proxmox {
 	require.NoError(t, err)
 
 	machine := pvesim.NewVM(102)
-	sim, err := pvesim.Start(pvesim.Config{VM: machine, AuthorizedKey: pveKey, HostKey: hostKey, StopWait: 5 * time.Second})
+	sim, err := pvesim.Start(pvesim.Config{VM: machine, AuthorizedKey: pveKey, HostKey: hostKey, StopWait: 5 * time.Second, AllowGuestExec: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sim.Close() })
 

@@ -3,6 +3,7 @@ package pvecmd
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -42,8 +45,9 @@ const DefaultWait = 10 * time.Minute
 const maxWait = 2 * time.Hour
 
 // maxAnswer bounds the web's answer: the keyholder caps output at 1 MiB,
-// which JSON escaping can grow.
-const maxAnswer = 8 << 20
+// which JSON escaping can grow, and a screenshot at 8 MiB, which base64
+// grows by a third.
+const maxAnswer = 12 << 20
 
 // Exit codes of pve when the verb did not run. When it ran, pve exits with
 // the remote exit code (clamped to 0..255), which may coincide with these:
@@ -65,14 +69,9 @@ const (
 // Main runs `pve` with args (without the program name) and returns its exit
 // status. getenv reads the environment variables named above.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		usage(stderr, fmt.Sprintf("expected exactly one verb, got %d arguments", len(args)))
-		return ExitUsage
-	}
-	v, err := verbs.Parse(args[0])
-	if err != nil {
-		usage(stderr, err.Error())
-		return ExitUsage
+	v, argv, code := parseArgs(args, stderr)
+	if code != 0 {
+		return code
 	}
 	verb := string(v.Name)
 
@@ -96,8 +95,8 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		wait = time.Duration(n) * time.Second
 	}
 	var body []byte
-	if sid := getenv(EnvSession); sid != "" {
-		body, _ = json.Marshal(power.RunRequest{SessionID: sid})
+	if sid := getenv(EnvSession); sid != "" || argv != nil {
+		body, _ = json.Marshal(power.RunRequest{SessionID: sid, Args: argv})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -114,6 +113,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	}
 	if v.Mutating {
 		fmt.Fprintf(stderr, "pve: asking for %s; it may wait for the operator's approval\n", verb)
+		if argv != nil {
+			fmt.Fprintf(stderr, "pve: the operator sees the argv %q\n", argv)
+		}
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // the token goes to the web, never to a proxy
@@ -165,6 +167,9 @@ func printResult(verb string, raw []byte, stdout, stderr io.Writer) int {
 	if err := json.Unmarshal(raw, &res); err != nil || res.Verb != verb {
 		fmt.Fprintf(stderr, "pve: %s: unexpected answer from breakglass\n", verb)
 		return ExitWeb
+	}
+	if res.ContentType != "" {
+		return saveImage(verb, res, stdout, stderr)
 	}
 	io.WriteString(stdout, res.Output)
 	if res.Output != "" && !strings.HasSuffix(res.Output, "\n") {
@@ -240,6 +245,7 @@ func usage(w io.Writer, why string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pve: %s\n", why)
 	b.WriteString("usage: pve <verb>   (exactly one verb, no options)\n")
+	b.WriteString("       pve guest-exec -- <command> <arg>…   (the one verb with arguments: an argv, no shell)\n")
 	for _, v := range verbs.All() {
 		kind := "read-only"
 		if v.Mutating {
@@ -248,4 +254,78 @@ func usage(w io.Writer, why string) {
 		fmt.Fprintf(&b, "  %-10s %s [%s]\n", v.Name, v.Summary, kind)
 	}
 	io.WriteString(w, b.String())
+}
+
+// parseArgs reads `pve <verb>` or `pve guest-exec -- <argv…>`; a non-zero
+// code means a usage error was printed.
+func parseArgs(args []string, stderr io.Writer) (verbs.Verb, []string, int) {
+	if len(args) == 0 {
+		usage(stderr, "expected a verb")
+		return verbs.Verb{}, nil, ExitUsage
+	}
+	v, err := verbs.Parse(args[0])
+	if err != nil {
+		usage(stderr, err.Error())
+		return verbs.Verb{}, nil, ExitUsage
+	}
+	if !v.TakesArgs {
+		if len(args) != 1 {
+			usage(stderr, fmt.Sprintf("%s takes no arguments, got %d", v.Name, len(args)-1))
+			return verbs.Verb{}, nil, ExitUsage
+		}
+		return v, nil, 0
+	}
+	if len(args) < 3 || args[1] != "--" {
+		usage(stderr, fmt.Sprintf("%s takes its command after --, one argument per word, no shell: pve %s -- systemctl restart ssh", v.Name, v.Name))
+		return verbs.Verb{}, nil, ExitUsage
+	}
+	argv := args[2:]
+	if err := verbs.ValidateArgs(argv); err != nil {
+		usage(stderr, err.Error())
+		return verbs.Verb{}, nil, ExitUsage
+	}
+	return v, argv, 0
+}
+
+// maxImages bounds the pictures pve keeps in one folder.
+const maxImages = 1000
+
+// saveImage writes a binary answer (screenshot's PNG) into the current
+// folder, the agent's work folder, and prints its path so the agent can
+// open it with its Read tool.
+func saveImage(verb string, res power.Result, stdout, stderr io.Writer) int {
+	b, err := base64.StdEncoding.DecodeString(res.OutputBase64)
+	if err != nil || res.ContentType != verbs.ContentTypePNG {
+		fmt.Fprintf(stderr, "pve: %s: unexpected answer from breakglass\n", verb)
+		return ExitWeb
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "pve: %s: no working folder to save the picture in: %v\n", verb, err)
+		return ExitWeb
+	}
+	// screenshot-1.png, screenshot-2.png, …: short names, never one
+	// overwritten.
+	var name string
+	var f *os.File
+	for n := 1; n <= maxImages; n++ {
+		name = filepath.Join(dir, verb+"-"+strconv.Itoa(n)+".png")
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, os.ErrExist) {
+			break
+		}
+	}
+	if err == nil {
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pve: %s: save the picture: %v\n", verb, err)
+		return ExitWeb
+	}
+	fmt.Fprintln(stdout, name)
+	fmt.Fprintf(stderr, "pve: %s: the VM's screen, %d bytes of PNG, saved at the path above: open it with the Read tool to see it\n", verb, len(b))
+	return 0
 }

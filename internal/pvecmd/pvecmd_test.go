@@ -43,6 +43,7 @@ const (
 type fakeKeyholder struct {
 	mu     sync.Mutex
 	calls  []string
+	args   [][]string
 	result power.Result
 	err    error
 	block  chan struct{}
@@ -50,9 +51,10 @@ type fakeKeyholder struct {
 
 func (k *fakeKeyholder) Verbs(context.Context) (power.VerbList, error) { return power.VerbList{}, nil }
 
-func (k *fakeKeyholder) Run(ctx context.Context, verb, actor string) (power.Result, error) {
+func (k *fakeKeyholder) RunRequest(ctx context.Context, verb string, req ipc.RunRequest) (power.Result, error) {
 	k.mu.Lock()
 	k.calls = append(k.calls, verb)
+	k.args = append(k.args, req.Args)
 	res, err, block := k.result, k.err, k.block
 	k.mu.Unlock()
 	if block != nil {
@@ -182,13 +184,20 @@ func TestUsage(t *testing.T) {
 		{"injection", []string{"status;reset"}},
 		{"empty", []string{""}},
 		{"help", []string{"--help"}},
+		{"guest-exec-bare", []string{"guest-exec"}},
+		{"guest-exec-no-dashes", []string{"guest-exec", "uptime"}},
+		{"guest-exec-nothing-after", []string{"guest-exec", "--"}},
+		{"guest-exec-empty-command", []string{"guest-exec", "--", ""}},
+		{"guest-exec-nul", []string{"guest-exec", "--", "echo", "a\x00b"}},
+		{"guest-exec-seventeen", append([]string{"guest-exec", "--"}, strings.Split(strings.Repeat("a ", 16)+"a", " ")...)},
+		{"screenshot-arg", []string{"screenshot", "--", "x"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := pve(env, tc.args...)
 			assert.Equal(t, ExitUsage, r.code)
 			assert.Contains(t, r.stderr, "usage: pve <verb>")
-			for _, v := range []string{"status", "forensics", "reset", "stop", "start", "cycle"} {
+			for _, v := range []string{"status", "forensics", "reset", "stop", "start", "cycle", "screenshot", "console", "guest", "tasks", "unlock", "guest-exec"} {
 				assert.Contains(t, r.stderr, "  "+v+" ")
 			}
 			assert.Empty(t, r.stdout)

@@ -91,6 +91,7 @@ func claudeBin(t testing.TB) string {
 const (
 	pveSim       = ""          // pvesim runs the real pve-gate logic
 	pveBlackhole = "blackhole" // accepts TCP and never answers
+	pveDown      = "down"      // a closed port
 	devvmSim     = ""          // devvmsim lets the devvm key in
 	devvmDown    = "down"      // a closed port
 )
@@ -142,19 +143,23 @@ func newWorld(t testing.TB, o options) *world {
 	var pveAddr string
 	switch o.pve {
 	case pveSim:
-		w.pve, err = pvesim.Start(pvesim.Config{VM: w.vm, AuthorizedKey: pveKey.PublicKey(), HostKey: pveHost})
+		w.pve, err = pvesim.Start(pvesim.Config{VM: w.vm, AuthorizedKey: pveKey.PublicKey(), HostKey: pveHost,
+			AllowGuestExec: true})
 		require.NoError(t, err)
 		t.Cleanup(func() { w.pve.Close() })
 		pveAddr = w.pve.Addr
 	case pveBlackhole:
 		pveAddr = blackhole(t, w.blackholed)
+	case pveDown:
+		pveAddr = closedPort(t)
 	default:
 		t.Fatalf("unknown pve option %q", o.pve)
 	}
 	var devvmAddr string
 	switch o.devvm {
 	case devvmSim:
-		w.devvm, err = devvmsim.Start(devvmsim.Config{User: "breakglass", AuthorizedKey: devvmKey.PublicKey(), HostKey: devvmHost})
+		w.devvm, err = devvmsim.Start(devvmsim.Config{User: "breakglass", AuthorizedKey: devvmKey.PublicKey(), HostKey: devvmHost,
+			Reachable: w.vm.SSHUp})
 		require.NoError(t, err)
 		t.Cleanup(func() { w.devvm.Close() })
 		devvmAddr = w.devvm.Addr

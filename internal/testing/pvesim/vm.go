@@ -208,10 +208,15 @@ func (v *VM) qmLocked(args []string, stdin string) pvegate.Result {
 		if args[2] != "--verbose" {
 			break
 		}
-		if !running {
-			return v.padLocked(result(0, "name: devvm\nqmpstatus: stopped\nstatus: stopped\nvmid: %d\n", v.vmid))
+		// Like Proxmox's, the verbose status carries the lock when set.
+		lock := ""
+		if v.lock != "" {
+			lock = "lock: " + v.lock + "\n"
 		}
-		return v.padLocked(result(0, "cpus: 4\nmaxmem: 8589934592\nname: devvm\npid: %d\nqmpstatus: running\nstatus: running\nuptime: 86400\nvmid: %d\n", qemuPID, v.vmid))
+		if !running {
+			return v.padLocked(result(0, "%sname: devvm\nqmpstatus: stopped\nstatus: stopped\nvmid: %d\n", lock, v.vmid))
+		}
+		return v.padLocked(result(0, "cpus: 4\n%smaxmem: 8589934592\nname: devvm\npid: %d\nqmpstatus: running\nstatus: running\nuptime: 86400\nvmid: %d\n", lock, qemuPID, v.vmid))
 	case "config/2":
 		lock := ""
 		if v.lock != "" {
