@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/event"
+	"breakglass/internal/uuid"
 )
 
 // TestDiskFullKeepsTheLogWhole: the disk fills while a session's log is
@@ -80,4 +81,31 @@ func TestDiskFullKeepsTheLogWhole(t *testing.T) {
 	got2, err := m2.Get(info.ID)
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), got2.LastEventID)
+}
+
+// TestCreateOnFullDiskLeavesNothing: a session whose session.json cannot be
+// written is refused and leaves no folder; a folder left unfinished by an
+// earlier crash (no session.json, no event) is not listed at start.
+func TestCreateOnFullDiskLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, Config{Dir: dir, Runner: &fakeRunner{script: quickTurn}})
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old))
+	capped := old
+	capped.Cur = 10
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &capped))
+	_, err := m.Create()
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old))
+	require.Error(t, err)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "no half-made folder")
+	assert.Empty(t, m.List())
+
+	unfinished := filepath.Join(dir, uuid.New())
+	require.NoError(t, os.Mkdir(unfinished, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(unfinished, eventsFile), nil, 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, uuid.New()), 0o700))
+	m2 := newManager(t, Config{Dir: dir, Runner: &fakeRunner{script: quickTurn}})
+	assert.Empty(t, m2.List())
 }

@@ -327,8 +327,12 @@ func (m *Manager) load(id string) (*sess, error) {
 		return s, nil
 	}
 	if sum.CreatedAt.IsZero() {
-		if _, err := os.Stat(filepath.Join(sdir, eventsFile)); errors.Is(err, os.ErrNotExist) {
-			return nil, nil // a folder cut off while it was being made
+		// No session.json to trust and no event to rebuild from: a folder
+		// cut off while it was being made (the disk filled, the process
+		// died). There is nothing in it to keep.
+		if fi, err := os.Stat(filepath.Join(sdir, eventsFile)); errors.Is(err, os.ErrNotExist) || (err == nil && fi.Size() == 0) {
+			m.log.Warn("skipping a session folder that was never finished", "session", id)
+			return nil, nil
 		}
 	}
 	if err := m.rebuildLocked(s); err != nil {

@@ -98,6 +98,10 @@ func createFiles(sdir string, sum summary) (*os.File, error) {
 	}
 	if err := writeSummary(sdir, f, &sum); err != nil {
 		f.Close()
+		// The folder was made just now and holds nothing yet: leave no
+		// half-made session behind (TestSessionsDiskFull).
+		_ = os.Remove(filepath.Join(sdir, eventsFile))
+		_ = os.Remove(sdir)
 		return nil, err
 	}
 	return f, nil
@@ -147,9 +151,10 @@ func writeSummary(sdir string, f *os.File, sum *summary) error {
 }
 
 // readSummary reads session id's session.json and says whether its derived
-// fields still describe events.jsonl. A file that cannot be read or decoded
-// (a crashed write of an older release, a damaged disk) comes back with ok
-// false and only the id set: everything is rebuilt from the log.
+// fields still describe events.jsonl (fresh). A file that cannot be
+// decoded (a crashed write of an older release, a damaged disk) or names
+// another id comes back not fresh with only the id set: everything is
+// rebuilt from the log.
 func readSummary(sdir, id string) (sum summary, fresh bool, err error) {
 	sum = summary{ID: id}
 	lfi, lerr := os.Stat(filepath.Join(sdir, eventsFile))
