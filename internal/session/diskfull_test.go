@@ -109,3 +109,30 @@ func TestCreateOnFullDiskLeavesNothing(t *testing.T) {
 	m2 := newManager(t, Config{Dir: dir, Runner: &fakeRunner{script: quickTurn}})
 	assert.Empty(t, m2.List())
 }
+
+// TestRenameOnFullDiskChangesNothing: a rename or an archive that cannot be
+// saved is refused and leaves the session as it was, in memory and on disk.
+func TestRenameOnFullDiskChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, Config{Dir: dir, Runner: &fakeRunner{script: quickTurn}})
+	info, err := m.Create()
+	require.NoError(t, err)
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old))
+	capped := old
+	capped.Cur = 10
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &capped))
+	_, errRename := m.Rename(info.ID, "Disk full")
+	_, errArchive := m.Archive(info.ID)
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old))
+	assert.Error(t, errRename)
+	assert.Error(t, errArchive)
+	got, err := m.Get(info.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "", got.Title)
+	assert.False(t, got.Archived)
+	assert.Len(t, m.List(), 1)
+	entries, err := os.ReadDir(filepath.Join(dir, info.ID))
+	require.NoError(t, err)
+	assert.Len(t, entries, 2, "no temporary file left beside session.json")
+}

@@ -138,19 +138,19 @@ func (m *Manager) change(id string, fn func(*sess) error) (Info, error) {
 	if s.closed {
 		return Info{}, ErrClosed
 	}
+	before := s.sum
 	if err := fn(s); err != nil {
 		return Info{}, err
 	}
-	s.dirty = true
 	sum := s.sum
 	sum.LastEventID = s.savedLast
 	sum.Prompts = s.index.prompts
 	if err := writeSummary(s.dir, s.file, &sum); err != nil {
-		// Keep the change in memory (it is what the operator asked for)
-		// but say it could not be saved.
+		// Not saved, not done: the operator is told and can try again;
+		// nothing in memory differs from the disk.
+		s.sum = before
 		m.log.Error("write session summary", "session", s.id, "error", err)
 		return Info{}, err
 	}
-	s.dirty = false
 	return s.info(), nil
 }
