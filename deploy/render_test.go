@@ -525,3 +525,49 @@ func parseTrustedProxies(v string) error {
 	}
 	return nil
 }
+
+// TestBearerTokenOnlyFromAFileInTheWeb: no render sets API_BEARER_TOKEN in
+// a manifest (a token in git, or in an environment the agent's tools might
+// see); with components/api-token the web reads it from a read-only Secret
+// file that no other container mounts.
+func TestBearerTokenOnlyFromAFileInTheWeb(t *testing.T) {
+	const tokenSecret = "breakglass-api-token"
+	sawFile := false
+	for _, r := range builds(t) {
+		t.Run(r.name, func(t *testing.T) {
+			for _, d := range r.deployments {
+				spec := d.Spec.Template.Spec
+				tokenVolumes := map[string]bool{}
+				for _, v := range spec.Volumes {
+					if v.Secret != nil && v.Secret.SecretName == tokenSecret {
+						tokenVolumes[v.Name] = true
+					}
+				}
+				for _, c := range append(spec.InitContainers, spec.Containers...) {
+					file := ""
+					for _, e := range c.Env {
+						assert.NotEqual(t, "API_BEARER_TOKEN", e.Name, "%s: the token comes from a file (API_BEARER_TOKEN_FILE)", c.Name)
+						if e.Name == "API_BEARER_TOKEN_FILE" {
+							file = e.Value
+						}
+					}
+					for _, m := range c.VolumeMounts {
+						if !tokenVolumes[m.Name] {
+							continue
+						}
+						assert.Equal(t, webContainer, c.Name, "only the web mounts the token Secret")
+						assert.True(t, m.ReadOnly, "the token Secret is mounted read-only")
+						if file != "" && strings.HasPrefix(file, m.MountPath+"/") {
+							sawFile = true
+						}
+					}
+					if file != "" {
+						assert.Equal(t, webContainer, c.Name)
+						assert.NotEmpty(t, tokenVolumes, "API_BEARER_TOKEN_FILE points into the token Secret")
+					}
+				}
+			}
+		})
+	}
+	assert.True(t, sawFile, "components/api-token sets API_BEARER_TOKEN_FILE to a file of the mounted Secret")
+}

@@ -137,7 +137,6 @@ func startWeb(t *testing.T, trusted, token string) *web {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "api-token"), []byte(token), 0o600))
 	cmd := exec.Command(webBin)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
