@@ -106,7 +106,7 @@ func main() {
 	var (
 		timeout = flag.Duration("timeout", 60*time.Second, "per-mutant timeout of one go test run")
 		maxKill = flag.Duration("max-kill", 15*time.Second, "fail when the slowest kill takes longer")
-		only    = flag.String("only", "", "run only the mutants whose file or line contains this")
+		only    = flag.String("only", "", "run only the mutants whose file or line contains one of these (comma-separated)")
 		list    = flag.Bool("list", false, "list the mutants and exit")
 		check   = flag.Bool("check", false, "only check that every mutant applies, and exit")
 	)
@@ -127,7 +127,7 @@ func main() {
 func run(out io.Writer, all []Mutant, only string, list bool, timeout, maxKill time.Duration) error {
 	var live, equiv []Mutant
 	for _, m := range all {
-		if only != "" && !strings.Contains(m.File, only) && !strings.Contains(m.From, only) {
+		if only != "" && !matches(m, only) {
 			continue
 		}
 		if m.Equivalent != "" {
@@ -389,6 +389,17 @@ func goTest(root, dir, pkg string, timeout time.Duration) (string, string) {
 		return "build failed", output
 	}
 	return runTest(filepath.Join(root, pkg), bin, "", timeout)
+}
+
+// matches says whether m's file or line contains one of the comma-separated
+// words of only.
+func matches(m Mutant, only string) bool {
+	for _, w := range strings.Split(only, ",") {
+		if w != "" && (strings.Contains(m.File, w) || strings.Contains(m.From, w)) {
+			return true
+		}
+	}
+	return false
 }
 
 // isTestName says whether goTest's answer names a test.
