@@ -106,6 +106,7 @@ fuzz:
 # longer.
 soak: deps
 	BREAKGLASS_SOAK=1 $(GO) test -race -count=1 -timeout 60m ./internal/systemtest/
+	BREAKGLASS_SOAK=1 $(GO) test -count=1 -run '^TestBinaryStalledConnectionsBounded$$' ./cmd/keyholder/
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SOAK_FUZZTIME)
 
 # Mutation testing of the security checks (not part of make test): each

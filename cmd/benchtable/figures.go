@@ -47,6 +47,7 @@ var (
 	benchMem   = &bench{pkg: "./cmd/web/", name: "BenchmarkMemory10x10k", benchtime: "5x"}
 	benchH1000 = &bench{pkg: "./cmd/web/", name: "BenchmarkHistory1000x10k", benchtime: "1x"}
 	benchH10   = &bench{pkg: "./cmd/web/", name: "BenchmarkHistory10x10k", benchtime: "1x"}
+	benchStall = &bench{pkg: "./cmd/keyholder/", name: "BenchmarkStalledConnections", benchtime: "1x"}
 )
 
 // figures is the table, in the order printed. The targets are the ones
@@ -56,6 +57,8 @@ var figures = []figure{
 		peerMetric: "ssh-agent-median-ms", peer: "OpenSSH ssh-agent", ratioTarget: 1.05},
 	{name: "status verb through the keyholder (median)", bench: benchVerb, metric: "keyholder_median_ms", unit: "ms",
 		peerMetric: "openssh_median_ms", peer: "OpenSSH client", ratioTarget: 1.10},
+	{name: "keyholder RSS peak, 5,000 stalled connections", bench: benchStall, metric: "hwm_MiB", unit: "MiB", target: 48,
+		before: "release 1: 84 MiB at 4,000"},
 	{name: "SSE fan-out to 100 clients, p50", bench: benchFan, metric: "p50_ms", unit: "ms", target: 5},
 	{name: "SSE fan-out to 100 clients, p99", bench: benchFan, metric: "p99_ms", unit: "ms", target: 5},
 	{name: "replay of 10,000 events, first event (median)", bench: benchRep, metric: "first_ms", unit: "ms", target: 200},

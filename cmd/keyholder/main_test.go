@@ -43,7 +43,7 @@ type fixture struct {
 	alice *passkey.Authenticator
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "khcmd")
 	require.NoError(t, err)
@@ -76,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 	}}
 }
 
-func hostKey(t *testing.T) ssh.PublicKey {
+func hostKey(t testing.TB) ssh.PublicKey {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
@@ -257,7 +257,7 @@ func TestMain(m *testing.M) {
 }
 
 // start execs the binary with f's environment only.
-func (f *fixture) start(t *testing.T) (*exec.Cmd, *bufio.Scanner) {
+func (f *fixture) start(t testing.TB) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(binary)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -321,7 +321,7 @@ func TestBinaryRefusesBadKeyFile(t *testing.T) {
 // waitServing reads the binary's log until its "serving" line, then keeps
 // draining it (so the process never blocks on a full pipe) until it closes:
 // receive from the returned channel before cmd.Wait.
-func waitServing(t *testing.T, stderr *bufio.Scanner) <-chan struct{} {
+func waitServing(t testing.TB, stderr *bufio.Scanner) <-chan struct{} {
 	t.Helper()
 	for stderr.Scan() {
 		var line map[string]any

@@ -22,7 +22,9 @@ import (
 	"breakglass/internal/testing/pvesim"
 )
 
-// Stalled connections of TestBinaryStalledConnectionsBounded.
+// Stalled connections of TestBinaryStalledConnectionsBounded; the soak
+// (BREAKGLASS_SOAK=1, make soak) holds three times as many (15,000 file
+// descriptors in the test process).
 const (
 	stalledVerbConns  = 4000
 	stalledAgentConns = 1000
@@ -38,6 +40,35 @@ const (
 // and counted, so the keyholder's peak resident memory stays under
 // maxStalledRSS, and once the callers let go it answers status again.
 func TestBinaryStalledConnectionsBounded(t *testing.T) {
+	verb, agent := stalledVerbConns, stalledAgentConns
+	if os.Getenv("BREAKGLASS_SOAK") == "1" {
+		verb, agent = 3*verb, 3*agent
+	}
+	before, peak := stalledKeyholder(t, verb, agent)
+	t.Logf("keyholder resident memory: %d KiB before, peak %d KiB with %d stalled connections",
+		before>>10, peak>>10, verb+agent)
+	assert.Less(t, peak, int64(maxStalledRSS), "peak resident memory under the stalled connections")
+}
+
+// BenchmarkStalledConnections is TestBinaryStalledConnectionsBounded's
+// figure for make bench: the keyholder's peak resident memory (MiB) with
+// 4,000 stalled connections on keyholder.sock and 1,000 on agent.sock.
+func BenchmarkStalledConnections(b *testing.B) {
+	var peak int64
+	for range b.N {
+		_, peak = stalledKeyholder(b, stalledVerbConns, stalledAgentConns)
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "hwm_MiB")
+}
+
+// stalledKeyholder starts the keyholder binary in front of a simulated
+// Proxmox host, stalls verbConns connections on keyholder.sock (half a
+// request's headers each) and agentConns on agent.sock (a frame announced,
+// never sent), and returns its resident memory before and its peak with
+// them. It then lets them go and checks that status answers and that the
+// refused connections were counted.
+func stalledKeyholder(t testing.TB, verbConns, agentConns int) (before, peak int64) {
+	t.Helper()
 	f := newFixture(t)
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
@@ -58,7 +89,7 @@ func TestBinaryStalledConnectionsBounded(t *testing.T) {
 
 	cmd, stderr := f.start(t)
 	drained := waitServing(t, stderr)
-	before := rss(t, cmd.Process.Pid, "VmRSS")
+	before = rss(t, cmd.Process.Pid, "VmRSS")
 
 	var conns []net.Conn
 	defer func() {
@@ -77,13 +108,9 @@ func TestBinaryStalledConnectionsBounded(t *testing.T) {
 			_, _ = c.Write([]byte(partial))
 		}
 	}
-	stall(f.socket(), stalledVerbConns, "POST /v1/verbs/status HTTP/1.1\r\nHost: keyholder\r\nContent-Le")
-	stall(f.agentSocket(), stalledAgentConns, "\x00\x03\xff\xff") // a 256 KiB frame announced, never sent
-
-	peak := rss(t, cmd.Process.Pid, "VmHWM")
-	t.Logf("keyholder resident memory: %d KiB before, peak %d KiB with %d stalled connections",
-		before>>10, peak>>10, stalledVerbConns+stalledAgentConns)
-	assert.Less(t, peak, int64(maxStalledRSS), "peak resident memory under the stalled connections")
+	stall(f.socket(), verbConns, "POST /v1/verbs/status HTTP/1.1\r\nHost: keyholder\r\nContent-Le")
+	stall(f.agentSocket(), agentConns, "\x00\x03\xff\xff") // a 256 KiB frame announced, never sent
+	peak = rss(t, cmd.Process.Pid, "VmHWM")
 
 	for _, c := range conns {
 		_ = c.Close()
@@ -101,12 +128,13 @@ func TestBinaryStalledConnectionsBounded(t *testing.T) {
 
 	metrics, _, err := c.Metrics(ctx)
 	require.NoError(t, err)
-	assert.GreaterOrEqual(t, counter(t, string(metrics), "keyholder_connections_refused_total"), float64(stalledVerbConns-ipc.DefaultMaxConnections))
-	assert.GreaterOrEqual(t, counter(t, string(metrics), `keyholder_agent_refused_total{request="connection"}`), float64(stalledAgentConns-32))
+	assert.GreaterOrEqual(t, counter(t, string(metrics), "keyholder_connections_refused_total"), float64(verbConns-ipc.DefaultMaxConnections))
+	assert.GreaterOrEqual(t, counter(t, string(metrics), `keyholder_agent_refused_total{request="connection"}`), float64(agentConns-32))
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	<-drained
 	require.NoError(t, cmd.Wait())
+	return before, peak
 }
 
 // dialBusy connects to the Unix socket at path. A full listen backlog (the
@@ -125,7 +153,7 @@ func dialBusy(path string) (net.Conn, error) {
 }
 
 // rss reads a memory field (VmRSS, VmHWM) of pid in bytes.
-func rss(t *testing.T, pid int, field string) int64 {
+func rss(t testing.TB, pid int, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(t, err)
@@ -142,7 +170,7 @@ func rss(t *testing.T, pid int, field string) int64 {
 
 // counter returns the value of the series named exactly series (name and
 // labels) in Prometheus text.
-func counter(t *testing.T, text, series string) float64 {
+func counter(t testing.TB, text, series string) float64 {
 	t.Helper()
 	for _, line := range strings.Split(text, "\n") {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
