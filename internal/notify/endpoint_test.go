@@ -1,10 +1,14 @@
 package notify
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestValidateEndpoint(t *testing.T) {
@@ -102,4 +106,20 @@ func TestCheckKeys(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) { assert.ErrorIs(t, checkKeys(k), ErrBadKeys) })
 	}
+}
+
+// TestPublicClientNeverConnectsInside: the client that sends to https
+// endpoints refuses to connect to a loopback address, whatever the URL
+// says (here a test server the connection would otherwise reach).
+func TestPublicClientNeverConnectsInside(t *testing.T) {
+	var reached atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Store(true) }))
+	defer srv.Close()
+	resp, err := newPublicClient().Get(srv.URL)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errPrivateAddr)
+	assert.False(t, reached.Load())
 }

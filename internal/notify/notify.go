@@ -126,6 +126,13 @@ type Notifier struct {
 	ntfyLast *Delivery
 	closed   bool
 	retries  map[*time.Timer]struct{} // scheduled retries, stopped by Close
+	version  uint64                   // of subs, bumped by every change
+
+	// saveMu serialises writes of the subscriptions file, which happen
+	// outside mu so that Notify never waits on the disk.
+	saveMu sync.Mutex
+	// saved is the version last written; saveMu protects it.
+	saved uint64
 }
 
 // job is one message for one target: a subscription's endpoint, or ntfy
@@ -299,19 +306,25 @@ func (n *Notifier) Subscribe(endpoint string, keys Keys, events []Kind) (Subscri
 		ev = slices.Clone(Kinds)
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, s := range n.subs {
-		if s.Endpoint == endpoint {
+	var s *Subscription
+	for _, old := range n.subs {
+		if old.Endpoint == endpoint {
+			s = old
 			s.Keys, s.Events = keys, ev
-			return *s, n.saveLocked()
 		}
 	}
-	if len(n.subs) >= MaxSubscriptions {
-		return Subscription{}, ErrTooMany
+	if s == nil {
+		if len(n.subs) >= MaxSubscriptions {
+			n.mu.Unlock()
+			return Subscription{}, ErrTooMany
+		}
+		s = &Subscription{Endpoint: endpoint, Keys: keys, Events: ev, CreatedAt: n.now().UTC()}
+		n.subs = append(n.subs, s)
 	}
-	s := &Subscription{Endpoint: endpoint, Keys: keys, Events: ev, CreatedAt: n.now().UTC()}
-	n.subs = append(n.subs, s)
-	return *s, n.saveLocked()
+	out := *s
+	snap, v := n.changedLocked()
+	n.mu.Unlock()
+	return out, n.persist(snap, v)
 }
 
 // ErrNotSubscribed: no subscription has that endpoint.
@@ -320,11 +333,13 @@ var ErrNotSubscribed = errors.New("no such push subscription")
 // Unsubscribe removes the subscription with endpoint.
 func (n *Notifier) Unsubscribe(endpoint string) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if !n.removeLocked(endpoint) {
+		n.mu.Unlock()
 		return ErrNotSubscribed
 	}
-	return n.saveLocked()
+	snap, v := n.changedLocked()
+	n.mu.Unlock()
+	return n.persist(snap, v)
 }
 
 func (n *Notifier) removeLocked(endpoint string) bool {
@@ -336,13 +351,37 @@ func (n *Notifier) removeLocked(endpoint string) bool {
 	return true
 }
 
-// saveLocked writes the subscriptions; a failure is logged and returned.
-// n.mu must be held.
-func (n *Notifier) saveLocked() error {
-	if err := saveSubscriptions(n.dir, n.subs); err != nil {
+// changedLocked marks the subscriptions changed and returns a copy to
+// persist, with its version. n.mu must be held.
+func (n *Notifier) changedLocked() ([]*Subscription, uint64) {
+	n.version++
+	snap := make([]*Subscription, len(n.subs))
+	for i, s := range n.subs {
+		c := *s
+		c.Events = slices.Clone(s.Events)
+		if s.Last != nil {
+			d := *s.Last
+			c.Last = &d
+		}
+		snap[i] = &c
+	}
+	return snap, n.version
+}
+
+// persist writes a copy of the subscriptions, unless a newer one was
+// written already; a failure is logged and returned. It must be called
+// without n.mu: the disk may be slow, and Notify must not wait on it.
+func (n *Notifier) persist(snap []*Subscription, v uint64) error {
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	if v <= n.saved {
+		return nil
+	}
+	if err := saveSubscriptions(n.dir, snap); err != nil {
 		n.log.Error("push subscriptions not saved", "error", err)
 		return err
 	}
+	n.saved = v
 	return nil
 }
 
@@ -421,7 +460,9 @@ func (n *Notifier) offerLocked(j job) bool {
 	}
 	ch := channelOf(j)
 	n.deliveries.WithLabelValues(ch, OutcomeDropped).Inc()
-	n.recordLocked(j, Delivery{Status: StatusDropped, Error: "the delivery queue was full", Kind: j.msg.Kind, At: n.now().UTC()}, false)
+	// Shown at once, saved with the next change (Notify never waits on
+	// the disk).
+	n.recordLocked(j, Delivery{Status: StatusDropped, Error: "the delivery queue was full", Kind: j.msg.Kind, At: n.now().UTC()})
 	n.log.Warn("notification dropped: queue full", "channel", ch, "kind", j.msg.Kind)
 	n.after(ch, OutcomeDropped)
 	return false
@@ -458,22 +499,20 @@ func (n *Notifier) retryLater(j job, wait time.Duration) {
 	n.retries[t] = struct{}{}
 }
 
-// recordLocked sets the last delivery of j's target; save writes the
-// subscriptions file. n.mu must be held.
-func (n *Notifier) recordLocked(j job, d Delivery, save bool) {
+// recordLocked sets the last delivery of j's target and reports whether a
+// subscription changed (ntfy's status is not saved). n.mu must be held.
+func (n *Notifier) recordLocked(j job, d Delivery) bool {
 	if j.endpoint == "" {
 		n.ntfyLast = &d
-		return
+		return false
 	}
 	for _, s := range n.subs {
 		if s.Endpoint == j.endpoint {
 			s.Last = &d
-			if save {
-				_ = n.saveLocked()
-			}
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func (n *Notifier) work() {
@@ -506,10 +545,12 @@ func (n *Notifier) deliver(j job) {
 	}
 	if ch == ChannelWebPush && (last.code == http.StatusNotFound || last.code == http.StatusGone) {
 		n.mu.Lock()
-		if n.removeLocked(j.endpoint) {
-			_ = n.saveLocked()
-		}
+		removed := n.removeLocked(j.endpoint)
+		snap, v := n.changedLocked()
 		n.mu.Unlock()
+		if removed {
+			_ = n.persist(snap, v)
+		}
 		n.deliveries.WithLabelValues(ch, OutcomeGone).Inc()
 		n.log.Info("push subscription removed: the push service no longer knows it", "code", last.code)
 		n.after(ch, OutcomeGone)
@@ -540,8 +581,12 @@ func (n *Notifier) deliver(j job) {
 func (n *Notifier) finish(j job, ch, outcome string, d Delivery) {
 	n.deliveries.WithLabelValues(ch, outcome).Inc()
 	n.mu.Lock()
-	n.recordLocked(j, d, true)
+	changed := n.recordLocked(j, d)
+	snap, v := n.changedLocked()
 	n.mu.Unlock()
+	if changed {
+		_ = n.persist(snap, v)
+	}
 	n.after(ch, outcome)
 }
 

@@ -115,6 +115,15 @@ func TestTestPushIsSignedAndDecrypts(t *testing.T) {
 	assert.False(t, last.At.IsZero())
 	assert.Nil(t, st.Ntfy, "no ntfy configured")
 	assert.Equal(t, 1.0, testutil.ToFloat64(counter(t, r.reg, "webpush", "ok")))
+
+	// The status is saved with the subscription.
+	r.n.Close()
+	n2, err := notify.New(notify.Config{Dir: r.dir})
+	require.NoError(t, err)
+	defer n2.Close()
+	require.Len(t, n2.Status().Subscriptions, 1)
+	require.NotNil(t, n2.Status().Subscriptions[0].Last)
+	assert.Equal(t, notify.StatusOK, n2.Status().Subscriptions[0].Last.Status)
 }
 
 // counter finds breakglass_push_deliveries_total{channel,outcome}.
