@@ -9,9 +9,11 @@ import (
 
 	"breakglass/internal/claude"
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 	"breakglass/internal/notify"
 	"breakglass/internal/session"
 	"breakglass/internal/testing/pushdouble"
+	"breakglass/internal/vmwatch"
 )
 
 // approvalTurn is a turn that posts an approval and ends: each turn makes
@@ -65,4 +67,36 @@ func waitIdle(t *testing.T, m *session.Manager, id string, n int) {
 			t.Fatalf("turn %d did not end", n)
 		}
 	}
+}
+
+// flipping is a keyholder whose VM changes state every two readings.
+type flipping struct{ n int }
+
+func (f *flipping) Run(context.Context, string, string) (ipc.Result, error) {
+	f.n++
+	if (f.n/2)%2 == 0 {
+		return ipc.Result{Output: "status: running\n"}, nil
+	}
+	return ipc.Result{Output: "status: stopped\n"}, nil
+}
+
+// TestHangingPushServiceNeverBlocksTheWatch: the VM watch reports change
+// after change to a notifier whose only worker hangs and whose queue is
+// full; every reading still returns.
+func TestHangingPushServiceNeverBlocksTheWatch(t *testing.T) {
+	r := newRig(t, func(c *notify.Config) { c.Workers, c.QueueSize, c.Timeout = 1, 1, time.Hour })
+	r.push.Script(r.sub, pushdouble.Answer{Hang: true})
+	changes := 0
+	w, err := vmwatch.New(vmwatch.Config{
+		Keyholder: &flipping{},
+		OnChange: func(_, to vmwatch.State) {
+			changes++
+			r.n.VMChanged(notify.VMState(to))
+		},
+	})
+	require.NoError(t, err)
+	for range 40 {
+		w.Check(context.Background())
+	}
+	require.GreaterOrEqual(t, changes, 9)
 }
