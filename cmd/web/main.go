@@ -29,6 +29,7 @@ import (
 	"breakglass/internal/pvecmd"
 	"breakglass/internal/sandbox"
 	"breakglass/internal/session"
+	"breakglass/internal/signin"
 	"breakglass/ui"
 )
 
@@ -148,6 +149,11 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 
 	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, ipc.SocketName))
 	defer kh.Close()
+	if cfg.AgentMutatingVerbs == power.PolicyAllow {
+		if err := refuseAllowWithPresence(ctx, kh, log); err != nil {
+			return err
+		}
+	}
 
 	nt, err := startNotifications(cfg, kh, reg, log)
 	if err != nil {
@@ -189,7 +195,13 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		_ = mgr.Close()
 		return err
 	}
+	signIn, err := signin.New(signin.Config{Keyholder: kh, Logger: log.Named("signin")})
+	if err != nil {
+		_ = mgr.Close()
+		return err
+	}
 	srv, err := api.New(api.Config{
+		SignIn:         signIn,
 		Sessions:       mgr,
 		Keyholder:      keyholderProbe{kh},
 		BearerToken:    cfg.BearerToken,
@@ -199,6 +211,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
 			verbsSvc.RegisterOperator(operator, identity)
 			verbsSvc.RegisterAgent(open)
+			signIn.Register(open)
 			nt.register(operator)
 		},
 		Logger:     log.Named("api"),
@@ -279,12 +292,54 @@ var (
 	_ power.Transcript = (*session.Manager)(nil)
 	_ power.Keyholder  = (*ipc.Client)(nil)
 	_ api.Keyholder    = keyholderProbe{}
+	_ signin.Keyholder = (*ipc.Client)(nil)
+	_ power.Presencer  = (*ipc.Client)(nil)
 )
 
 // keyholderProbe adapts the ipc client to api.Keyholder.
 type keyholderProbe struct{ c *ipc.Client }
 
 func (k keyholderProbe) Healthz(ctx context.Context) error { return k.c.Healthz(ctx) }
+
+// Presence reports the keyholder's presence mode (for /readyz).
+func (k keyholderProbe) Presence(ctx context.Context) (string, error) {
+	vl, err := k.c.Verbs(ctx)
+	if err != nil {
+		return "", err
+	}
+	if vl.Presence == "" {
+		return "unknown", nil
+	}
+	return vl.Presence, nil
+}
+
+// allowWait bounds how long the web waits at start for the keyholder to say
+// whether it requires presence, when the agent's verbs are to run unasked.
+const allowWait = 15 * time.Second
+
+// refuseAllowWithPresence refuses BREAKGLASS_AGENT_MUTATING_VERBS=allow when
+// the keyholder requires operator presence: the agent has no passkey, so
+// "allow" could only ever fail, and it must never look like a way around
+// the operator. A keyholder that cannot be asked counts as requiring it.
+func refuseAllowWithPresence(ctx context.Context, kh *ipc.Client, log hclog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, allowWait)
+	defer cancel()
+	for {
+		vl, err := kh.Verbs(ctx)
+		if err == nil {
+			if vl.Presence == "off" {
+				log.Warn("BREAKGLASS_AGENT_MUTATING_VERBS=allow: the agent's mutating verbs run unasked (the keyholder's presence is off)")
+				return nil
+			}
+			return errors.New("BREAKGLASS_AGENT_MUTATING_VERBS=allow is refused: the keyholder requires operator presence, which the agent cannot give; use approve")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("BREAKGLASS_AGENT_MUTATING_VERBS=allow is refused: the keyholder did not say within %v whether it requires operator presence: %w", allowWait, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
 
 func (k keyholderProbe) Metrics(ctx context.Context) ([]byte, error) {
 	b, _, err := k.c.Metrics(ctx)

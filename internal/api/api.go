@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -25,6 +26,17 @@ type Keyholder interface {
 	Healthz(ctx context.Context) error
 	// Metrics returns the keyholder's /metrics, Prometheus text format.
 	Metrics(ctx context.Context) ([]byte, error)
+}
+
+// PresenceReporter is a Keyholder that also says whether it requires
+// operator presence ("required" or "off"), for /readyz.
+type PresenceReporter interface {
+	Presence(ctx context.Context) (string, error)
+}
+
+// SignIn recognises a passkey sign-in's cookie (package signin).
+type SignIn interface {
+	Operator(r *http.Request) (string, bool)
 }
 
 // Defaults for a zero Config.
@@ -57,6 +69,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// UI is the built page (package ui); nil serves a placeholder.
 	UI fs.FS
+	// SignIn, when set, authenticates requests by a passkey sign-in's
+	// cookie (state changes then must be same-origin, as with the header).
+	SignIn SignIn
 	// Routes, when set, mounts more routes: operator routes sit behind the
 	// authentication and same-origin check, open ones do not (they must
 	// authenticate on their own). identity returns the operator's name.
@@ -83,6 +98,8 @@ type Server struct {
 	log          hclog.Logger
 	gatherer     prometheus.Gatherer
 	authFailures *prometheus.CounterVec
+	// signIn is set when passkey sign-in is on.
+	signIn bool
 }
 
 // New validates cfg and returns a Server.
@@ -96,7 +113,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		sessions:     cfg.Sessions,
 		kh:           cfg.Keyholder,
-		auth:         authenticator{trusted: cfg.TrustedProxies},
+		auth:         authenticator{trusted: cfg.TrustedProxies, signIn: cfg.SignIn},
+		signIn:       cfg.SignIn != nil,
 		crossOrigin:  http.NewCrossOriginProtection(),
 		keepAlive:    cfg.KeepAlive,
 		writeTimeout: cfg.WriteTimeout,
@@ -189,7 +207,15 @@ func (s *Server) Handler() http.Handler {
 	op.PathPrefix("/api/").HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
-	op.PathPrefix("/").Handler(s.page()).Methods(http.MethodGet, http.MethodHead)
+	// With passkey sign-in the page itself (static code, no data) is
+	// served before sign-in, so the sign-in page can show when the SSO is
+	// down; everything it shows comes through /api, behind the check.
+	if s.signIn {
+		notAPI := func(r *http.Request, _ *mux.RouteMatch) bool { return !strings.HasPrefix(r.URL.Path, "/api/") }
+		open.PathPrefix("/").MatcherFunc(notAPI).Handler(s.page()).Methods(http.MethodGet, http.MethodHead)
+	} else {
+		op.PathPrefix("/").Handler(s.page()).Methods(http.MethodGet, http.MethodHead)
+	}
 	return r
 }
 
@@ -207,7 +233,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": "keyholder not answering: " + err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	ready := map[string]any{"ok": true}
+	if pr, ok := s.kh.(PresenceReporter); ok {
+		// Whether a passkey guards the mutating verbs is part of being
+		// ready to be trusted: "off" is said here, never silently.
+		mode, err := pr.Presence(ctx)
+		if err != nil {
+			mode = "unknown"
+		}
+		ready["presence"] = mode
+		if mode == "off" {
+			ready["warning"] = "operator presence is off: mutating verbs run without the operator's passkey"
+		}
+	}
+	writeJSON(w, http.StatusOK, ready)
 }
 
 // writeJSON writes v with status.

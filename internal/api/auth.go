@@ -65,6 +65,8 @@ type authenticator struct {
 	// trusted lists the proxies the identity header is believed from;
 	// empty means none: the header is refused from every peer.
 	trusted []netip.Prefix
+	// signIn recognises a passkey sign-in's cookie; nil means none.
+	signIn SignIn
 }
 
 // authenticate returns the request's principal, or the reason it has none.
@@ -90,6 +92,14 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 	names := r.Header.Values(IdentityHeader)
 	switch {
 	case len(names) == 0:
+		// A passkey sign-in, made with the keyholder's check, works
+		// with the SSO down; like the header it comes from a browser,
+		// so state changes must be same-origin.
+		if a.signIn != nil {
+			if name, ok := a.signIn.Operator(r); ok {
+				return principal{name: name, viaHeader: true}, ""
+			}
+		}
 		return principal{}, reasonMissing
 	case len(names) > 1:
 		return principal{}, reasonRepeated

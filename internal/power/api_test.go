@@ -90,7 +90,7 @@ func TestMountedOperatorVerbGoesIntoTheTranscript(t *testing.T) {
 	m := mount(t, Config{}, nil)
 	status := m.post(t, "/api/vm/reset", browser, `{"session_id":"`+m.session+`"}`)
 	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, []fakeCall{{"reset", "operator:alice", nil}}, m.kh.Calls())
+	assert.Equal(t, []fakeCall{{verb: "reset", actor: "operator:alice"}}, m.kh.Calls())
 
 	sub, err := m.mgr.Attach(m.session, 0)
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
@@ -34,13 +35,17 @@ type approval struct {
 	decided chan struct{}
 	// state is guarded by Service.mu: pending until Resolve or expiry.
 	state string
+	// presence is the operator's assertion given with his approval,
+	// relayed to the keyholder with the verb (guarded by Service.mu).
+	presence *ipc.Presence
 }
 
 // await posts a pending approval for verb in the session and blocks until the
 // operator answers, the approval times out, or ctx ends (the agent gave up or
-// its turn ended). It returns nil when approved, ErrDenied or ErrExpired.
-// Every change of state is an `approval` event.
-func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, args []string) error {
+// its turn ended). It returns the operator's presence (nil error) when
+// approved, ErrDenied or ErrExpired. Every change of state is an `approval`
+// event.
+func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, args []string) (*ipc.Presence, error) {
 	a := &approval{
 		id:        uuid.New(),
 		sessionID: sessionID,
@@ -55,7 +60,7 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, 
 	s.mu.Lock()
 	if s.pendingLocked(sessionID) >= MaxPendingApprovals {
 		s.mu.Unlock()
-		return ErrTooManyPending
+		return nil, ErrTooManyPending
 	}
 	s.approvals[a.id] = a
 	s.mu.Unlock()
@@ -74,7 +79,7 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, 
 		// Resolve did not get there first: the approval expires.
 		a.state = event.ApprovalExpired
 	}
-	state := a.state
+	state, presence := a.state, a.presence
 	s.retireLocked(a.id)
 	s.mu.Unlock()
 
@@ -82,11 +87,11 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, 
 	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: state}))
 	switch state {
 	case event.ApprovalApproved:
-		return nil
+		return presence, nil
 	case event.ApprovalDenied:
-		return ErrDenied
+		return nil, ErrDenied
 	}
-	return ErrExpired
+	return nil, ErrExpired
 }
 
 // retireLocked remembers that approval id is resolved, forgetting the oldest
@@ -103,6 +108,12 @@ func (s *Service) retireLocked(id string) {
 // ErrNotFound when the session has no such approval (malformed ids included),
 // and ErrResolved when it was already approved, denied or expired.
 func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
+	return s.Answer(sessionID, approvalID, approve, nil)
+}
+
+// Answer is Resolve with the operator's presence, relayed to the keyholder
+// with the approved verb (a deny needs none and keeps none).
+func (s *Service) Answer(sessionID, approvalID string, approve bool, presence *ipc.Presence) error {
 	if !uuid.Valid(sessionID) || !uuid.Valid(approvalID) {
 		return ErrNotFound
 	}
@@ -117,7 +128,7 @@ func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
 	}
 	a.state = event.ApprovalDenied
 	if approve {
-		a.state = event.ApprovalApproved
+		a.state, a.presence = event.ApprovalApproved, presence
 	}
 	close(a.decided)
 	return nil

@@ -25,11 +25,17 @@ type fakeKeyholder struct {
 	err      error
 	// block, when set, holds Run until it is closed or ctx ends.
 	block chan struct{}
+	// presence is the mode GET /v1/verbs reports: "" means off (tests
+	// not about presence), "required" turns it on.
+	presence string
+	// challenges are the challenge requests seen.
+	challenges []ipc.ChallengeRequest
 }
 
 type fakeCall struct {
 	verb, actor string
 	args        []string
+	presence    *ipc.Presence
 }
 
 func (f *fakeKeyholder) Verbs(ctx context.Context) (VerbList, error) {
@@ -39,7 +45,11 @@ func (f *fakeKeyholder) Verbs(ctx context.Context) (VerbList, error) {
 	if f.err != nil {
 		return VerbList{}, f.err
 	}
-	return VerbList{VMID: 102, Verbs: []VerbInfo{
+	mode := f.presence
+	if mode == "" {
+		mode = "off"
+	}
+	return VerbList{VMID: 102, Presence: mode, Verbs: []VerbInfo{
 		{Name: "status"}, {Name: "forensics"}, {Name: "reset", Mutating: true},
 		{Name: "stop", Mutating: true}, {Name: "start", Mutating: true}, {Name: "cycle", Mutating: true},
 	}}, nil
@@ -47,7 +57,7 @@ func (f *fakeKeyholder) Verbs(ctx context.Context) (VerbList, error) {
 
 func (f *fakeKeyholder) RunRequest(ctx context.Context, verb string, req ipc.RunRequest) (Result, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, fakeCall{verb, req.Actor, req.Args})
+	f.calls = append(f.calls, fakeCall{verb: verb, actor: req.Actor, args: req.Args, presence: req.Presence})
 	block, code, err := f.block, f.exitCode, f.err
 	f.mu.Unlock()
 	if block != nil {
@@ -61,6 +71,13 @@ func (f *fakeKeyholder) RunRequest(ctx context.Context, verb string, req ipc.Run
 		return Result{}, err
 	}
 	return Result{Verb: verb, VMID: 102, ExitCode: code, Output: "ran " + verb + "\n", DurationMS: 7}, nil
+}
+
+func (f *fakeKeyholder) Challenge(ctx context.Context, req ipc.ChallengeRequest) (ipc.Challenge, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.challenges = append(f.challenges, req)
+	return ipc.Challenge{ChallengeID: "cid-" + req.Verb, Challenge: "Y2hhbGxlbmdl", RPID: "localhost", CredentialIDs: []string{"Y3JlZA"}}, nil
 }
 
 // Calls returns the verbs the keyholder was asked to run.

@@ -108,7 +108,7 @@ func (s *Service) checkHealth() Health {
 	go func() {
 		defer wg.Done()
 		start := s.now()
-		res, err := s.call(ctx, string(verbs.Status), healthActor, nil)
+		res, err := s.call(ctx, string(verbs.Status), healthActor, Request{})
 		h.PVE.MS = s.now().Sub(start).Milliseconds()
 		h.VM.State = "unknown"
 		if err != nil {
@@ -130,7 +130,7 @@ func (s *Service) checkHealth() Health {
 	}()
 	go func() {
 		defer wg.Done()
-		res, err := s.call(ctx, string(verbs.Guest), healthActor, nil)
+		res, err := s.call(ctx, string(verbs.Guest), healthActor, Request{})
 		switch {
 		case err != nil:
 			h.GuestAgent.Error = rungError(ctx, err)

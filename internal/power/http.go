@@ -43,7 +43,9 @@ func (s *Service) RegisterOperator(r *mux.Router, identity Identity) {
 	r.Handle("/api/vm/health", s.HealthHandler(identity)).Methods(http.MethodGet)
 	r.Handle("/api/vm/{verb}", s.OperatorHandler(identity)).Methods(http.MethodPost)
 	r.Handle("/api/sessions/{id}/images/{name}", s.ImageHandler(identity)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/api/vm/{verb}/challenge", s.ChallengeHandler(identity)).Methods(http.MethodPost)
 	r.Handle("/api/sessions/{id}/approvals/{aid}", s.ApprovalHandler(identity)).Methods(http.MethodPost)
+	r.Handle("/api/sessions/{id}/approvals/{aid}/challenge", s.ApprovalChallengeHandler(identity)).Methods(http.MethodPost)
 }
 
 // RegisterAgent adds the agent's route, POST /api/agent/verbs/{verb}, to r,
@@ -113,7 +115,7 @@ func (s *Service) OperatorHandler(identity Identity) http.Handler {
 			return
 		}
 		extendWrite(w, s.verbTimeout+writeSlack)
-		res, err := s.RunArgs(r.Context(), req.SessionID, verb, req.Args, Actor{Kind: Operator, Name: name})
+		res, err := s.RunRequest(r.Context(), req.SessionID, verb, Actor{Kind: Operator, Name: name}, Request{Args: req.Args, Presence: req.Presence})
 		if err != nil {
 			writeRunError(w, err)
 			return
@@ -145,7 +147,18 @@ func (s *Service) ApprovalHandler(identity Identity) http.Handler {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, `body must say {"approve":true} or {"approve":false}`)
 			return
 		}
-		err := s.Resolve(sid, aid, *req.Approve)
+		var err error
+		if *req.Approve && req.Presence == nil {
+			// An approval with nothing to sign is refused here, before it
+			// is used up, when the keyholder would refuse the verb anyway.
+			if _, _, err = s.pendingVerb(sid, aid); err == nil && s.PresenceRequired(r.Context()) {
+				writeError(w, http.StatusForbidden, CodePresenceRequired, "operator presence: approving needs your passkey (ask for the approval's challenge first)")
+				return
+			}
+		}
+		if err == nil {
+			err = s.Answer(sid, aid, *req.Approve, req.Presence)
+		}
 		switch {
 		case errors.Is(err, ErrNotFound):
 			writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
@@ -242,7 +255,7 @@ func writeRunError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnreachable):
 		writeError(w, http.StatusServiceUnavailable, CodeKeyholderDown, "keyholder unreachable: the verb did not run; is the keyholder container up?")
 	case errors.As(err, &kerr) && kerr.Status >= 400 && kerr.Status <= 599:
-		writeError(w, kerr.Status, keyholderCode(kerr.Status), kerr.Message)
+		writeJSON(w, kerr.Status, ErrorBody{Error: kerr.Message, Code: keyholderCode(kerr.Status), Reason: kerr.Reason})
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, CodeTimeout, "the keyholder did not answer in time")
 	default:

@@ -135,7 +135,7 @@ func TestOperatorVerbGoesIntoTheSessionTranscript(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.body), &res))
 	assert.Equal(t, Result{Verb: "reset", VMID: 102, Output: "ran reset\n", DurationMS: 7}, res)
 
-	assert.Equal(t, []fakeCall{{"reset", "operator:alice", nil}}, s.kh.Calls())
+	assert.Equal(t, []fakeCall{{verb: "reset", actor: "operator:alice"}}, s.kh.Calls())
 	events := s.tr.Events(sessionA)
 	require.Equal(t, []string{"verb:reset:alice"}, summary(t, events))
 	v := decode[event.VerbData](t, events[0])

@@ -55,13 +55,15 @@ func keyholderCode(status int) Code {
 		return CodeTimeout
 	case http.StatusBadGateway:
 		return CodeSSH
+	case http.StatusForbidden:
+		return CodePresence
 	}
 	return CodeError
 }
 
-// call runs verb with args on the keyholder.
-func (s *Service) call(ctx context.Context, verb, actor string, args []string) (Result, error) {
-	return s.kh.RunRequest(ctx, verb, ipc.RunRequest{Actor: actor, Args: args})
+// call runs verb on the keyholder, with the request's argv and presence.
+func (s *Service) call(ctx context.Context, verb, actor string, req Request) (Result, error) {
+	return s.kh.RunRequest(ctx, verb, ipc.RunRequest{Actor: actor, Args: req.Args, Presence: req.Presence})
 }
 
 // verbList lists the keyholder's verbs.

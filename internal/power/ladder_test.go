@@ -30,7 +30,7 @@ func TestGuestExecApprovalShowsTheArgv(t *testing.T) {
 	assert.Empty(t, f.kh.Calls(), "nothing runs before the approval")
 	require.NoError(t, f.svc.Resolve(sessionA, pending.ApprovalID, true))
 	require.NoError(t, <-done)
-	assert.Equal(t, []fakeCall{{"guest-exec", "agent:" + sessionA, argv}}, f.kh.Calls())
+	assert.Equal(t, []fakeCall{{verb: "guest-exec", actor: "agent:" + sessionA, args: argv}}, f.kh.Calls())
 	var last event.VerbData
 	for _, e := range f.tr.Events(sessionA) {
 		if e.Type == event.Verb {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"breakglass/internal/event"
+	"breakglass/internal/ipc"
 	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
@@ -154,6 +155,9 @@ type Service struct {
 	ssh             func(ctx context.Context) error
 	health          healthCache
 
+	// presence remembers whether the keyholder requires presence.
+	presence presenceMode
+
 	// mu protects the following.
 	mu        sync.Mutex
 	approvals map[string]*approval
@@ -250,13 +254,32 @@ var (
 // policy: under approve Run posts an `approval` event and blocks until the
 // operator resolves it, it expires, or ctx ends.
 func (s *Service) Run(ctx context.Context, sessionID, verb string, actor Actor) (Result, error) {
-	return s.RunArgs(ctx, sessionID, verb, nil, actor)
+	return s.RunRequest(ctx, sessionID, verb, actor, Request{})
 }
 
 // RunArgs is Run with args: guest-exec's argv (checked with
 // verbs.ValidateArgs before anything else happens; the approval shows it),
 // nil for every other verb, which refuses any (errors wrap verbs.ErrArgs).
 func (s *Service) RunArgs(ctx context.Context, sessionID, verb string, args []string, actor Actor) (Result, error) {
+	return s.RunRequest(ctx, sessionID, verb, actor, Request{Args: args})
+}
+
+// Request is what a verb request carries besides its verb: guest-exec's
+// argv and the operator's presence (a WebAuthn assertion over a keyholder
+// challenge for exactly this verb and argv).
+type Request struct {
+	Args     []string
+	Presence *ipc.Presence
+}
+
+// RunRequest is Run with the request's argv and presence. An agent's
+// mutating verb never carries presence of its own: under approve it runs
+// with the presence the operator gave with his approval.
+func (s *Service) RunRequest(ctx context.Context, sessionID, verb string, actor Actor, req Request) (Result, error) {
+	if actor.Kind == Agent {
+		req.Presence = nil
+	}
+	args := req.Args
 	v, err := verbs.Parse(verb)
 	if err != nil {
 		s.metrics.observe("", actor.Kind, outcomeInvalid)
@@ -283,7 +306,7 @@ func (s *Service) RunArgs(ctx context.Context, sessionID, verb string, args []st
 		case PolicyDeny:
 			err = ErrRefused
 		case PolicyApprove:
-			err = s.await(ctx, sessionID, v.Name, args)
+			req.Presence, err = s.await(ctx, sessionID, v.Name, args)
 		}
 		if err != nil {
 			s.finish(sessionID, name, args, actor, start, Result{}, err)
@@ -293,7 +316,7 @@ func (s *Service) RunArgs(ctx context.Context, sessionID, verb string, args []st
 	kctx, cancel := context.WithTimeout(ctx, s.verbTimeout)
 	defer cancel()
 	callStart := s.now()
-	res, err := s.call(kctx, name, actor.keyholderName(sessionID), args)
+	res, err := s.call(kctx, name, actor.keyholderName(sessionID), req)
 	s.metrics.Duration.WithLabelValues(name).Observe(s.now().Sub(callStart).Seconds())
 	if err == nil && res.ContentType != "" {
 		res.Image = s.storeImage(sessionID, res)

@@ -59,7 +59,7 @@ func TestApproveRunsTheVerb(t *testing.T) {
 	r := wait(t, done)
 	require.NoError(t, r.err)
 	assert.Equal(t, "ran reset\n", r.res.Output)
-	assert.Equal(t, []fakeCall{{"reset", "agent:" + sessionA, nil}}, f.kh.Calls())
+	assert.Equal(t, []fakeCall{{verb: "reset", actor: "agent:" + sessionA}}, f.kh.Calls())
 	assert.Equal(t, []string{"approval:pending", "approval:approved", "verb:reset:agent"}, summary(t, f.tr.Events(sessionA)))
 	verb := decode[event.VerbData](t, f.tr.Events(sessionA)[2])
 	require.NotNil(t, verb.ExitCode)
@@ -151,7 +151,7 @@ func TestOperatorNeverWaits(t *testing.T) {
 			f := newFixture(t, Config{Policy: p, ApprovalTimeout: time.Millisecond})
 			_, err := f.svc.Run(context.Background(), sessionA, "reset", alice)
 			require.NoError(t, err)
-			assert.Equal(t, []fakeCall{{"reset", "operator:alice", nil}}, f.kh.Calls())
+			assert.Equal(t, []fakeCall{{verb: "reset", actor: "operator:alice"}}, f.kh.Calls())
 			assert.Equal(t, []string{"verb:reset:alice"}, summary(t, f.tr.Events(sessionA)))
 		})
 	}

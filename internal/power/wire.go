@@ -43,6 +43,8 @@ const (
 type ErrorBody struct {
 	Error string `json:"error"`
 	Code  Code   `json:"code"`
+	// Reason is the keyholder's presence refusal code (with CodePresence).
+	Reason string `json:"reason,omitempty"`
 }
 
 // RunRequest is the optional body of POST /api/vm/{verb} and of the agent's
@@ -52,12 +54,18 @@ type RunRequest struct {
 	SessionID string `json:"session_id,omitempty"`
 	// Args is guest-exec's argv; every other verb refuses it.
 	Args ipc.Argv `json:"args,omitempty"`
+	// Presence is the operator's assertion over a challenge for this verb
+	// (the operator's route only; the agent has none).
+	Presence *ipc.Presence `json:"presence,omitempty"`
 }
 
 // ApprovalRequest is the body of POST /api/sessions/{id}/approvals/{aid}.
 type ApprovalRequest struct {
 	// Approve is required: true runs the verb, false denies it.
 	Approve *bool `json:"approve"`
+	// Presence is the operator's assertion over the approval's challenge;
+	// approving needs it when the keyholder requires presence.
+	Presence *ipc.Presence `json:"presence,omitempty"`
 }
 
 // The environment of an agent's turn read by the `pve` command; TurnEnv
