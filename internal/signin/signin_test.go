@@ -71,7 +71,9 @@ func newWorld(t *testing.T) *world {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ipc.Serve(ctx, l, ipc.ServerConfig{Handler: k.Handler(), ShutdownTimeout: time.Second}) }()
+	go func() {
+		done <- ipc.Serve(ctx, l, ipc.ServerConfig{Handler: k.Handler(), ShutdownTimeout: time.Second})
+	}()
 	client := ipc.NewClient(filepath.Join(dir, "run", ipc.SocketName))
 	t.Cleanup(func() { client.Close(); cancel(); <-done })
 
