@@ -93,6 +93,9 @@ func (m *Manager) Attach(id string, after int64) (*Subscription, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if err := m.freshLocked(s); err != nil {
+		return nil, err
+	}
 	// WARNING: the replay snapshot (the log's length of whole lines) and
 	// the subscription must be taken under the same lock appendLocked
 	// holds. Subscribing after the snapshot loses the events appended in
@@ -139,6 +142,9 @@ func (m *Manager) Snapshot(id string) (*Snapshot, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if err := m.freshLocked(s); err != nil {
+		return nil, err
 	}
 	return snapshotLocked(s, 0), nil
 }

@@ -138,6 +138,9 @@ func (m *Manager) change(id string, fn func(*sess) error) (Info, error) {
 	if s.closed {
 		return Info{}, ErrClosed
 	}
+	if err := m.freshLocked(s); err != nil {
+		return Info{}, err
+	}
 	before := s.sum
 	if err := fn(s); err != nil {
 		return Info{}, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,6 +103,10 @@ type Config struct {
 	// Observer, when set, is told of every event appended to a session
 	// (package notify turns some into notifications).
 	Observer Observer
+
+	// holdRebuild, when set (tests), makes the background rebuild wait
+	// until it is closed.
+	holdRebuild chan struct{}
 }
 
 // Observer is told of each event a session appends, with the number of
@@ -153,6 +158,8 @@ type Manager struct {
 	stop    context.CancelCauseFunc
 	wg      sync.WaitGroup // running turns
 	janitor sync.WaitGroup
+	rebuilt chan struct{}
+	hold    chan struct{}
 
 	// mu protects the following.
 	mu       sync.Mutex
@@ -190,6 +197,9 @@ type sess struct {
 	// touched is the last time the session was in use.
 	touched time.Time
 	closed  bool
+	// stale is set while start-up's summary is provisional (only its id,
+	// times, title and last id are known): see provisionalLocked.
+	stale bool
 }
 
 // turn is a session's running turn.
@@ -223,6 +233,7 @@ func New(cfg Config) (*Manager, error) {
 		metrics:     cfg.Metrics,
 		now:         cfg.Now,
 		observer:    cfg.Observer,
+		hold:        cfg.holdRebuild,
 		sessions:    map[string]*sess{},
 	}
 	switch {
@@ -276,8 +287,10 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.base, m.stop = context.WithCancelCause(context.Background())
 	m.sweep(m.now())
-	m.janitor.Add(1)
+	m.rebuilt = make(chan struct{})
+	m.janitor.Add(2)
 	go m.runJanitor()
+	go m.rebuildStale()
 	return m, nil
 }
 
@@ -335,10 +348,117 @@ func (m *Manager) load(id string) (*sess, error) {
 			return nil, nil
 		}
 	}
+	if m.provisionalLocked(s) {
+		return s, nil
+	}
 	if err := m.rebuildLocked(s); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// deferBytes is the log size from which a missing or stale summary is
+// rebuilt after start instead of before it: smaller logs are read at once.
+const deferBytes = 256 << 10
+
+// provisionalLocked describes s from the two ends of its log (the first
+// line: created_at when session.json lost it, the title when it is a
+// prompt; the last whole line: last_event_id and updated_at) and marks it
+// stale, so start-up does not read every log of a history written by an
+// older release; the whole log is read in the background after start
+// (rebuildStale), or before anything that needs it (freshLocked). It
+// reports false when the ends cannot tell (the log is small, or its lines
+// too long): the caller rebuilds at once. s.mu must be held.
+func (m *Manager) provisionalLocked(s *sess) bool {
+	path := filepath.Join(s.dir, eventsFile)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() < deferBytes {
+		return false
+	}
+	first, last, ok := logEnds(path, fi.Size())
+	if !ok || first.ID != 1 || last.ID < 1 {
+		return false
+	}
+	if s.sum.CreatedAt.IsZero() {
+		s.sum.CreatedAt = first.Time
+	}
+	if !s.sum.Renamed && first.Type == event.User {
+		s.sum.Title = title(userText(first))
+	}
+	s.sum.UpdatedAt = last.Time
+	s.last = last.ID
+	s.stale = true
+	return true
+}
+
+// freshLocked rebuilds s's summary from its log if start-up left it
+// provisional. Everything that reads or writes the log, or writes the
+// summary, calls it first. s.mu must be held.
+func (m *Manager) freshLocked(s *sess) error {
+	if !s.stale {
+		return nil
+	}
+	return m.rebuildLocked(s)
+}
+
+// rebuildStale reads the logs start-up left provisional, newest first,
+// until they are all rebuilt or the manager closes; then it closes
+// m.rebuilt.
+func (m *Manager) rebuildStale() {
+	defer m.janitor.Done()
+	defer close(m.rebuilt)
+	if m.hold != nil {
+		select {
+		case <-m.hold:
+		case <-m.base.Done():
+			return
+		}
+	}
+	var stale []*sess
+	for _, s := range m.all() {
+		s.mu.Lock()
+		if s.stale {
+			stale = append(stale, s)
+		}
+		s.mu.Unlock()
+	}
+	if len(stale) == 0 {
+		return
+	}
+	sortNewestFirst(stale)
+	start := time.Now()
+	done := 0
+	for _, s := range stale {
+		if m.base.Err() != nil {
+			break
+		}
+		s.mu.Lock()
+		if !s.closed {
+			if err := m.freshLocked(s); err != nil {
+				m.log.Error("rebuild a session's summary from its log", "session", s.id, "error", err)
+			} else {
+				done++
+			}
+		}
+		s.mu.Unlock()
+	}
+	m.log.Info("rebuilt the summaries of sessions written without one", "sessions", done, "of", len(stale), "took", time.Since(start))
+}
+
+// Rebuilt is closed once every summary start-up left provisional has been
+// rebuilt from its log (at once when there was none), or the manager
+// closed.
+func (m *Manager) Rebuilt() <-chan struct{} { return m.rebuilt }
+
+// sortNewestFirst orders sessions by their last event, newest first.
+func sortNewestFirst(all []*sess) {
+	for _, s := range all {
+		s.mu.Lock()
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].sum.UpdatedAt.After(all[j].sum.UpdatedAt) })
+	for _, s := range all {
+		s.mu.Unlock()
+	}
 }
 
 // rebuildLocked re-derives s's summary from its whole log (cutting a torn
@@ -378,6 +498,7 @@ func (m *Manager) rebuildLocked(s *sess) error {
 		s.index.total += len(p)
 	}
 	s.saved, s.last, s.savedLast = r.size, r.last, r.last
+	s.stale = false
 	s.dirty = true
 	if r.open != nil {
 		m.closeCutTurnLocked(s, r.final.Sub(r.open.Time))
@@ -407,7 +528,7 @@ func (m *Manager) closeCutTurnLocked(s *sess, dur time.Duration) {
 // described: the summary covers the log's whole lines only. s.mu must be
 // held.
 func (m *Manager) saveLocked(s *sess) {
-	if !s.dirty {
+	if !s.dirty || s.stale {
 		return
 	}
 	sum := s.sum
@@ -471,7 +592,9 @@ func (m *Manager) runJanitor() {
 func (m *Manager) sweep(now time.Time) {
 	for _, s := range m.all() {
 		s.mu.Lock()
-		inUse := len(s.subs) > 0 || s.turn != nil || s.unsaved
+		// A provisional session is left to rebuildStale: its summary
+		// must not be written before it is whole.
+		inUse := len(s.subs) > 0 || s.turn != nil || s.unsaved || s.stale
 		if !inUse && s.file != nil && now.Sub(s.touched) >= m.idle {
 			m.saveLocked(s)
 			if err := s.file.Close(); err != nil {
@@ -630,6 +753,9 @@ func (m *Manager) Append(id string, e event.Event) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if err := m.freshLocked(s); err != nil {
+		return err
+	}
 	m.appendLocked(s, e)
 	if s.turn == nil {
 		m.saveLocked(s)
@@ -749,6 +875,9 @@ func (m *Manager) Prompt(id, text, actor string) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := m.freshLocked(s); err != nil {
+		return err
 	}
 	if s.turn != nil {
 		return ErrBusy

@@ -443,3 +443,51 @@ func encodeLine(e event.Event) ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// logEnds reads the first line of the log at path and its last whole line
+// (a torn tail after it is left for the rebuild to cut), each within 64 KiB
+// of its end of the file; ok is false when either cannot be read so.
+func logEnds(path string, size int64) (first, last event.Event, ok bool) {
+	const window = 64 << 10
+	f, err := os.Open(path)
+	if err != nil {
+		return first, last, false
+	}
+	defer f.Close()
+	head := make([]byte, min(size, window))
+	if _, err := io.ReadFull(f, head); err != nil {
+		return first, last, false
+	}
+	i := bytes.IndexByte(head, '\n')
+	if i < 0 {
+		return first, last, false
+	}
+	if first, ok = decodeLine(head[:i+1]); !ok {
+		return first, last, false
+	}
+	n := min(size, window)
+	tail := make([]byte, n)
+	if _, err := f.ReadAt(tail, size-n); err != nil {
+		return first, last, false
+	}
+	end := bytes.LastIndexByte(tail, '\n')
+	if end < 0 {
+		return first, last, false
+	}
+	start := bytes.LastIndexByte(tail[:end], '\n')
+	if start < 0 && n < size {
+		return first, last, false // the last line is longer than the window
+	}
+	last, ok = decodeLine(tail[start+1 : end+1])
+	return first, last, ok
+}
+
+// decodeLine is one line of the log as an event, if it is one.
+func decodeLine(line []byte) (event.Event, bool) {
+	if e, ok := parseLine(line); ok {
+		return e, true
+	}
+	var e event.Event
+	err := json.Unmarshal(bytes.TrimSuffix(line, []byte{'\n'}), &e)
+	return e, err == nil && e.ID > 0 && e.Type != "" && len(e.Data) > 0
+}
