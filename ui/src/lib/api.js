@@ -113,8 +113,15 @@ export const vmInfo = () => call('GET', '/api/vm');
  * runVerb runs a power verb; with a session id its result also goes into
  * that session's transcript.
  */
-export const runVerb = (verb, sessionId) =>
-  call('POST', `/api/vm/${encodeURIComponent(verb)}`, sessionId ? { session_id: sessionId } : {});
+export const runVerb = (verb, sessionId, args) =>
+  call('POST', `/api/vm/${encodeURIComponent(verb)}`, {
+    ...(sessionId ? { session_id: sessionId } : {}),
+    ...(Array.isArray(args) ? { args } : {}),
+  });
+/** vmHealth returns the health ladder (GET /api/vm/health). */
+export const vmHealth = () => call('GET', '/api/vm/health');
+/** imagePath is where a picture the web kept in a session is served. */
+export const imagePath = (id, name) => `${sessionPath(id)}/images/${encodeURIComponent(name)}`;
 
 /**
  * attach follows a session's event stream from after `lastId`.

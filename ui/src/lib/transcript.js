@@ -99,6 +99,11 @@ function str(v) {
   return typeof v === 'string' ? v : '';
 }
 
+/** strs keeps an array of strings (an argv), or null for anything else. */
+function strs(v) {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v.slice() : null;
+}
+
 function num(v) {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
@@ -179,15 +184,15 @@ function step(t, ev) {
       msgs.push({
         kind: 'verb', key: ev.id, verb: str(d.verb), actor: str(d.actor),
         exitCode: num(d.exit_code), output: str(d.output), durationMs: num(d.duration_ms),
-        error: str(d.error),
+        error: str(d.error), image: str(d.image), args: strs(d.args),
       });
       break;
     case 'approval': {
       const aid = str(d.approval_id);
       const state = str(d.state) || 'pending';
       const i = findLast(msgs, (m) => m.kind === 'approval' && m.approvalId === aid);
-      if (i >= 0) msgs[i] = { ...msgs[i], state, verb: str(d.verb) || msgs[i].verb };
-      else msgs.push({ kind: 'approval', key: ev.id, approvalId: aid, verb: str(d.verb), state });
+      if (i >= 0) msgs[i] = { ...msgs[i], state, verb: str(d.verb) || msgs[i].verb, args: strs(d.args) ?? msgs[i].args };
+      else msgs.push({ kind: 'approval', key: ev.id, approvalId: aid, verb: str(d.verb), args: strs(d.args), state });
       break;
     }
     case 'error':

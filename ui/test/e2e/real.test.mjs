@@ -35,4 +35,5 @@ suite(async () => ({
   toolCommand: /echo 'up 2 days, load average: 0\.08'/,
   toolOutput: /up 2 days, load average: 0\.08/,
   manageSessions: true,
+  ladder: true,
 }));

@@ -483,6 +483,85 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  test('recovery-ladder', async (t) => {
+    if (!target.ladder) {
+      t.skip('the stand-in has no recovery ladder');
+      return;
+    }
+    const { page, errors } = await open(browser.context, target.url);
+    // The landing view leads with the health ladder, without a tap.
+    const ladder = page.getByRole('region', { name: 'Health ladder' });
+    await ladder.locator('[data-rung="pve"][data-ok="true"]').waitFor({ timeout: T() });
+    assert.deepEqual(await ladder.locator('[data-rung]').evaluateAll((els) => els.map((e) => e.dataset.rung)),
+      ['pve', 'vm', 'guest_agent', 'ssh'], 'the rungs, top to bottom');
+    assert.match(await ladder.locator('[data-rung="vm"]').textContent(), /running/);
+    await shot(page, '15-ladder');
+    assert.deepEqual(await axe(page), [], 'landing with the ladder: no serious axe violation');
+
+    await newSession(page);
+    await page.getByRole('button', { name: 'VM power controls' }).click();
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    const look = page.getByRole('region', { name: 'Look' });
+    const act = page.getByRole('region', { name: 'Act' });
+    assert.ok(await look.locator('button[data-verb="screenshot"]').isVisible(), 'screenshot is a look');
+    assert.ok(await act.locator('button[data-verb="guest-exec"]').isVisible(), 'guest-exec is an act');
+    assert.equal(await look.locator('button[data-verb="reset"]').count(), 0, 'reset is not a look');
+
+    // The screenshot shows inline and zooms on tap.
+    const callsBefore = await target.mutatingCalls();
+    await look.locator('button[data-verb="screenshot"]').click();
+    const shotResult = page.getByRole('region', { name: 'Result of screenshot' });
+    const img = shotResult.locator('img[data-screenshot]');
+    await img.waitFor({ timeout: T() });
+    await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
+    assert.equal(await img.evaluate((el) => el.naturalWidth), 1024, "the VM's 1024×768 screen");
+    const inline = await img.evaluate((el) => el.getBoundingClientRect().width);
+    assert.ok(inline <= 390, `inline it fits the phone (${inline}px)`);
+    await shot(page, '16-screenshot');
+    await shotResult.getByRole('button', { name: 'Zoom the screenshot' }).click();
+    const zoom = page.getByRole('dialog', { name: 'Screenshot, full size' });
+    await zoom.waitFor();
+    const zoomed = await zoom.locator('img[data-screenshot-zoomed]').evaluate((el) => el.getBoundingClientRect().width);
+    assert.ok(zoomed > inline * 2, `zoomed it is larger (${zoomed}px > ${inline}px)`);
+    await shot(page, '17-screenshot-zoomed');
+    await zoom.getByRole('button', { name: 'Close' }).click();
+    await zoom.waitFor({ state: 'detached' });
+
+    // guest-exec: a form with one field per argument, then a confirm that
+    // shows the exact argv, then the output, also in the transcript.
+    await act.locator('button[data-verb="guest-exec"]').click();
+    const form = page.getByRole('form', { name: 'Run a command in the guest' });
+    await form.locator('[data-argv="0"]').fill('systemctl');
+    await form.getByRole('button', { name: 'Add an argument' }).click();
+    await form.locator('[data-argv="1"]').fill('restart');
+    await form.getByRole('button', { name: 'Add an argument' }).click();
+    await form.locator('[data-argv="2"]').fill('ssh; reboot');
+    await form.getByRole('button', { name: 'Review' }).click();
+    const confirm = page.getByRole('alertdialog');
+    await confirm.waitFor();
+    assert.deepEqual(await confirm.locator('code[data-arg]').allTextContents(), ['systemctl', 'restart', 'ssh; reboot'],
+      'the confirm shows the argv, one argument per line');
+    await shot(page, '18-guest-exec-confirm');
+    assert.deepEqual(await target.mutatingCalls(), callsBefore, 'nothing runs before the confirm');
+    await confirm.getByRole('button', { name: /^Run in VM/ }).click();
+    const execResult = page.getByRole('region', { name: 'Result of guest-exec' });
+    await execResult.waitFor({ timeout: T() });
+    assert.match(await execResult.textContent(), /exit 0/);
+    assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm guest exec 102 --timeout 60 -- systemctl restart ssh; reboot'],
+      'the host ran the argv as three arguments');
+    await page.keyboard.press('Escape');
+    const card = page.locator('[data-kind="verb"]').filter({ hasText: 'guest-exec' }).first();
+    await card.waitFor({ timeout: T() });
+    assert.match(await card.textContent(), /"systemctl","restart","ssh; reboot"/);
+    const shotCard = page.locator('[data-kind="verb"]').filter({ hasText: 'screenshot' }).first();
+    await shotCard.locator('img[data-screenshot]').waitFor({ timeout: T() });
+    assert.match(await shotCard.locator('img[data-screenshot]').getAttribute('src'), /^\/api\/sessions\/[0-9a-f-]{36}\/images\/screenshot-/,
+      "the transcript shows the web's stored copy");
+    await shot(page, '19-transcript-ladder');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   test('accessibility', async () => {
     const { page } = await open(browser.context, target.url);
     await newSession(page);

@@ -44,8 +44,10 @@ test('shortTime', () => {
 });
 
 test('verbs-table', () => {
-  assert.deepEqual(VERBS.map((v) => v.name), ['status', 'forensics', 'reset', 'stop', 'start', 'cycle']);
-  assert.deepEqual(VERBS.filter((v) => v.mutating).map((v) => v.name), ['reset', 'stop', 'start', 'cycle']);
+  assert.deepEqual(VERBS.map((v) => v.name), ['status', 'forensics', 'screenshot', 'console', 'guest', 'tasks', 'reset', 'stop', 'start', 'cycle', 'unlock', 'guest-exec']);
+  assert.deepEqual(VERBS.filter((v) => v.mutating).map((v) => v.name), ['reset', 'stop', 'start', 'cycle', 'unlock', 'guest-exec']);
+  for (const v of VERBS) assert.equal(v.group, v.mutating ? 'act' : 'look', `${v.name}: look reads, act changes`);
+  assert.deepEqual(VERBS.filter((v) => v.takesArgs).map((v) => v.name), ['guest-exec']);
   for (const v of VERBS) assert.ok(v.what.length > 10, `${v.name} says what it does`);
 });
 
