@@ -48,6 +48,7 @@ var (
 	benchH1000 = &bench{pkg: "./cmd/web/", name: "BenchmarkHistory1000x10k", benchtime: "1x"}
 	benchH10   = &bench{pkg: "./cmd/web/", name: "BenchmarkHistory10x10k", benchtime: "1x"}
 	benchStall = &bench{pkg: "./cmd/keyholder/", name: "BenchmarkStalledConnections", benchtime: "1x"}
+	benchShot  = &bench{pkg: "./internal/keyholder/", name: "BenchmarkScreenshotRoundTrip", benchtime: "15x"}
 )
 
 // figures is the table, in the order printed. The targets are the ones
@@ -85,5 +86,9 @@ var figures = []figure{
 		before: "release 1: from memory"},
 	{name: "sessions 10 x 10,000 events: web RSS after 30 replays", bench: benchH10, metric: "rss_MiB_after_replays", unit: "MiB", target: 128,
 		before: "release 1: 34 MiB"},
+	// The recovery ladder (docs/pve-host.md): keyholder → SSH → pve-gate's
+	// screendump, PPM → PNG, base64 back, on loopback.
+	{name: "screenshot 1024x768 round trip (median)", bench: benchShot, metric: "median_ms", unit: "ms", target: 1000},
+	{name: "screenshot 1024x768 PNG size (console text)", bench: benchShot, metric: "png_KiB", unit: "KiB", target: 200},
 	{name: "UI first load, JS + CSS gzipped", metric: "KiB", unit: "KiB", target: 60},
 }

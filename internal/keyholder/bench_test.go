@@ -1,7 +1,12 @@
 package keyholder_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/keyholder"
+	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/sshdtest"
 )
+
+func pngDecode(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }
 
 // BenchmarkStatusRoundTrip compares `status` through the keyholder socket
 // (client → keyholder.sock → Go SSH client → sshd → pve-gate) with the same
@@ -91,3 +100,61 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkScreenshotRoundTrip measures a 1024×768 screenshot end to end on
+// loopback: client → keyholder.sock → SSH → stock sshd → the real pve-gate
+// (one screendump into its own folder, the PPM read and converted to PNG)
+// → base64 in the answer → decoded by the client. The fake qm writes the
+// simulated VM's console screen (text on black, as a panic or a login
+// prompt looks). It reports the median and slowest round trip and the
+// PNG's size.
+func BenchmarkScreenshotRoundTrip(b *testing.B) {
+	dir := shortDir(b)
+	gate := buildGate(b, dir)
+	qm := filepath.Join(dir, "qm")
+	out, err := exec.Command("go", "build", "-o", qm, "../pvegate/testdata/fakeqm").CombinedOutput()
+	require.NoError(b, err, "go build fakeqm: %s", out)
+	require.NoError(b, os.WriteFile(qm+".frame", pvesim.RenderPPM(pvesim.PanicScreen), 0o600))
+	pvePath, pveKey, devvmPath := newKeys(b, dir)
+	command := fmt.Sprintf(`restrict,command="%s --qm %s --vmid 102 --lock %s --run-dir %s --syslog=false"`,
+		gate, qm, filepath.Join(dir, "gate.lock"), filepath.Join(dir, "rundir"))
+	s := sshdtest.Start(b, sshdtest.Config{AuthorizedKeys: sshdtest.AuthorizedKey(command, pveKey.PublicKey())})
+	e := newEnv(b, dir, pvePath, pveKey, devvmPath, options{
+		pveAddr: s.Addr, pveHostKey: s.HostKey,
+		mutate: func(c *keyholder.Config) { c.PVE.User = s.User },
+	})
+	size := 0
+	once := func() time.Duration {
+		start := time.Now()
+		res, err := e.client.Run(context.Background(), "screenshot", "bench")
+		if err == nil && res.ContentType == "image/png" {
+			var img image.Image
+			var raw []byte
+			if raw, err = base64.StdEncoding.DecodeString(res.OutputBase64); err == nil {
+				img, err = pngDecode(raw)
+				size = len(raw)
+				if err == nil && (img.Bounds().Dx() != 1024 || img.Bounds().Dy() != 768) {
+					err = fmt.Errorf("a %v screen", img.Bounds())
+				}
+			}
+		}
+		d := time.Since(start)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("screenshot: %v %.300s", err, res.Output)
+		}
+		return d
+	}
+	once() // warm sshd's first fork and the page cache
+	n := max(b.N, minSamples)
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		ds = append(ds, once())
+	}
+	b.StopTimer()
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	b.ReportMetric(ms(median(ds)), "median_ms")
+	b.ReportMetric(ms(ds[len(ds)-1]), "max_ms")
+	b.ReportMetric(float64(size)/1024, "png_KiB")
+	b.ReportMetric(0, "ns/op")
+}

@@ -217,6 +217,17 @@ func (v *VM) guestLocked(args []string) pvegate.Result {
 	return result(255, "400 unknown command 'qm %s'\n", strings.Join(args, " "))
 }
 
+// BootScreen and PanicScreen are the simulated screen's two texts, for
+// RenderPPM.
+var (
+	BootScreen  = append([]string(nil), bootLog...)
+	PanicScreen = append(append([]string(nil), bootLog[:3]...), panicLog...)
+)
+
+// RenderPPM draws lines of text as the simulated VM's screen does: a
+// ScreenWidth×ScreenHeight P6 PPM, light grey on black like a VGA console.
+func RenderPPM(lines []string) []byte { return renderPPM(lines) }
+
 // screendumpLocked writes the screen as a P6 PPM to file, as QEMU's
 // screendump does.
 func (v *VM) screendumpLocked(file string) string {
