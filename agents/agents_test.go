@@ -2,6 +2,7 @@ package agents
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -61,4 +62,35 @@ func TestBreakglassBody(t *testing.T) {
 		assert.Contains(t, body, want)
 	}
 	assert.False(t, bytes.Contains(Breakglass, []byte("BEGIN OPENSSH PRIVATE KEY")), "no secrets in the agent file")
+}
+
+func TestParseBreakglass(t *testing.T) {
+	d, err := Parse(Breakglass)
+	require.NoError(t, err)
+	assert.Equal(t, "breakglass", d.Name)
+	assert.Equal(t, []string{"Bash", "Read", "Grep", "Glob"}, d.Tools)
+	assert.Contains(t, d.Prompt, "Diagnose before acting")
+	assert.False(t, strings.HasPrefix(d.Prompt, "---"), "the front matter is not part of the prompt")
+	in, err := d.Inline()
+	require.NoError(t, err)
+	var m map[string]map[string]any
+	require.NoError(t, json.Unmarshal([]byte(in), &m))
+	require.Contains(t, m, "breakglass")
+	assert.Equal(t, d.Prompt, m["breakglass"]["prompt"])
+	assert.NotContains(t, m["breakglass"], "name", "the name is the key")
+}
+
+func TestParseRefuses(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"no-front-matter", "hello"},
+		{"unclosed", "---\nname: a\n"},
+		{"bad-line", "---\nname a\n---\nbody"},
+		{"no-name", "---\ndescription: d\n---\nbody"},
+		{"no-body", "---\nname: a\ndescription: d\n---\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			assert.ErrorIs(t, err, ErrAgentFile)
+		})
+	}
 }

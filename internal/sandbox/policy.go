@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,7 +52,7 @@ var DefaultEtcFiles = []string{
 	"/etc/passwd", "/etc/group", "/etc/hosts", "/etc/host.conf", "/etc/resolv.conf",
 	"/etc/nsswitch.conf", "/etc/gai.conf", "/etc/services", "/etc/protocols",
 	"/etc/localtime", "/etc/timezone", "/etc/os-release", "/etc/ld.so.cache",
-	"/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
+	"/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/bash.bashrc",
 }
 
 // DefaultProcFS are the kernel's views the CLI and tools read (their own
@@ -186,4 +187,65 @@ func resolved(path string) []string {
 // Connects reports whether the policy lets the agent connect to TCP port.
 func (p Policy) Connects(port int) bool {
 	return port > 0 && port < 1<<16 && slices.Contains(p.ConnectTCP, uint16(port))
+}
+
+// Agent describes what the web grants the agent beyond the system: its
+// parts outside the system directories and the ports it needs.
+type Agent struct {
+	// Claude is the claude CLI's install folder (read and execute).
+	Claude string
+	// Executable is the web binary, which the wrappers and the shell
+	// prefix point at (read and execute).
+	Executable string
+	// Dir is the web-owned folder with the ssh config, known_hosts and
+	// the wrappers (read and execute, never write).
+	Dir string
+	// Ports are the TCP ports the agent may connect to: the API's, the
+	// proxy's, the devvm's SSH port.
+	Ports []uint16
+	// MaxABI is Policy.MaxABI.
+	MaxABI int
+}
+
+// Policy is the agent's base policy: the system directories, the named
+// /etc files, /proc and /sys, the devices, a's folders and ports. The
+// session's own folders come with Session.
+func (a Agent) Policy() Policy {
+	p := Policy{
+		ReadExec:   append([]string{}, DefaultSystemDirs...),
+		ReadOnly:   append(append([]string{}, DefaultEtcFiles...), DefaultProcFS...),
+		Devices:    append([]string{}, DefaultDevices...),
+		ConnectTCP: append([]uint16{}, a.Ports...),
+		MaxABI:     a.MaxABI,
+	}
+	for _, path := range []string{a.Claude, a.Executable, a.Dir} {
+		if path != "" {
+			p.ReadExec = append(p.ReadExec, path)
+		}
+	}
+	return p
+}
+
+// Session returns p with the session's own folders, read-write: its HOME,
+// TMPDIR and work folder.
+func (p Policy) Session(home, tmp, work string) Policy {
+	p.ReadWrite = append(append([]string{}, p.ReadWrite...), home, tmp, work)
+	return p
+}
+
+// InstallDir is the folder to grant for a CLI whose executable (symbolic
+// links resolved) is bin: the folder holding it, or the npm package
+// folder when it sits in a package's bin/ (package.json next to bin/).
+func InstallDir(bin string) (string, error) {
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", bin, err)
+	}
+	dir := filepath.Dir(real)
+	if filepath.Base(dir) == "bin" {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "package.json")); err == nil {
+			dir = filepath.Dir(dir)
+		}
+	}
+	return dir, nil
 }
