@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"breakglass/internal/power"
+	"breakglass/internal/sandbox"
 )
 
 // config is the web's configuration, read from the environment (DESIGN §6).
@@ -26,6 +27,14 @@ type config struct {
 	TurnTimeout        time.Duration
 	SSEKeepAlive       time.Duration
 	BearerToken        string
+	// BearerTokenFile is API_BEARER_TOKEN_FILE: when set, the token is
+	// read from it (readSecrets) and API_BEARER_TOKEN is ignored.
+	BearerTokenFile string
+	// SecretFiles are the files holding secrets (the bearer token file,
+	// the ntfy token file): the agent's sandbox must not reach them.
+	SecretFiles []string
+	// SandboxMaxABI is sandbox.Policy.MaxABI, from BREAKGLASS_SANDBOX_MAX_ABI.
+	SandboxMaxABI      int
 	TrustedProxies     []netip.Prefix
 	DevVMHost          string
 	DevVMPort          int
@@ -59,6 +68,8 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		TurnTimeout:        p.seconds("BREAKGLASS_TURN_TIMEOUT_SECONDS", 1800, 1, 24*3600),
 		SSEKeepAlive:       p.seconds("BREAKGLASS_SSE_KEEPALIVE_SECONDS", 20, 1, 3600),
 		BearerToken:        getenv("API_BEARER_TOKEN"),
+		BearerTokenFile:    p.optionalAbsPath("API_BEARER_TOKEN_FILE"),
+		SandboxMaxABI:      p.sandboxABI("BREAKGLASS_SANDBOX_MAX_ABI"),
 		TrustedProxies:     p.prefixes("BREAKGLASS_TRUSTED_PROXIES"),
 		DevVMHost:          p.ip("BREAKGLASS_DEVVM_HOST", "10.0.10.10"),
 		DevVMPort:          p.intIn("BREAKGLASS_DEVVM_PORT", 22, 1, 65535),
@@ -75,8 +86,16 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		PublicURL:     p.httpURL("BREAKGLASS_PUBLIC_URL"),
 		WatchInterval: p.seconds("BREAKGLASS_WATCH_SECONDS", 60, 1, 24*3600),
 	}
+	if cfg.BearerTokenFile != "" {
+		cfg.BearerToken = "" // the file is preferred; readSecrets fills it
+	}
 	if cfg.BearerToken != "" && len(cfg.BearerToken) < 16 {
 		p.fail("API_BEARER_TOKEN", "must be at least 16 characters when set")
+	}
+	for _, f := range []string{cfg.BearerTokenFile, cfg.NtfyTokenFile} {
+		if f != "" {
+			cfg.SecretFiles = append(cfg.SecretFiles, f)
+		}
 	}
 	if len(p.errs) > 0 {
 		return config{}, errors.Join(p.errs...)
@@ -121,6 +140,47 @@ func (p *envParser) absPath(name, def string) string {
 		p.fail(name, fmt.Sprintf("%q is not an absolute path", v))
 	}
 	return v
+}
+
+// sandboxABI reads the cap on the agent sandbox's Landlock ABI: empty for
+// the highest the kernel has, 0 for none at all, 1 to sandbox.LatestABI
+// for at most that (for tests and kernel bugs; the web says what it costs).
+func (p *envParser) sandboxABI(name string) int {
+	v := p.getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > sandbox.LatestABI {
+		p.fail(name, fmt.Sprintf("%q: a whole number between 0 (no Landlock) and %d expected", v, sandbox.LatestABI))
+		return 0
+	}
+	if n == 0 {
+		return sandbox.NoLandlock
+	}
+	return n
+}
+
+// maxSecretFile bounds a secret file's size.
+const maxSecretFile = 4 << 10
+
+// readSecrets fills cfg.BearerToken from cfg.BearerTokenFile when set:
+// the file's content without surrounding whitespace, at least 16
+// characters.
+func readSecrets(cfg *config) error {
+	if cfg.BearerTokenFile == "" {
+		return nil
+	}
+	b, err := readSmallFile(cfg.BearerTokenFile, maxSecretFile)
+	if err != nil {
+		return fmt.Errorf("API_BEARER_TOKEN_FILE: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n\x00") {
+		return errors.New("API_BEARER_TOKEN_FILE: the token must be one word of at least 16 characters")
+	}
+	cfg.BearerToken = tok
+	return nil
 }
 
 func (p *envParser) intIn(name string, def, lo, hi int) int {

@@ -53,9 +53,18 @@ func start(args, environ []string, stdout, stderr io.Writer) int {
 		return sandbox.Main(args, environ, stderr)
 	}
 	cfg, err := configFromEnv(getenv)
+	if err == nil {
+		err = readSecrets(&cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "breakglass web: bad configuration:\n%v\n", err)
 		return 2
+	}
+	// WARNING: before any secret is in memory worth reading from another
+	// process of this user (TestWebIsNotDumpable).
+	if err := hideMemory(); err != nil {
+		fmt.Fprintf(stderr, "breakglass web: %v\n", err)
+		return 1
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "web", JSONFormat: true, Output: stderr, Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -78,6 +87,13 @@ func envLookup(environ []string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// The agent's folder under the sessions folder (not a session id, so the
+// manager skips it), and the `pve` socket in it.
+const (
+	agentDirName  = "agent"
+	pveSocketName = "pve.sock"
+)
+
 // Server timeouts. The stream sets its own per-write deadlines, and the
 // verb routes lift theirs for as long as a verb may take.
 const (
@@ -96,8 +112,11 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	} else {
 		log.Info("the identity header is trusted from BREAKGLASS_TRUSTED_PROXIES only; the proxy there must overwrite it from its forward-auth answer", "header", api.IdentityHeader, "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	}
-	if cfg.BearerToken == "" {
-		log.Info("API_BEARER_TOKEN is empty: bearer authentication is off")
+	switch {
+	case cfg.BearerToken == "":
+		log.Info("API_BEARER_TOKEN_FILE and API_BEARER_TOKEN are empty: bearer authentication is off")
+	case cfg.BearerTokenFile == "":
+		log.Warn("the bearer token comes from API_BEARER_TOKEN; prefer API_BEARER_TOKEN_FILE, which keeps it out of the environment")
 	}
 
 	reg := prometheus.NewRegistry()
@@ -107,10 +126,12 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		return err
 	}
 
+	sandboxStatus := sandbox.Probe(cfg.SandboxMaxABI)
+	if err := reportSandbox(sandboxStatus, reg, log); err != nil {
+		return err
+	}
 	paths, err := agenthome.Prepare(agenthome.Config{
-		Home:       filepath.Join(cfg.SessionsDir, "home"),
-		Agent:      cfg.Agent,
-		AgentFile:  agents.Breakglass,
+		Dir:        filepath.Join(cfg.SessionsDir, agentDirName),
 		SocketDir:  cfg.SocketDir,
 		DevVMHost:  cfg.DevVMHost,
 		DevVMPort:  cfg.DevVMPort,
@@ -118,14 +139,27 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		KnownHosts: cfg.KnownHosts,
 	})
 	if err != nil {
-		return fmt.Errorf("prepare the agent's home: %w", err)
+		return fmt.Errorf("prepare the agent's folder: %w", err)
+	}
+	agentBase, exe, err := agentPolicy(cfg, environ, paths, log)
+	if err != nil {
+		return err
+	}
+	if err := checkSecrets(agentBase, cfg.SessionsDir, cfg.SecretFiles); err != nil {
+		return err
 	}
 	runner, err := claude.New(claude.Config{
-		Binary:       cfg.ClaudeBin,
-		Agent:        cfg.Agent,
-		Model:        cfg.Model,
-		Home:         paths.Home,
-		BinDir:       paths.BinDir,
+		Binary:          cfg.ClaudeBin,
+		Agent:           cfg.Agent,
+		Model:           cfg.Model,
+		BinDir:          paths.BinDir,
+		AgentDefinition: agents.Breakglass,
+		Sandbox: &claude.Sandbox{
+			Launcher: exe,
+			Shell:    paths.Shell,
+			Policy:   agentBase,
+			Env:      []string{agenthome.ConfigVar + "=" + paths.SSHConfig},
+		},
 		MaxBudgetUSD: cfg.MaxBudgetUSD,
 		Environ:      environ,
 		Logger:       log,
@@ -146,6 +180,21 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
 	}
 	defer mln.Close()
+	if err := checkListeners(agentBase, ln, mln); err != nil {
+		return err
+	}
+	// The agent's `pve` reaches the web through this socket only, with its
+	// turn's token: no TCP path from the agent to the web is needed.
+	pveSock := filepath.Join(paths.Dir, pveSocketName)
+	_ = os.Remove(pveSock)
+	pln, err := net.Listen("unix", pveSock)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", pveSock, err)
+	}
+	defer pln.Close()
+	if err := os.Chmod(pveSock, 0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", pveSock, err)
+	}
 
 	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, ipc.SocketName))
 	defer kh.Close()
@@ -164,7 +213,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	// The manager and the verb service need each other: the service writes
 	// verb events into sessions, and each turn gets the service's token.
 	var verbsSvc *power.Service
-	webURL := loopbackURL(ln.Addr())
+	pveURL := "unix://" + pveSock
 	mgr, err := session.New(session.Config{
 		Dir:                cfg.SessionsDir,
 		Runner:             runner,
@@ -172,7 +221,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		TurnTimeout:        cfg.TurnTimeout,
 		IdleTimeout:        cfg.SessionIdle,
 		RetainFor:          cfg.RetainFor,
-		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, webURL) },
+		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, pveURL) },
 		Logger:             log.Named("session"),
 		Metrics:            sm,
 		Observer:           nt.observer(),
@@ -210,10 +259,10 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		UI:             ui.FS(),
 		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
 			verbsSvc.RegisterOperator(operator, identity)
-			verbsSvc.RegisterAgent(open)
 			signIn.Register(open)
 			nt.register(operator)
 		},
+		Sandbox:    &sandboxStatus,
 		Logger:     log.Named("api"),
 		Registerer: reg,
 		Gatherer:   reg,
@@ -245,12 +294,24 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	}
 
 	nt.run(ctx)
-	errc := make(chan error, 2)
+	pveMux := mux.NewRouter()
+	verbsSvc.RegisterAgent(pveMux)
+	pveSrv := &http.Server{
+		Handler:           pveMux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	for _, s := range []struct {
 		srv *http.Server
 		ln  net.Listener
-	}{{web, ln}, {metrics, mln}} {
+	}{{web, ln}, {metrics, mln}, {pveSrv, pln}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -259,7 +320,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 			}
 		}()
 	}
-	log.Info("web listening", "addr", ln.Addr().String(), "metrics_addr", mln.Addr().String(),
+	log.Info("web listening", "addr", ln.Addr().String(), "metrics_addr", mln.Addr().String(), "pve_socket", pveSock,
 		"sessions", len(mgr.List()), "policy", string(verbsSvc.Policy()))
 
 	var runErr error
@@ -276,7 +337,7 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	for _, s := range []*http.Server{web, metrics} {
+	for _, s := range []*http.Server{web, metrics, pveSrv} {
 		if err := s.Shutdown(sctx); err != nil {
 			_ = s.Close()
 		}
@@ -344,17 +405,4 @@ func refuseAllowWithPresence(ctx context.Context, kh *ipc.Client, log hclog.Logg
 func (k keyholderProbe) Metrics(ctx context.Context) ([]byte, error) {
 	b, _, err := k.c.Metrics(ctx)
 	return b, err
-}
-
-// loopbackURL is the web's base URL as the agent's `pve` reaches it: the
-// listener's port on loopback.
-func loopbackURL(a net.Addr) string {
-	host := "127.0.0.1"
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ta.IP.IsLoopback() && ta.IP.To4() == nil {
-			host = "[::1]"
-		}
-		return fmt.Sprintf("http://%s:%d", host, ta.Port)
-	}
-	return "http://" + host
 }

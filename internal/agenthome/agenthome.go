@@ -10,11 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"breakglass/internal/sandbox"
 )
 
 // Defaults of Config.
 const (
-	DefaultAgent               = "breakglass"
 	DefaultSocketDir           = "/run/breakglass"
 	DefaultDevVMPort           = 22
 	DefaultDevVMUser           = "breakglass"
@@ -29,27 +30,30 @@ const (
 // HostAlias is the name the agent uses: `ssh devvm <command>`.
 const HostAlias = "devvm"
 
-// Commands are the names in HOME/bin, each a symlink to the web binary,
-// which dispatches on the name it was invoked as.
-var Commands = []string{"ssh", "pve"}
+// Commands are the names in Dir/bin, each a symlink to the web binary,
+// which dispatches on the name it was invoked as: the agent's `ssh` and
+// `pve`, and the Bash tool's shell prefix (sandbox.ShellName).
+var Commands = []string{"ssh", "pve", sandbox.ShellName}
 
 // RealSSHVar, when set in the wrapper's environment, names the real ssh
 // client to run instead of DefaultRealSSH.
 const RealSSHVar = "BREAKGLASS_REAL_SSH"
 
+// ConfigVar is the wrapper's environment variable naming the ssh config
+// (Paths.SSHConfig). OpenSSH takes ~ from the passwd entry, not $HOME, and
+// the agent's HOME is its own to write: the config lives in Dir instead.
+const ConfigVar = "BREAKGLASS_SSH_CONFIG"
+
 // ErrConfig: the Config is not usable.
 var ErrConfig = errors.New("invalid agent home config")
 
-// Config says what to prepare. The zero value is refused (Home, AgentFile
-// and DevVMHost are required); every other field has a default.
+// Config says what to prepare. The zero value is refused (Dir and
+// DevVMHost are required); every other field has a default.
 type Config struct {
-	// Home is the agent's HOME, e.g. $BREAKGLASS_SESSIONS_DIR/home. It is
-	// created (0700) if missing.
-	Home string
-	// Agent is the agent's name: the file is HOME/.claude/agents/<Agent>.md.
-	Agent string
-	// AgentFile is the agent file's content (agents.Breakglass).
-	AgentFile []byte
+	// Dir is the web-owned folder the agent may only read, outside every
+	// HOME, e.g. $BREAKGLASS_SESSIONS_DIR/agent. It is created (0700) if
+	// missing.
+	Dir string
 	// Executable is the web binary the HOME/bin entries point at; empty
 	// means os.Executable().
 	Executable string
@@ -60,7 +64,9 @@ type Config struct {
 	// DevVMPort and DevVMUser default to 22 and "breakglass".
 	DevVMPort int
 	DevVMUser string
-	// KnownHosts is the pinned known_hosts file.
+	// KnownHosts is the pinned known_hosts file, copied into Dir at each
+	// Prepare (a missing one gives an empty copy: ssh then refuses every
+	// host).
 	KnownHosts string
 	// ConnectTimeout, ServerAliveInterval and ServerAliveCountMax bound how
 	// long ssh waits for a dead devvm.
@@ -71,26 +77,23 @@ type Config struct {
 
 // Paths are what Prepare made.
 type Paths struct {
-	// Home is the agent's HOME.
-	Home string
-	// BinDir goes first on the agent's PATH (claude.Config.BinDir).
+	// Dir is the folder itself (read-only to the agent).
+	Dir string
+	// BinDir goes first on the agent's PATH: ssh, pve and the shell prefix.
 	BinDir string
-	// SSHConfig is HOME/.ssh/config.
+	// SSHConfig is Dir/ssh_config (the wrapper's ConfigVar).
 	SSHConfig string
-	// AgentFile is HOME/.claude/agents/<agent>.md.
-	AgentFile string
+	// KnownHosts is Dir/known_hosts, the copy the ssh config pins.
+	KnownHosts string
+	// Shell is BinDir/<sandbox.ShellName>: CLAUDE_CODE_SHELL_PREFIX.
+	Shell string
 }
 
 // hostToken is what may appear as a host or user in the ssh config: no
 // spaces, quotes, percent (token expansion) or line breaks.
 var hostToken = regexp.MustCompile(`^[A-Za-z0-9._:\-\[\]]{1,253}$`)
 
-var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$`)
-
 func (cfg *Config) validate() error {
-	if cfg.Agent == "" {
-		cfg.Agent = DefaultAgent
-	}
 	if cfg.SocketDir == "" {
 		cfg.SocketDir = DefaultSocketDir
 	}
@@ -113,12 +116,8 @@ func (cfg *Config) validate() error {
 		cfg.ServerAliveCountMax = DefaultServerAliveCountMax
 	}
 	switch {
-	case cfg.Home == "" || !filepath.IsAbs(cfg.Home):
-		return fmt.Errorf("%w: Home must be an absolute path, got %q", ErrConfig, cfg.Home)
-	case len(cfg.AgentFile) == 0:
-		return fmt.Errorf("%w: empty agent file", ErrConfig)
-	case !agentName.MatchString(cfg.Agent):
-		return fmt.Errorf("%w: agent name %q", ErrConfig, cfg.Agent)
+	case cfg.Dir == "" || !safePath(cfg.Dir):
+		return fmt.Errorf("%w: Dir must be an absolute path ssh_config can quote, got %q", ErrConfig, cfg.Dir)
 	case cfg.DevVMHost == "" || !hostToken.MatchString(cfg.DevVMHost):
 		return fmt.Errorf("%w: devvm host %q", ErrConfig, cfg.DevVMHost)
 	case !hostToken.MatchString(cfg.DevVMUser):
@@ -163,7 +162,7 @@ func renderSSHConfig(cfg Config) string {
 	// (TestWrapperLogsIn guards this). The agent holds exactly one key.
 	b.WriteString("  IdentityFile none\n")
 	b.WriteString("  StrictHostKeyChecking yes\n")
-	fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", cfg.KnownHosts)
+	fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", knownHostsCopy(cfg))
 	b.WriteString("  GlobalKnownHostsFile /dev/null\n")
 	b.WriteString("  UpdateHostKeys no\n")
 	b.WriteString("  CheckHostIP no\n")
@@ -179,13 +178,16 @@ func renderSSHConfig(cfg Config) string {
 	b.WriteString("\n# Nothing else is reachable by name.\n")
 	b.WriteString("Host *\n")
 	b.WriteString("  StrictHostKeyChecking yes\n")
-	fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", cfg.KnownHosts)
+	fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", knownHostsCopy(cfg))
 	b.WriteString("  ForwardAgent no\n")
 	b.WriteString("  BatchMode yes\n")
 	return b.String()
 }
 
-// Prepare writes the agent's HOME. It is idempotent: files are replaced
+// knownHostsCopy is where Prepare copies the known_hosts file.
+func knownHostsCopy(cfg Config) string { return filepath.Join(cfg.Dir, "known_hosts") }
+
+// Prepare writes the folder. It is idempotent: files are replaced
 // atomically and symlinks re-pointed, so a restart with a new config or a
 // moved binary takes effect.
 func Prepare(cfg Config) (Paths, error) {
@@ -200,21 +202,26 @@ func Prepare(cfg Config) (Paths, error) {
 		}
 	}
 	p := Paths{
-		Home:      cfg.Home,
-		BinDir:    filepath.Join(cfg.Home, "bin"),
-		SSHConfig: filepath.Join(cfg.Home, ".ssh", "config"),
-		AgentFile: filepath.Join(cfg.Home, ".claude", "agents", cfg.Agent+".md"),
+		Dir:        cfg.Dir,
+		BinDir:     filepath.Join(cfg.Dir, "bin"),
+		SSHConfig:  filepath.Join(cfg.Dir, "ssh_config"),
+		KnownHosts: knownHostsCopy(cfg),
 	}
-	for _, d := range []string{cfg.Home, filepath.Dir(p.SSHConfig), filepath.Dir(p.AgentFile), p.BinDir} {
+	p.Shell = filepath.Join(p.BinDir, sandbox.ShellName)
+	for _, d := range []string{cfg.Dir, p.BinDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return Paths{}, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	// ssh refuses a config that others can write; keep it 0600.
-	if err := writeFileAtomic(p.SSHConfig, []byte(renderSSHConfig(cfg)), 0o600); err != nil {
+	kh, err := os.ReadFile(cfg.KnownHosts)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Paths{}, fmt.Errorf("read known_hosts: %w", err)
+	}
+	if err := writeFileAtomic(p.KnownHosts, kh, 0o644); err != nil {
 		return Paths{}, err
 	}
-	if err := writeFileAtomic(p.AgentFile, cfg.AgentFile, 0o600); err != nil {
+	// ssh refuses a config that others can write; keep it 0600.
+	if err := writeFileAtomic(p.SSHConfig, []byte(renderSSHConfig(cfg)), 0o600); err != nil {
 		return Paths{}, err
 	}
 	for _, name := range Commands {
@@ -262,10 +269,10 @@ func symlinkAtomic(target, path string) error {
 }
 
 // SSHArgv is the real ssh's argv for the wrapper invoked with args
-// (args[0] is the name it was invoked as): `-F HOME/.ssh/config` first,
-// then the agent's arguments unchanged.
-func SSHArgv(home string, args []string) []string {
-	argv := []string{"ssh", "-F", filepath.Join(home, ".ssh", "config")}
+// (args[0] is the name it was invoked as): `-F <config>` first, then the
+// agent's arguments unchanged.
+func SSHArgv(config string, args []string) []string {
+	argv := []string{"ssh", "-F", config}
 	if len(args) > 1 {
 		argv = append(argv, args[1:]...)
 	}
@@ -276,12 +283,12 @@ func SSHArgv(home string, args []string) []string {
 // when filepath.Base(os.Args[0]) == "ssh", as
 // os.Exit(agenthome.SSHMain(os.Args, os.Environ(), os.Stderr)).
 // It replaces the process with the real ssh (no shell), reading the config
-// from $HOME/.ssh/config; it returns only on failure (exit status 255, as
-// ssh itself uses).
+// named by ConfigVar; it returns only on failure (exit status 255, as ssh
+// itself uses).
 func SSHMain(args, environ []string, stderr io.Writer) int {
-	home := lookup(environ, "HOME")
-	if home == "" || !filepath.IsAbs(home) {
-		fmt.Fprintln(stderr, "ssh (breakglass wrapper): HOME is not set to the agent's home")
+	config := lookup(environ, ConfigVar)
+	if config == "" || !filepath.IsAbs(config) {
+		fmt.Fprintf(stderr, "ssh (breakglass wrapper): %s is not set to the agent's ssh config\n", ConfigVar)
 		return 255
 	}
 	real := lookup(environ, RealSSHVar)
@@ -292,7 +299,7 @@ func SSHMain(args, environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ssh (breakglass wrapper): %s must be an absolute path\n", RealSSHVar)
 		return 255
 	}
-	err := syscall.Exec(real, SSHArgv(home, args), environ)
+	err := syscall.Exec(real, SSHArgv(config, args), environ)
 	fmt.Fprintf(stderr, "ssh (breakglass wrapper): exec %s: %v\n", real, err)
 	return 255
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // TestMain lets the test binary play the web binary: invoked through a
-// HOME/bin/ssh symlink, it is the wrapper.
+// Dir/bin/ssh symlink, it is the wrapper.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == "ssh" {
 		os.Exit(SSHMain(os.Args, os.Environ(), os.Stderr))
@@ -32,8 +32,7 @@ func TestMain(m *testing.M) {
 
 func baseConfig(t *testing.T) Config {
 	return Config{
-		Home:       filepath.Join(t.TempDir(), "home"),
-		AgentFile:  []byte("---\nname: breakglass\n---\nbody\n"),
+		Dir:        filepath.Join(t.TempDir(), "agent"),
 		DevVMHost:  "127.0.0.1",
 		DevVMPort:  2222,
 		DevVMUser:  "breakglass",
@@ -49,12 +48,13 @@ func TestPrepare(t *testing.T) {
 	exe, err := os.Executable()
 	require.NoError(t, err)
 
-	b, err := os.ReadFile(filepath.Join(cfg.Home, ".claude", "agents", "breakglass.md"))
+	assert.Equal(t, filepath.Join(cfg.Dir, "bin"), p.BinDir)
+	assert.Equal(t, filepath.Join(cfg.Dir, "bin", "agent-shell"), p.Shell)
+	kh, err := os.ReadFile(p.KnownHosts)
 	require.NoError(t, err)
-	assert.Equal(t, cfg.AgentFile, b)
-	assert.Equal(t, filepath.Join(cfg.Home, "bin"), p.BinDir)
+	assert.Empty(t, kh, "a missing known_hosts gives an empty copy: ssh refuses every host")
 
-	for _, name := range []string{"ssh", "pve"} {
+	for _, name := range []string{"ssh", "pve", "agent-shell"} {
 		target, err := os.Readlink(filepath.Join(p.BinDir, name))
 		require.NoError(t, err, name)
 		assert.Equal(t, exe, target, "%s points at the web binary", name)
@@ -62,25 +62,31 @@ func TestPrepare(t *testing.T) {
 	fi, err := os.Stat(p.SSHConfig)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "ssh refuses a config others can write")
-	fi, err = os.Stat(cfg.Home)
+	fi, err = os.Stat(cfg.Dir)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 
 	// Idempotent, and a new config takes effect.
 	cfg.DevVMPort = 2200
 	cfg.Executable = "/usr/local/bin/web"
+	cfg.KnownHosts = filepath.Join(t.TempDir(), "known_hosts")
+	require.NoError(t, os.WriteFile(cfg.KnownHosts, []byte("[127.0.0.1]:2200 ssh-ed25519 AAAA\n"), 0o600))
 	_, err = Prepare(cfg)
 	require.NoError(t, err)
 	conf, err := os.ReadFile(p.SSHConfig)
 	require.NoError(t, err)
 	assert.Contains(t, string(conf), "Port 2200\n")
+	kh, err = os.ReadFile(p.KnownHosts)
+	require.NoError(t, err)
+	assert.Equal(t, "[127.0.0.1]:2200 ssh-ed25519 AAAA\n", string(kh))
 	target, err := os.Readlink(filepath.Join(p.BinDir, "ssh"))
 	require.NoError(t, err)
 	assert.Equal(t, "/usr/local/bin/web", target)
 }
 
 func TestSSHConfigContent(t *testing.T) {
-	conf, err := SSHConfig(baseConfig(t))
+	cfg := baseConfig(t)
+	conf, err := SSHConfig(cfg)
 	require.NoError(t, err)
 	for _, want := range []string{
 		"Host devvm\n",
@@ -90,7 +96,7 @@ func TestSSHConfigContent(t *testing.T) {
 		"  IdentityAgent /run/breakglass-test/agent.sock\n",
 		"  IdentityFile none\n",
 		"  StrictHostKeyChecking yes\n",
-		"  UserKnownHostsFile /etc/breakglass/known_hosts\n",
+		"  UserKnownHostsFile " + filepath.Join(cfg.Dir, "known_hosts") + "\n",
 		"  ForwardAgent no\n",
 		"  BatchMode yes\n",
 		"  ConnectTimeout 10\n",
@@ -125,10 +131,9 @@ func TestConfigInjection(t *testing.T) {
 		{"socket-relative", func(c *Config) { c.SocketDir = "run" }},
 		{"known-hosts-tilde", func(c *Config) { c.KnownHosts = "/x/~/k" }},
 		{"known-hosts-token", func(c *Config) { c.KnownHosts = "/x/%d/k" }},
-		{"home-relative", func(c *Config) { c.Home = "home" }},
-		{"home-empty", func(c *Config) { c.Home = "" }},
-		{"agent-empty-file", func(c *Config) { c.AgentFile = nil }},
-		{"agent-path", func(c *Config) { c.Agent = "../evil" }},
+		{"dir-relative", func(c *Config) { c.Dir = "agent" }},
+		{"dir-empty", func(c *Config) { c.Dir = "" }},
+		{"dir-space", func(c *Config) { c.Dir = "/tmp/a b" }},
 		{"executable-relative", func(c *Config) { c.Executable = "web" }},
 	}
 	for _, tc := range tests {
@@ -137,8 +142,8 @@ func TestConfigInjection(t *testing.T) {
 			tc.mod(&cfg)
 			_, err := Prepare(cfg)
 			assert.ErrorIs(t, err, ErrConfig)
-			_, err = os.Stat(cfg.Home)
-			assert.True(t, cfg.Home == "" || !filepath.IsAbs(cfg.Home) || errors.Is(err, os.ErrNotExist), "nothing written")
+			_, err = os.Stat(cfg.Dir)
+			assert.True(t, cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) || errors.Is(err, os.ErrNotExist), "nothing written")
 		})
 	}
 }
@@ -149,8 +154,8 @@ func TestZeroConfigRefused(t *testing.T) {
 }
 
 func TestSSHArgv(t *testing.T) {
-	assert.Equal(t, []string{"ssh", "-F", "/h/.ssh/config", "devvm", "uptime"}, SSHArgv("/h", []string{"ssh", "devvm", "uptime"}))
-	assert.Equal(t, []string{"ssh", "-F", "/h/.ssh/config"}, SSHArgv("/h", []string{"ssh"}))
+	assert.Equal(t, []string{"ssh", "-F", "/a/ssh_config", "devvm", "uptime"}, SSHArgv("/a/ssh_config", []string{"ssh", "devvm", "uptime"}))
+	assert.Equal(t, []string{"ssh", "-F", "/a/ssh_config"}, SSHArgv("/a/ssh_config", []string{"ssh"}))
 }
 
 func realSSH(t *testing.T) string {
@@ -162,14 +167,14 @@ func realSSH(t *testing.T) string {
 }
 
 // TestWrapperResolvesDevVM runs the real ssh through the wrapper (this test
-// binary invoked as HOME/bin/ssh) and checks `ssh -G devvm`.
+// binary invoked as Dir/bin/ssh) and checks `ssh -G devvm`.
 func TestWrapperResolvesDevVM(t *testing.T) {
 	realSSH(t)
 	cfg := baseConfig(t)
 	p, err := Prepare(cfg)
 	require.NoError(t, err)
 	cmd := exec.Command(filepath.Join(p.BinDir, "ssh"), "-G", "devvm")
-	cmd.Env = []string{"HOME=" + cfg.Home, "PATH=" + p.BinDir + ":/usr/bin:/bin"}
+	cmd.Env = []string{ConfigVar + "=" + p.SSHConfig, "HOME=" + t.TempDir(), "PATH=" + p.BinDir + ":/usr/bin:/bin"}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	got := map[string]string{}
@@ -182,16 +187,16 @@ func TestWrapperResolvesDevVM(t *testing.T) {
 	assert.Equal(t, "breakglass", got["user"])
 	assert.Equal(t, "/run/breakglass-test/agent.sock", got["identityagent"])
 	assert.Equal(t, "true", got["stricthostkeychecking"])
-	assert.Equal(t, "/etc/breakglass/known_hosts", got["userknownhostsfile"])
+	assert.Equal(t, p.KnownHosts, got["userknownhostsfile"])
 	assert.Equal(t, "no", got["forwardagent"])
 	assert.Equal(t, "yes", got["batchmode"])
 	assert.Equal(t, "10", got["connecttimeout"])
 }
 
-func TestWrapperRefusesWithoutHome(t *testing.T) {
+func TestWrapperRefusesWithoutConfig(t *testing.T) {
 	var sb strings.Builder
-	assert.Equal(t, 255, SSHMain([]string{"ssh", "devvm"}, []string{"PATH=/usr/bin"}, &sb))
-	assert.Contains(t, sb.String(), "HOME")
+	assert.Equal(t, 255, SSHMain([]string{"ssh", "devvm"}, []string{"PATH=/usr/bin", "HOME=/h"}, &sb))
+	assert.Contains(t, sb.String(), ConfigVar)
 }
 
 // serveAgent serves a plain ssh-agent holding key on sock until the test
@@ -251,7 +256,7 @@ func TestWrapperLogsIn(t *testing.T) {
 			require.NoError(t, err)
 		}
 		cmd := exec.Command(filepath.Join(p.BinDir, "ssh"), "devvm", "echo", "hello-from-devvm")
-		cmd.Env = []string{"HOME=" + cfg.Home, "PATH=/usr/bin:/bin"}
+		cmd.Env = []string{ConfigVar + "=" + p.SSHConfig, "PATH=/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"breakglass/internal/sandbox"
 	"breakglass/internal/session"
 )
 
@@ -76,6 +77,10 @@ type Config struct {
 	// authentication and same-origin check, open ones do not (they must
 	// authenticate on their own). identity returns the operator's name.
 	Routes func(operator, open *mux.Router, identity func(*http.Request) string)
+	// Sandbox, when set, is what the agent's sandbox gets on this kernel:
+	// /readyz says it (a sandbox that is partial or missing does not make
+	// the web unready, but it is never silent).
+	Sandbox *sandbox.Status
 	// Logger gets refused requests and stream problems; nil means none.
 	Logger hclog.Logger
 	// Registerer receives the api's collectors; Gatherer is what /metrics
@@ -99,7 +104,8 @@ type Server struct {
 	gatherer     prometheus.Gatherer
 	authFailures *prometheus.CounterVec
 	// signIn is set when passkey sign-in is on.
-	signIn bool
+	signIn  bool
+	sandbox *sandbox.Status
 }
 
 // New validates cfg and returns a Server.
@@ -116,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 		auth:         authenticator{trusted: cfg.TrustedProxies, signIn: cfg.SignIn},
 		signIn:       cfg.SignIn != nil,
 		crossOrigin:  http.NewCrossOriginProtection(),
+		sandbox:      cfg.Sandbox,
 		keepAlive:    cfg.KeepAlive,
 		writeTimeout: cfg.WriteTimeout,
 		ui:           cfg.UI,
@@ -224,16 +231,22 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
-// readyz answers 200 when the keyholder does, else 503 with why.
+// readyz answers 200 when the keyholder does, else 503 with why; either
+// way with the agent sandbox's status when there is one.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
+	body := map[string]any{"ok": true}
+	if s.sandbox != nil {
+		body["sandbox"] = s.sandbox
+	}
 	if err := s.kh.Healthz(ctx); err != nil {
 		s.log.Warn("not ready", "error", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": "keyholder not answering: " + err.Error()})
+		body["ok"] = false
+		body["error"] = "keyholder not answering: " + err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	ready := map[string]any{"ok": true}
 	if pr, ok := s.kh.(PresenceReporter); ok {
 		// Whether a passkey guards the mutating verbs is part of being
 		// ready to be trusted: "off" is said here, never silently.
@@ -241,12 +254,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			mode = "unknown"
 		}
-		ready["presence"] = mode
+		body["presence"] = mode
 		if mode == "off" {
-			ready["warning"] = "operator presence is off: mutating verbs run without the operator's passkey"
+			body["warning"] = "operator presence is off: mutating verbs run without the operator's passkey"
 		}
 	}
-	writeJSON(w, http.StatusOK, ready)
+	writeJSON(w, http.StatusOK, body)
 }
 
 // writeJSON writes v with status.

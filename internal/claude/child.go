@@ -41,8 +41,9 @@ type childLimits struct {
 // and at its end the whole group and every marked process reaped, with no
 // goroutine of its own left behind.
 //
-// It owns the process's standard streams. stdin is /dev/null today; the
-// one place it is chosen is startChild.
+// It owns the process's standard streams. stdin is one end of a socketpair
+// (newStdin), chosen in startChild alone; the web's end is closed at start
+// until the CLI reads stream-json input, so claude sees end of input.
 type child struct {
 	cmd    *exec.Cmd
 	pgid   int
@@ -88,13 +89,19 @@ func startChild(c command, limits childLimits) (*child, error) {
 		closeAll(pr, pw)
 		return nil, err
 	}
+	in, inWeb, err := newStdin()
+	if err != nil {
+		closeAll(pr, pw, er, ew)
+		return nil, err
+	}
 	cmd := exec.Command(c.Path, c.Args...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
-	cmd.Stdin = nil // /dev/null
+	cmd.Stdin = in
 	cmd.Stdout, cmd.Stderr = pw, ew
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	closeAll(pw, ew) // the child holds the write ends now
+	closeAll(pw, ew, in) // the child holds its ends now
+	closeAll(inWeb)      // nothing to write yet: end of input
 	if err != nil {
 		closeAll(pr, er)
 		return nil, err

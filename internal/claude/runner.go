@@ -70,6 +70,13 @@ type Config struct {
 	BinDir string
 	// MaxBudgetUSD adds --max-budget-usd when above zero.
 	MaxBudgetUSD float64
+	// AgentDefinition is the agent file (agents.Breakglass), passed inline
+	// (--agents) with --agent Agent: the CLI reads no agent file. Empty
+	// means no --agent at all.
+	AgentDefinition []byte
+	// Sandbox, when set, confines every claude process (see Sandbox); the
+	// web always sets it. Home is then unused: each session has its own.
+	Sandbox *Sandbox
 	// Environ is the ambient environment (KEY=value) from which the child's
 	// is filtered: only the allowlist of AllowedEnv passes.
 	Environ []string
@@ -99,10 +106,11 @@ type Config struct {
 // Runner runs claude turns. It is safe for concurrent use; the caller
 // serialises turns of one session.
 type Runner struct {
-	cfg     Config
-	log     hclog.Logger
-	env     []string // filtered ambient environment, without HOME
-	metrics *metrics
+	cfg         Config
+	log         hclog.Logger
+	env         []string // filtered ambient environment, without HOME
+	metrics     *metrics
+	inlineAgent string // the --agents value, "" for none
 }
 
 // New validates cfg and fills its defaults.
@@ -132,8 +140,10 @@ func New(cfg Config) (*Runner, error) {
 		cfg.MaxStderr = DefaultMaxStderr
 	}
 	switch {
-	case cfg.Home == "" || !filepath.IsAbs(cfg.Home):
+	case cfg.Sandbox == nil && (cfg.Home == "" || !filepath.IsAbs(cfg.Home)):
 		return nil, fmt.Errorf("%w: Home must be an absolute path, got %q", ErrConfig, cfg.Home)
+	case cfg.Sandbox != nil && (!filepath.IsAbs(cfg.Sandbox.Launcher) || !filepath.IsAbs(cfg.Sandbox.Shell)):
+		return nil, fmt.Errorf("%w: the sandbox's launcher and shell must be absolute paths", ErrConfig)
 	case cfg.BinDir != "" && !filepath.IsAbs(cfg.BinDir):
 		return nil, fmt.Errorf("%w: BinDir must be an absolute path, got %q", ErrConfig, cfg.BinDir)
 	case !safeName.MatchString(cfg.Agent):
@@ -147,11 +157,20 @@ func New(cfg Config) (*Runner, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	if cfg.Sandbox != nil {
+		if err := cfg.Sandbox.Policy.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+	}
+	inline, err := parseAgent(cfg)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, log: log.Named("claude"), env: FilterEnv(cfg.Environ), metrics: m}, nil
+	return &Runner{cfg: cfg, log: log.Named("claude"), env: FilterEnv(cfg.Environ), metrics: m, inlineAgent: inline}, nil
 }
 
 // safeName is what an agent or model name may look like: it becomes one
@@ -237,11 +256,13 @@ func (r *Runner) Args(t Turn, resume bool) []string {
 		"--output-format", "stream-json",
 		"--verbose",
 		"--include-partial-messages",
-		"--agent", r.cfg.Agent,
+	}
+	args = append(args, r.settingArgs()...)
+	args = append(args,
 		"--model", r.cfg.Model,
 		"--tools", Tools,
 		"--allowedTools", Tools,
-	}
+	)
 	if r.cfg.MaxBudgetUSD > 0 {
 		args = append(args, "--max-budget-usd", strconv.FormatFloat(r.cfg.MaxBudgetUSD, 'f', -1, 64))
 	}
@@ -283,13 +304,13 @@ func isExecutable(p string) bool {
 // its program, argv, environment and working directory are decided.
 func (r *Runner) command(bin string, env []string, t Turn, resume bool) command {
 	mark := newMark()
-	return command{
+	return r.confine(command{
 		Path: bin,
 		Args: r.Args(t, resume),
 		Env:  append(env[:len(env):len(env)], MarkVar+"="+mark),
 		Dir:  t.Dir,
 		Mark: mark,
-	}
+	}, t.Dir)
 }
 
 // Run runs one turn and emits its events (every one except user and done,
@@ -308,6 +329,9 @@ func (r *Runner) Run(ctx context.Context, t Turn, emit func(event.Event)) Outcom
 	}
 	env := r.childEnv(t)
 	bin, err := r.binary(env)
+	if err == nil {
+		err = r.sessionFolders(t.Dir)
+	}
 	if err != nil {
 		emit(errorEvent(err.Error()))
 		return Outcome{Outcome: event.OutcomeError, ExitCode: -1}

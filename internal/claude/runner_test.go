@@ -135,13 +135,14 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 	t.Cleanup(d.Close)
 	h := &harness{dir: t.TempDir(), double: d, reg: prometheus.NewRegistry()}
 	paths, err := agenthome.Prepare(agenthome.Config{
-		Home:      filepath.Join(t.TempDir(), "home"),
-		AgentFile: agents.Breakglass,
+		Dir:       filepath.Join(t.TempDir(), "agent"),
 		DevVMHost: "127.0.0.1",
 		DevVMPort: 1, // never dialled: the tests' tools do not use ssh
 	})
 	require.NoError(t, err)
-	h.home, h.binDir = paths.Home, paths.BinDir
+	h.home, h.binDir = filepath.Join(t.TempDir(), "home"), paths.BinDir
+	require.NoError(t, os.MkdirAll(filepath.Join(h.home, ".claude", "agents"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(h.home, ".claude", "agents", "breakglass.md"), agents.Breakglass, 0o600))
 	cfg := Config{
 		Binary:  claudeBin(t),
 		Home:    h.home,

@@ -1,12 +1,19 @@
 package claude
 
 import (
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"breakglass/agents"
+	"breakglass/internal/sandbox"
 )
 
 func TestFilterEnv(t *testing.T) {
@@ -42,13 +49,75 @@ func TestArgs(t *testing.T) {
 	assert.Equal(t, []string{
 		"-p", "--session-id", turn.SessionID,
 		"--output-format", "stream-json", "--verbose", "--include-partial-messages",
-		"--agent", "breakglass", "--model", "sonnet",
+		"--setting-sources", "", "--strict-mcp-config",
+		"--model", "sonnet",
 		"--tools", "Bash,Read,Grep,Glob", "--allowedTools", "Bash,Read,Grep,Glob",
 		"--max-budget-usd", "2.5",
 		"--", "-rf /; $(id)",
 	}, r.Args(turn, false))
 	args := r.Args(turn, true)
 	assert.Equal(t, []string{"-p", "--resume", turn.SessionID}, args[:3])
+
+	r, err = New(Config{Home: "/h", AgentDefinition: agents.Breakglass})
+	require.NoError(t, err)
+	args = r.Args(turn, false)
+	i := slices.Index(args, "--agents")
+	require.Positive(t, i, "the definition is passed inline")
+	var defs map[string]map[string]any
+	require.NoError(t, json.Unmarshal([]byte(args[i+1]), &defs))
+	assert.Contains(t, defs["breakglass"]["prompt"], "Diagnose before acting")
+	assert.Equal(t, []string{"--agent", "breakglass"}, args[i+2:i+4])
+	assert.Equal(t, []string{"--setting-sources", ""}, args[i-3:i-1], "no setting source the agent could write")
+
+	_, err = New(Config{Home: "/h", Agent: "other", AgentDefinition: agents.Breakglass})
+	assert.ErrorIs(t, err, ErrConfig, "the definition's name must be the --agent")
+	_, err = New(Config{Home: "/h", AgentDefinition: []byte("no front matter")})
+	assert.ErrorIs(t, err, ErrConfig)
+}
+
+func TestConfine(t *testing.T) {
+	sess := filepath.Join(t.TempDir(), "0b6f3c1e-8a5d-4e21-9c3a-5f0e2d7b9a11")
+	require.NoError(t, os.Mkdir(sess, 0o700))
+	sb := &Sandbox{Launcher: "/usr/local/bin/web", Shell: "/srv/agent/bin/agent-shell",
+		Policy: sandbox.Policy{ReadExec: []string{"/usr"}, ConnectTCP: []uint16{443}},
+		Env:    []string{"BREAKGLASS_SSH_CONFIG=/srv/agent/ssh_config"}}
+	r, err := New(Config{Sandbox: sb})
+	require.NoError(t, err)
+	require.NoError(t, r.sessionFolders(sess))
+	c := r.confine(command{
+		Path: "/opt/claude", Args: []string{"-p", "x"}, Dir: sess,
+		Env: []string{"PATH=/srv/agent/bin:.:relative:" + sess + "/work:/usr/bin", "HOME=/elsewhere", "CLAUDE_CODE_SHELL_PREFIX=/evil", "KEEP=1"},
+	}, sess)
+	assert.Equal(t, "/usr/local/bin/web", c.Path)
+	assert.Equal(t, []string{"sandbox", "--", "/opt/claude", "-p", "x"}, c.Args)
+	assert.Equal(t, filepath.Join(sess, "work"), c.Dir)
+	env := map[string]string{}
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		_, dup := env[k]
+		assert.False(t, dup, "%s set twice", k)
+		env[k] = v
+	}
+	assert.Equal(t, "/srv/agent/bin:/usr/bin", env["PATH"], "no relative entry, nothing of the session's folders")
+	assert.Equal(t, filepath.Join(sess, "home"), env["HOME"])
+	assert.Equal(t, filepath.Join(sess, "tmp"), env["TMPDIR"])
+	assert.Equal(t, "/srv/agent/bin/agent-shell", env["CLAUDE_CODE_SHELL_PREFIX"])
+	assert.Equal(t, "/srv/agent/ssh_config", env["BREAKGLASS_SSH_CONFIG"])
+	assert.Equal(t, "1", env["KEEP"])
+	p, err := sandbox.Decode(env[sandbox.PolicyVar])
+	require.NoError(t, err)
+	assert.Equal(t, []string{filepath.Join(sess, "home"), filepath.Join(sess, "tmp"), filepath.Join(sess, "work")}, p.ReadWrite)
+	assert.Equal(t, []uint16{443}, p.ConnectTCP)
+	for _, d := range []string{"home", "tmp", "work"} {
+		fi, err := os.Stat(filepath.Join(sess, d))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	}
+
+	// A folder replaced by a symlink (to widen the policy) is refused.
+	require.NoError(t, os.Remove(filepath.Join(sess, "tmp")))
+	require.NoError(t, os.Symlink("/", filepath.Join(sess, "tmp")))
+	assert.Error(t, r.sessionFolders(sess))
 }
 
 func TestNewConfig(t *testing.T) {

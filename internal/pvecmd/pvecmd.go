@@ -81,8 +81,14 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		return ExitConfig
 	}
 	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		fmt.Fprintf(stderr, "pve: %s must be an http(s) URL with a host, like http://127.0.0.1:8080\n", EnvURL)
+	// unix:///path/pve.sock is the web's agent socket (how a turn reaches
+	// it); http(s) URLs remain for tests and tools.
+	socket := ""
+	switch {
+	case err == nil && u.Scheme == "unix" && u.Host == "" && filepath.IsAbs(u.Path) && u.RawQuery == "":
+		socket, u = u.Path, &url.URL{Scheme: "http", Host: "breakglass"}
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+		fmt.Fprintf(stderr, "pve: %s must be unix:///<socket> or an http(s) URL with a host, like http://127.0.0.1:8080\n", EnvURL)
 		return ExitConfig
 	}
 	wait := DefaultWait
@@ -117,9 +123,15 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "pve: the operator sees the argv %q\n", argv)
 		}
 	}
+	dial := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	if socket != "" {
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "unix", socket)
+		}
+	}
 	transport := &http.Transport{
 		Proxy:                 nil, // the token goes to the web, never to a proxy
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		DialContext:           dial,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: wait,
 		DisableKeepAlives:     true,
@@ -138,7 +150,11 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "pve: %s: timed out after %v waiting for breakglass; the verb may still have run: check with `pve status`\n", verb, wait)
 			return ExitTimeout
 		}
-		fmt.Fprintf(stderr, "pve: cannot reach breakglass at %s: %v\n", u.Redacted(), errors.Unwrap(err))
+		where := u.Redacted()
+		if socket != "" {
+			where = socket
+		}
+		fmt.Fprintf(stderr, "pve: cannot reach breakglass at %s: %v\n", where, errors.Unwrap(err))
 		return ExitWeb
 	}
 	defer resp.Body.Close()

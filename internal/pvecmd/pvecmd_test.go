@@ -398,3 +398,45 @@ func TestTurnEnv(t *testing.T) {
 	assert.Equal(t, ExitTokenRejected, r.code, "the token dies with the turn")
 	assert.Len(t, w.kh.Calls(), 1)
 }
+
+// TestUnixSocket: pve reaches the web over its agent socket
+// (unix:///…/pve.sock), as every turn does: no TCP path is needed.
+func TestUnixSocket(t *testing.T) {
+	w := newWeb(t, power.Config{})
+	dir, err := os.MkdirTemp("", "pve")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "pve.sock")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	r := mux.NewRouter()
+	w.svc.RegisterAgent(r)
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	kv, revoke := w.svc.TurnEnv(sessionA, "unix://"+sock)
+	env := map[string]string{}
+	for _, e := range kv {
+		k, v, _ := strings.Cut(e, "=")
+		env[k] = v
+	}
+	got := pve(env, "status")
+	assert.Equal(t, 0, got.code, got.stderr)
+	assert.Len(t, w.kh.Calls(), 1)
+	revoke()
+	got = pve(env, "status")
+	assert.Equal(t, ExitTokenRejected, got.code, "the socket accepts nothing but a live turn token")
+
+	for _, bad := range []string{"unix://host/x.sock", "unix:relative.sock", "unix:///x.sock?q=1"} {
+		env[EnvURL] = bad
+		assert.Equal(t, ExitConfig, pve(env, "status").code, bad)
+	}
+	env[EnvURL] = "unix://" + filepath.Join(dir, "absent.sock")
+	tok, revoke2 := w.svc.Issue(sessionA)
+	defer revoke2()
+	env[EnvToken] = tok
+	got = pve(env, "status")
+	assert.Equal(t, ExitWeb, got.code)
+	assert.Contains(t, got.stderr, "absent.sock")
+}
