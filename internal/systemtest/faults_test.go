@@ -13,18 +13,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/agenthome"
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/webtest"
 )
 
 // sshDevvm runs `ssh devvm <args>` the way the agent does: through the
-// web's wrapper on the agent's PATH, with the agent's HOME.
+// web's wrapper on the agent's PATH, with the web's ssh config.
 func (w *world) sshDevvm(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(w.home, "bin", "ssh"), append([]string{"devvm"}, args...)...)
-	cmd.Env = []string{"PATH=" + filepath.Join(w.home, "bin") + ":/usr/bin:/bin", "HOME=" + w.home}
+	cmd := exec.CommandContext(ctx, filepath.Join(w.agentDir, "bin", "ssh"), append([]string{"devvm"}, args...)...)
+	cmd.Env = []string{"PATH=" + filepath.Join(w.agentDir, "bin") + ":/usr/bin:/bin", agenthome.ConfigVar + "=" + filepath.Join(w.agentDir, "ssh_config")}
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {

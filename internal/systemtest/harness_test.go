@@ -109,7 +109,7 @@ type world struct {
 	dir         string
 	socketDir   string
 	sessionsDir string
-	home        string // the agent's HOME, written by the web
+	agentDir    string // the web-owned folder the agent reads: ssh config, wrappers
 	vm          *pvesim.VM
 	pve         *pvesim.Server
 	devvm       *devvmsim.Server
@@ -131,7 +131,7 @@ func newWorld(t testing.TB, o options) *world {
 		dir:         dir,
 		socketDir:   filepath.Join(dir, "run"),
 		sessionsDir: filepath.Join(dir, "sessions"),
-		home:        filepath.Join(dir, "sessions", "home"),
+		agentDir:    filepath.Join(dir, "sessions", "agent"),
 		vm:          pvesim.NewVM(verbs.DefaultVMID),
 		blackholed:  make(chan struct{}, 16),
 	}
