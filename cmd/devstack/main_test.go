@@ -149,7 +149,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("ssh-devvm-through-the-agent", func(t *testing.T) {
-		config := filepath.Join(s.folder, "sessions", "home", ".ssh", "config")
+		config := filepath.Join(s.folder, "sessions", "agent", "ssh_config")
 		require.FileExists(t, config)
 		cmd := exec.Command("ssh", "-F", config, "devvm", "echo", "hello from the devvm")
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
