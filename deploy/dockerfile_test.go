@@ -155,3 +155,31 @@ func TestWebImagePinsTheClaudeCLI(t *testing.T) {
 	}
 	assert.True(t, found, "Dockerfile.web has no ARG CLAUDE_VERSION")
 }
+
+// TestWebImageUserHasPasswdEntry: the web image's runtime uid has a passwd
+// entry with a home (OpenSSH refuses a uid with no name, which broke the
+// agent's `ssh devvm`; internal/redteam runs the agent as such a user).
+func TestWebImageUserHasPasswdEntry(t *testing.T) {
+	stages := parseDockerfile(t, "Dockerfile.web")
+	final := stages[len(stages)-1]
+	var user, useradd string
+	for _, c := range final.Commands {
+		switch c := c.(type) {
+		case *instructions.UserCommand:
+			user = c.User
+		case *instructions.RunCommand:
+			if line := strings.Join(c.CmdLine, " "); strings.Contains(line, "useradd") {
+				useradd = line
+			}
+		}
+	}
+	require.NotEmpty(t, user)
+	uid, gid, _ := strings.Cut(user, ":")
+	require.NotEmpty(t, useradd, "the final stage makes no user")
+	assert.Contains(t, useradd, "--uid "+uid)
+	if gid != "" {
+		assert.Contains(t, useradd, "--gid "+gid)
+	}
+	assert.Contains(t, useradd, "--home-dir /")
+	assert.Contains(t, useradd, "--create-home")
+}
