@@ -247,3 +247,16 @@ export const pushSubscribe = (sub, events) => call('POST', '/api/push/subscripti
 export const pushUnsubscribe = (endpoint) => call('DELETE', '/api/push/subscriptions', { endpoint });
 /** pushTest sends a test notification to every subscription and ntfy. */
 export const pushTest = () => call('POST', '/api/push/test');
+
+/**
+ * readiness returns /readyz's body whatever its status (503 when the
+ * keyholder does not answer still says what the sandbox got), or null.
+ */
+export async function readiness() {
+  try {
+    const res = await fetch('/readyz', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    return JSON.parse(await res.text());
+  } catch {
+    return null;
+  }
+}
