@@ -268,6 +268,23 @@ func TestHostileRequests(t *testing.T) {
 		{name: "lei-query-negative", req: get("/api/sessions/{id}/stream?last_event_id=-5"), want: http.StatusBadRequest},
 		{name: "lei-header-and-query", desc: "the header wins; a bad query is not read", req: get("/api/sessions/{id}/stream?last_event_id=abc", "Last-Event-ID: 0"), want: okStream},
 
+		// The recovery ladder: args only for guest-exec, within the
+		// limits and the verb's own cap; images only by their one name shape.
+		{name: "args-on-status", req: post("/api/vm/status", `{"args":["x"]}`), want: http.StatusBadRequest},
+		{name: "args-empty-on-reset", req: post("/api/vm/reset", `{"args":[]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-without-args", req: post("/api/vm/guest-exec", `{}`), want: http.StatusBadRequest},
+		{name: "guest-exec-null-arg", desc: "a null element would quietly become \"\"", req: post("/api/vm/guest-exec", `{"args":["id",null]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-invalid-utf8-arg", desc: "would quietly become U+FFFD", req: post("/api/vm/guest-exec", "{\"args\":[\"id\",\"\xff\"]}"), want: http.StatusBadRequest},
+		{name: "guest-exec-nul-arg", req: post("/api/vm/guest-exec", `{"args":["echo","a\u0000b"]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-17-args", req: post("/api/vm/guest-exec", `{"args":[`+strings.TrimSuffix(strings.Repeat(`"a",`, 17), ",")+`]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-body-over-16k", req: post("/api/vm/guest-exec", `{"args":["`+big(17<<10)+`"]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-argv", desc: "shell syntax is one argument", req: post("/api/vm/guest-exec", `{"args":["echo","$(id) ; rm -rf /"]}`), want: http.StatusOK},
+		{name: "image-dot-dot", req: get("/api/sessions/{id}/images/..%2fsession.json"), want: http.StatusNotFound},
+		{name: "image-other-name", req: get("/api/sessions/{id}/images/events.jsonl"), want: http.StatusNotFound},
+		{name: "image-missing", req: get("/api/sessions/{id}/images/screenshot-1-00000000.png"), want: http.StatusNotFound},
+		{name: "image-bad-session", req: get("/api/sessions/" + v1UUID + "/images/screenshot-1-00000000.png"), want: http.StatusNotFound},
+		{name: "health-post", req: post("/api/vm/health", `{}`), want: http.StatusBadRequest},
+
 		// Path tricks: never a redirect, never a cleaned path, 404.
 		{name: "dot-dot", req: get("/api/sessions/../sessions"), want: http.StatusNotFound},
 		{name: "encoded-dot-dot", req: get("/api/sessions/%2e%2e/stream"), want: http.StatusNotFound},

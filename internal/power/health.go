@@ -17,8 +17,8 @@ import (
 
 // Bounds of the health ladder.
 const (
-	// HealthBudget bounds one check of the whole ladder.
-	HealthBudget = 10 * time.Second
+	// DefaultHealthBudget bounds one check of the whole ladder.
+	DefaultHealthBudget = 10 * time.Second
 	// HealthCacheFor is how long an answer is reused.
 	HealthCacheFor = 5 * time.Second
 	// healthActor is who the keyholder's audit line says asked.
@@ -66,7 +66,7 @@ type healthCache struct {
 
 // Health returns the ladder, at most HealthCacheFor old. Callers that come
 // while a check runs wait for it (or for ctx); the check itself runs to its
-// own HealthBudget whoever waits.
+// own budget (DefaultHealthBudget) whoever waits.
 func (s *Service) Health(ctx context.Context) (Health, error) {
 	c := &s.health
 	c.mu.Lock()
@@ -98,9 +98,9 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 	return c.last, nil
 }
 
-// checkHealth checks every rung at once within HealthBudget.
+// checkHealth checks every rung at once within the budget.
 func (s *Service) checkHealth() Health {
-	ctx, cancel := context.WithTimeout(context.Background(), HealthBudget)
+	ctx, cancel := context.WithTimeout(context.Background(), s.healthBudget)
 	defer cancel()
 	var h Health
 	var wg sync.WaitGroup
@@ -112,7 +112,7 @@ func (s *Service) checkHealth() Health {
 		h.PVE.MS = s.now().Sub(start).Milliseconds()
 		h.VM.State = "unknown"
 		if err != nil {
-			h.PVE.Error = rungError(ctx, err)
+			h.PVE.Error = s.rungError(ctx, err)
 			return
 		}
 		h.PVE.OK = true
@@ -133,7 +133,7 @@ func (s *Service) checkHealth() Health {
 		res, err := s.call(ctx, string(verbs.Guest), healthActor, Request{})
 		switch {
 		case err != nil:
-			h.GuestAgent.Error = rungError(ctx, err)
+			h.GuestAgent.Error = s.rungError(ctx, err)
 		case res.ExitCode != 0:
 			h.GuestAgent.Error = guestError(res.Output, res.ExitCode)
 		default:
@@ -147,7 +147,7 @@ func (s *Service) checkHealth() Health {
 			return
 		}
 		if err := s.ssh(ctx); err != nil {
-			h.SSH.Error = rungError(ctx, err)
+			h.SSH.Error = s.rungError(ctx, err)
 			return
 		}
 		h.SSH.OK = true
@@ -158,12 +158,12 @@ func (s *Service) checkHealth() Health {
 }
 
 // rungError words a rung's failure for the operator.
-func rungError(ctx context.Context, err error) string {
+func (s *Service) rungError(ctx context.Context, err error) string {
 	switch {
 	case errors.Is(err, ErrUnreachable):
 		return "keyholder unreachable"
 	case ctx.Err() != nil:
-		return fmt.Sprintf("no answer within %v", HealthBudget)
+		return fmt.Sprintf("no answer within %v", s.healthBudget)
 	}
 	return firstLine(err.Error())
 }

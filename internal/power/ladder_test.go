@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,4 +92,55 @@ func TestMountedArgsHostileBodies(t *testing.T) {
 	assert.Equal(t, http.StatusOK, m.post(t, "/api/vm/guest-exec", browser, body))
 	require.Len(t, m.kh.Calls(), 1)
 	assert.Len(t, m.kh.Calls()[0].args, 9)
+}
+
+// TestHealthWithinBudgetWhenTheHostHangs: a keyholder that never answers
+// (a wedged host) and an ssh check that hangs cost the ladder its budget,
+// no more, and each rung says so; a second caller within 5 s gets the same
+// answer without a second check.
+func TestHealthWithinBudgetWhenTheHostHangs(t *testing.T) {
+	kh := &fakeKeyholder{block: make(chan struct{})}
+	defer close(kh.block)
+	sshCalls := 0
+	f := newFixture(t, Config{})
+	svc, err := New(Config{Keyholder: kh, Transcript: f.tr, HealthBudget: 300 * time.Millisecond,
+		SSH: func(ctx context.Context) error { sshCalls++; <-ctx.Done(); return ctx.Err() }})
+	require.NoError(t, err)
+	start := time.Now()
+	h, err := svc.Health(context.Background())
+	require.NoError(t, err)
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, 300*time.Millisecond)
+	assert.Less(t, took, 3*time.Second, "the budget bounds the ladder")
+	assert.False(t, h.PVE.OK)
+	assert.Equal(t, "no answer within 300ms", h.PVE.Error)
+	assert.Equal(t, "unknown", h.VM.State)
+	assert.Equal(t, "no answer within 300ms", h.GuestAgent.Error)
+	assert.Equal(t, "no answer within 300ms", h.SSH.Error)
+	assert.Len(t, kh.Calls(), 2, "status and guest, side by side")
+
+	again, err := svc.Health(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, h, again, "cached")
+	assert.Len(t, kh.Calls(), 2, "no second check within 5 s")
+	assert.Equal(t, 1, sshCalls)
+	assert.Empty(t, f.tr.Events(sessionA), "the ladder writes no transcript")
+}
+
+// TestHealthReadsStateAndLock: the rungs from the verbs' answers.
+func TestHealthReadsStateAndLock(t *testing.T) {
+	kh := &fakeKeyholder{}
+	f := newFixture(t, Config{})
+	svc, err := New(Config{Keyholder: kh, Transcript: f.tr, SSH: func(context.Context) error { return nil }})
+	require.NoError(t, err)
+	h, err := svc.Health(context.Background())
+	require.NoError(t, err)
+	assert.True(t, h.PVE.OK)
+	assert.True(t, h.GuestAgent.OK)
+	assert.True(t, h.SSH.OK)
+	var calls []string
+	for _, c := range kh.Calls() {
+		calls = append(calls, c.verb+" "+c.actor)
+	}
+	assert.ElementsMatch(t, []string{"status web:health", "guest web:health"}, calls)
 }

@@ -132,6 +132,9 @@ type Config struct {
 	// SSH returns nil when `ssh devvm true` works. Nil reports the rung as
 	// not checked.
 	SSH func(ctx context.Context) error
+	// HealthBudget bounds one check of the health ladder; 0 means
+	// DefaultHealthBudget (tests shorten it).
+	HealthBudget time.Duration
 }
 
 // Transcript is where the verb and approval events of a session go. The
@@ -153,6 +156,7 @@ type Service struct {
 	now             func() time.Time
 	sessionsDir     string
 	ssh             func(ctx context.Context) error
+	healthBudget    time.Duration
 	health          healthCache
 
 	// presence remembers whether the keyholder requires presence.
@@ -189,6 +193,10 @@ func New(cfg Config) (*Service, error) {
 		approvals:       map[string]*approval{},
 		sessionsDir:     cfg.SessionsDir,
 		ssh:             cfg.SSH,
+		healthBudget:    cfg.HealthBudget,
+	}
+	if s.healthBudget <= 0 {
+		s.healthBudget = DefaultHealthBudget
 	}
 	switch {
 	case s.approvalTimeout == 0:

@@ -26,7 +26,7 @@ func health(t *testing.T, w *world) power.Health {
 	start := time.Now()
 	status, body := wb.do(t, http.MethodGet, "/api/vm/health", "")
 	require.Equal(t, http.StatusOK, status, body)
-	assert.Less(t, time.Since(start), power.HealthBudget+2*time.Second, "within the budget")
+	assert.Less(t, time.Since(start), power.DefaultHealthBudget+2*time.Second, "within the budget")
 	var h power.Health
 	require.NoError(t, json.Unmarshal([]byte(body), &h))
 	assert.False(t, h.CheckedAt.IsZero())
