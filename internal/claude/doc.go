@@ -16,6 +16,11 @@
 //     retry) is a table test that needs no process.
 //   - translate.go: the Translator, fed one line at a time, which hands back
 //     events and typed signals (init, answered, retrying, result).
+//   - confine.go: the confinement (Config.Sandbox): the session's own
+//     home, tmp and work folders, the launcher in front of claude, the
+//     shell prefix and the policy in its environment, the setting flags
+//     that keep anything the agent wrote from being loaded, and claude's
+//     stdin, a socketpair whose other end the web alone holds.
 //
 // runner.go wires them: Runner.Run with its turnLoop. The package owns its
 // metrics (breakglass_stream_lines_total, breakglass_agent_cost_usd_total)
@@ -24,6 +29,6 @@
 // It must never run a shell, never pass the parent's environment through
 // unfiltered (CLAUDECODE and secrets never reach claude), never let a line
 // of claude's output panic or grow without bound, and never let a child
-// outlive its turn. It emits every event of a turn except user and done,
+// outlive its turn; with a Sandbox, never start claude outside it. It emits every event of a turn except user and done,
 // which the session manager owns.
 package claude
