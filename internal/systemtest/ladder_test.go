@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/power"
+	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/webtest"
 )
 
 // health asks a fresh web (the ladder is cached 5 s per web) for the ladder
@@ -147,4 +149,45 @@ func TestScreenshotStoredInSession(t *testing.T) {
 	_, log := wb.do(t, http.MethodGet, "/api/sessions/"+id+"/export?format=json", "")
 	assert.Contains(t, log, res.Image, "the transcript names the picture")
 	assert.False(t, strings.Contains(log, res.OutputBase64[:64]), "not the picture itself")
+}
+
+// TestAgentScreenshotThenRead: in the real web, with the agent confined,
+// the real claude CLI runs `pve screenshot` (over the web's socket), which
+// saves the PNG in the session's work folder and prints its path; the
+// CLI's Read tool opens that path and hands the model an image; the web
+// kept its own copy in the session's images folder.
+func TestAgentScreenshotThenRead(t *testing.T) {
+	w := newWorld(t, options{})
+	w.startKeyholder(t, nil)
+	wb := w.startWeb(t, nil)
+	id := wb.newSession(t)
+	path := filepath.Join(w.sessionsDir, id, "work", "screenshot-1.png")
+	w.double.Push(
+		apidouble.T(apidouble.Bash("pve screenshot")),
+		apidouble.AfterToolResult(apidouble.ToolUse("Read", map[string]any{"file_path": path})),
+		apidouble.AfterToolResult(apidouble.Text("A login prompt.")),
+	)
+	wb.prompt(t, id, "what does the screen show?")
+	got := wb.turn(t, id, 0, 2*time.Minute)
+
+	var results []map[string]any
+	for _, e := range got {
+		if e.Type == "tool_result" {
+			results = append(results, e.Data)
+		}
+	}
+	require.Len(t, results, 2, "%v", webtest.Types(got))
+	assert.Equal(t, false, results[0]["is_error"], "pve screenshot: %v", results[0]["output"])
+	assert.Contains(t, results[0]["output"], path, "pve prints the path")
+	assert.Equal(t, false, results[1]["is_error"], "Read: %v", results[1]["output"])
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), "\x89PNG"))
+	reqs := w.double.MessageRequests()
+	require.NotEmpty(t, reqs)
+	assert.Contains(t, string(reqs[len(reqs)-1].Body), `"media_type":"image/png"`, "the model got the image")
+	images, err := os.ReadDir(filepath.Join(w.sessionsDir, id, "images"))
+	require.NoError(t, err)
+	assert.Len(t, images, 1, "the web's own copy")
+	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
 }
