@@ -318,6 +318,10 @@ func TestSummaryRecovers(t *testing.T) {
 			assert.Equal(t, tt.last+1, more[0].ID)
 			require.NoError(t, m.Close())
 
+			left, err := filepath.Glob(filepath.Join(dir, id, ".session.json-*"))
+			require.NoError(t, err)
+			assert.Empty(t, left, "a crashed write's temporary file is removed")
+
 			// And the summary written now is trusted at the next start.
 			sum, fresh, err := readSummary(filepath.Join(dir, id), id)
 			require.NoError(t, err)

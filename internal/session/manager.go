@@ -469,6 +469,12 @@ func (m *Manager) rebuildLocked(s *sess) error {
 	if err != nil {
 		return err
 	}
+	// A summary write cut off by a crash leaves its temporary file.
+	if tmps, _ := filepath.Glob(filepath.Join(s.dir, ".session.json-*")); len(tmps) > 0 {
+		for _, tmp := range tmps {
+			_ = os.Remove(tmp)
+		}
+	}
 	if r.torn {
 		m.log.Warn("cut a torn line off a session's log", "session", s.id, "events", r.last)
 	}
