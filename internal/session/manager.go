@@ -450,15 +450,16 @@ func (m *Manager) rebuildStale() {
 // closed.
 func (m *Manager) Rebuilt() <-chan struct{} { return m.rebuilt }
 
-// sortNewestFirst orders sessions by their last event, newest first.
+// sortNewestFirst orders sessions by their last event, newest first,
+// holding one session's lock at a time.
 func sortNewestFirst(all []*sess) {
+	at := make(map[*sess]time.Time, len(all))
 	for _, s := range all {
 		s.mu.Lock()
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].sum.UpdatedAt.After(all[j].sum.UpdatedAt) })
-	for _, s := range all {
+		at[s] = s.sum.UpdatedAt
 		s.mu.Unlock()
 	}
+	sort.SliceStable(all, func(i, j int) bool { return at[all[i]].After(at[all[j]]) })
 }
 
 // rebuildLocked re-derives s's summary from its whole log (cutting a torn
