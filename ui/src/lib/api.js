@@ -111,13 +111,15 @@ export const answerApproval = (id, aid, approve) =>
 export const vmInfo = () => call('GET', '/api/vm');
 /**
  * runVerb runs a power verb; with a session id its result also goes into
- * that session's transcript.
+ * that session's transcript. presence is the operator's assertion (when the
+ * keyholder requires it for a mutating verb), args guest-exec's argv.
  */
-export const runVerb = (verb, sessionId, args) =>
-  call('POST', `/api/vm/${encodeURIComponent(verb)}`, {
-    ...(sessionId ? { session_id: sessionId } : {}),
-    ...(Array.isArray(args) ? { args } : {}),
-  });
+export const runVerb = (verb, sessionId, presence, args) => {
+  const body = sessionId ? { session_id: sessionId } : {};
+  if (presence) body.presence = presence;
+  if (Array.isArray(args)) body.args = args;
+  return call('POST', `/api/vm/${encodeURIComponent(verb)}`, body);
+};
 /** vmHealth returns the health ladder (GET /api/vm/health). */
 export const vmHealth = () => call('GET', '/api/vm/health');
 /** imagePath is where a picture the web kept in a session is served. */

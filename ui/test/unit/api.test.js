@@ -28,6 +28,9 @@ test('requests', async () => {
     { name: 'vm', fn: () => api.vmInfo(), method: 'GET', path: '/api/vm', body: undefined },
     { name: 'verb', fn: () => api.runVerb('reset', SID), method: 'POST', path: '/api/vm/reset', body: { session_id: SID } },
     { name: 'verb-no-session', fn: () => api.runVerb('status'), method: 'POST', path: '/api/vm/status', body: {} },
+    { name: 'verb-args', fn: () => api.runVerb('guest-exec', SID, undefined, ['systemctl', 'restart', 'ssh']), method: 'POST', path: '/api/vm/guest-exec', body: { session_id: SID, args: ['systemctl', 'restart', 'ssh'] } },
+    { name: 'verb-presence', fn: () => api.runVerb('reset', SID, { challenge_id: 'c' }), method: 'POST', path: '/api/vm/reset', body: { session_id: SID, presence: { challenge_id: 'c' } } },
+    { name: 'health', fn: () => api.vmHealth(), method: 'GET', path: '/api/vm/health', body: undefined },
   ];
   for (const c of cases) {
     const calls = fakeFetch(200, '{"ok":true}');
