@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/uuid"
 )
 
 // identity is the web's identity header, as a client would forge it.
@@ -149,11 +151,17 @@ func TestEdgeForwardAuthOverwritesClientIdentity(t *testing.T) {
 func TestEdgePassThroughProxyDefaultRefusesForgedHeader(t *testing.T) {
 	e := startEdge(t)
 	pt := e.proxy.passThrough
-	for _, path := range []string{"/api/sessions", "/"} {
+	for _, path := range []string{"/api/sessions", "/api/vm", "/api/sessions/" + uuid.New()} {
 		status, body, _ := request(t, http.MethodGet, pt, path, with(nil, identity, "alice"), "")
 		assert.Equal(t, http.StatusUnauthorized, status, "%s: %s", path, body)
 	}
-	status, body, _ := request(t, http.MethodPost, pt, "/api/sessions", with(nil, identity, "alice", "Sec-Fetch-Site", "same-origin"), "{}")
+	// The page itself is static code with no data, served before sign-in
+	// so the passkey sign-in works with the SSO down; a forged header gets
+	// it no further than anyone else.
+	status, body, _ := request(t, http.MethodGet, pt, "/", with(nil, identity, "alice"), "")
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.NotContains(t, body, "alice", "the page carries nothing of the forged identity")
+	status, body, _ = request(t, http.MethodPost, pt, "/api/sessions", with(nil, identity, "alice", "Sec-Fetch-Site", "same-origin"), "{}")
 	assert.Equal(t, http.StatusUnauthorized, status, body)
 
 	bearer := with(nil, "Authorization", "Bearer "+e.token)
