@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"breakglass/internal/pvegate"
+	"breakglass/internal/verbs"
 )
 
 func TestMain(m *testing.M) {
@@ -61,10 +63,42 @@ func newGate(t *testing.T, f *fakeRunner, mod func(*pvegate.Config)) *pvegate.Ga
 	return g
 }
 
+// callBound bounds every gate call of these tests: a gate that does not
+// return (a wait with no end, a lock that queues) fails its test in
+// seconds instead of hanging it.
+const callBound = 5 * time.Second
+
 func run(g *pvegate.Gate, cmd string) (code int, stdout, stderr string) {
-	var o, e bytes.Buffer
-	code = g.Run(context.Background(), pvegate.Request{Command: cmd, Client: "127.0.0.1 1 127.0.0.1 22"}, &o, &e)
-	return code, o.String(), e.String()
+	return runWithin(g, cmd, callBound)
+}
+
+// runWithin runs cmd with a context that ends after d, and stops waiting
+// for it a second later (a call blocked where no context reaches, such as
+// flock(2)); it then answers code -1. Either way stderr then ends with a
+// line starting "test: ", so a test can tell its own deadline from the
+// gate's.
+func runWithin(g *pvegate.Gate, cmd string, d time.Duration) (code int, stdout, stderr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	type result struct {
+		code int
+		o, e string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var o, e bytes.Buffer
+		c := g.Run(ctx, pvegate.Request{Command: cmd, Client: "127.0.0.1 1 127.0.0.1 22"}, &o, &e)
+		if ctx.Err() != nil {
+			fmt.Fprintf(&e, "test: the test's deadline (%v) ended the call\n", d)
+		}
+		done <- result{c, o.String(), e.String()}
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.o, r.e
+	case <-time.After(d + time.Second):
+		return -1, "", fmt.Sprintf("test: the gate did not return within %v", d+time.Second)
+	}
 }
 
 func TestVerbsRunExactlyTheirArgv(t *testing.T) {
@@ -175,9 +209,11 @@ func TestCycle(t *testing.T) {
 			c.After = time.After
 			c.PollInterval = time.Millisecond
 		})
-		code, _, stderr := run(g, "cycle")
+		// The stop wait, not the test's own bound, must end it.
+		code, _, stderr := runWithin(g, "cycle", 2*time.Second)
 		assert.Equal(t, pvegate.ExitTimeout, code)
 		assert.Contains(t, stderr, "did not say stopped")
+		assert.NotContains(t, stderr, "test: ")
 		assert.NotContains(t, f.argvs(), "qm start 102", "cycle must never start a VM it has not seen stopped")
 	})
 	t.Run("cancelled", func(t *testing.T) {
@@ -199,7 +235,9 @@ func TestCycle(t *testing.T) {
 	t.Run("stop-fails", func(t *testing.T) {
 		f := newFakeRunner(qm)
 		f.fail["qm stop 102"] = pvegate.Result{Output: []byte("VM is locked (backup)\n"), ExitCode: 255}
-		code, out, stderr := run(newGate(t, f, nil), "cycle")
+		// A short stop wait: a cycle that went on to wait would end at
+		// once instead of after the default 25 s.
+		code, out, stderr := run(newGate(t, f, func(c *pvegate.Config) { c.StopWait = 50 * time.Millisecond }), "cycle")
 		assert.Equal(t, 255, code)
 		assert.Equal(t, []string{"qm stop 102"}, f.argvs())
 		assert.Contains(t, out, "VM is locked")
@@ -211,9 +249,28 @@ func TestHungCommandIsKilledAtItsTimeout(t *testing.T) {
 	f := newFakeRunner(qm)
 	f.hang["qm reset 102"] = true
 	g := newGate(t, f, func(c *pvegate.Config) { c.CommandTimeout = 20 * time.Millisecond })
-	code, _, stderr := run(g, "reset")
+	// The command's own timeout must end it, long before the test's.
+	code, _, stderr := runWithin(g, "reset", 2*time.Second)
 	assert.Equal(t, pvegate.ExitTimeout, code)
 	assert.Contains(t, stderr, "qm reset 102: killed after 20ms")
+	assert.NotContains(t, stderr, "test: ")
+	assert.Equal(t, []string{"qm reset 102"}, f.argvs())
+}
+
+// TestGuestExecOffByDefault: without AllowGuestExec the gate refuses
+// guest-exec before anything runs, however well formed its argv.
+func TestGuestExecOffByDefault(t *testing.T) {
+	f := newFakeRunner(qm)
+	g := newGate(t, f, nil)
+	v, err := verbs.Parse("guest-exec")
+	require.NoError(t, err)
+	line, err := verbs.EncodeLine(v, []string{"id", "-u"})
+	require.NoError(t, err)
+	code, out, stderr := run(g, line)
+	assert.Equal(t, pvegate.ExitRefused, code)
+	assert.Empty(t, out)
+	assert.Contains(t, stderr, "guest-exec is off")
+	assert.Empty(t, f.argvs())
 }
 
 func TestLockContention(t *testing.T) {
@@ -222,10 +279,12 @@ func TestLockContention(t *testing.T) {
 	holder.stuck["qm stop 102"] = true
 	holder.entered = make(chan string, 1)
 	first := newGate(t, holder, func(c *pvegate.Config) { c.Lock = lock })
+	release := sync.OnceFunc(func() { close(holder.release) })
+	defer release()
 
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() {
-		code, _, _ := run(first, "stop")
+		code, _, _ := runWithin(first, "stop", time.Minute) // held until release
 		done <- code
 	}()
 	require.Equal(t, "qm stop 102", <-holder.entered)
@@ -234,12 +293,16 @@ func TestLockContention(t *testing.T) {
 	other := newFakeRunner(qm)
 	second := newGate(t, other, func(c *pvegate.Config) { c.Lock = lock })
 	for _, verb := range []string{"reset", "stop", "start", "cycle"} {
-		t.Run(verb, func(t *testing.T) {
-			code, out, stderr := run(second, verb)
+		ok := t.Run(verb, func(t *testing.T) {
+			// Refused at once: a lock that queued would block here.
+			code, out, stderr := runWithin(second, verb, 2*time.Second)
 			assert.Equal(t, pvegate.ExitBusy, code)
 			assert.Empty(t, out)
 			assert.Contains(t, stderr, "busy: another mutating verb is running on this host")
 		})
+		if !ok {
+			return // one queued call is enough; the others would queue too
+		}
 	}
 	t.Run("reads-still-run", func(t *testing.T) {
 		code, out, _ := run(second, "status")
@@ -248,7 +311,7 @@ func TestLockContention(t *testing.T) {
 	})
 	assert.Equal(t, []string{"qm status 102 --verbose"}, other.argvs(), "a busy mutating verb runs nothing")
 
-	close(holder.release)
+	release()
 	assert.Equal(t, pvegate.ExitOK, <-done)
 	code, _, stderr := run(second, "reset")
 	assert.Equal(t, pvegate.ExitOK, code, "the lock is released when the holder ends: %s", stderr)
