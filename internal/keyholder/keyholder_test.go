@@ -150,13 +150,21 @@ func TestRevokedHostKeyRunsNothing(t *testing.T) {
 // connection.
 func TestRunRefusesUnknownVerbItself(t *testing.T) {
 	e := newSimEnv(t, options{})
-	for _, v := range []string{"", "reset 103", "qm reset 102", "STATUS", "%72eset", "status\n"} {
+	bad := []string{"", "reset 103", "qm reset 102", "STATUS", "%72eset", "status\n"}
+	for _, v := range bad {
 		res, err := e.kh.Run(v, keyholder.Caller{Actor: "operator:test"})
 		assert.ErrorIs(t, err, verbs.ErrUnknown, "verb %q", v)
 		assert.Empty(t, res.Verb)
 	}
 	assert.Zero(t, e.sim.Connections(), "no SSH connection was opened")
 	assert.Empty(t, e.vm.Calls())
+	// Refused as not a verb, under the fixed label: never as a verb whose
+	// body was bad, and never under a label made of the input.
+	got := series(t, e, "keyholder_verbs_total")
+	assert.Len(t, got, 1, "%v", got)
+	if m, ok := got["invalid/refused"]; assert.True(t, ok) {
+		assert.EqualValues(t, len(bad), m.GetCounter().GetValue())
+	}
 }
 
 func TestUnreachableHostTimesOut(t *testing.T) {
