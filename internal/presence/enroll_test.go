@@ -92,6 +92,19 @@ func TestEnrollmentCodeExpires(t *testing.T) {
 	requireReason(t, err, presence.ReasonEnrollmentClosed)
 }
 
+// A begun enrollment expires after EnrollmentTTL, though the code (good
+// for longer) is still valid.
+func TestEnrollmentBegunExpires(t *testing.T) {
+	f := newFixture(t)
+	code, _, err := f.v.OpenEnrollment()
+	require.NoError(t, err)
+	bob := passkey.New(rpID, origin)
+	e, id := f.begin(t, "bob")
+	f.clock.Advance(presence.EnrollmentTTL)
+	_, err = f.v.FinishEnrollment(id, registration(t, bob.Create(e, code)))
+	requireReason(t, err, presence.ReasonExpired)
+}
+
 // The registration's own checks (https://www.w3.org/TR/webauthn-3/#sctn-registering-a-new-credential).
 func TestEnrollmentChecks(t *testing.T) {
 	cases := []struct {

@@ -84,16 +84,19 @@ func TestParsePublicKey(t *testing.T) {
 		})
 	}
 	bad := map[string]map[int]any{
-		"es256-off-curve":  {1: 2, 3: -7, -1: 1, -2: x, -3: offCurve},
-		"es256-p384":       {1: 2, 3: -7, -1: 2, -2: x, -3: y},
-		"es256-short-x":    {1: 2, 3: -7, -1: 1, -2: x[1:], -3: y},
-		"es384":            {1: 2, 3: -35, -1: 1, -2: x, -3: y},
-		"eddsa-short":      {1: 1, 3: -8, -1: 6, -2: []byte(edPub)[1:]},
-		"eddsa-x448":       {1: 1, 3: -8, -1: 7, -2: []byte(edPub)},
-		"rs256-1024":       {1: 3, 3: -257, -1: small.N.Bytes(), -2: big.NewInt(int64(small.E)).Bytes()},
-		"rs256-even-e":     {1: 3, 3: -257, -1: rk.N.Bytes(), -2: []byte{2}},
-		"kty-alg-mismatch": {1: 1, 3: -7, -1: 1, -2: x, -3: y},
-		"empty":            {},
+		"es256-off-curve": {1: 2, 3: -7, -1: 1, -2: x, -3: offCurve},
+		"es256-p384":      {1: 2, 3: -7, -1: 2, -2: x, -3: y},
+		"es256-short-x":   {1: 2, 3: -7, -1: 1, -2: x[1:], -3: y},
+		// The same 64 bytes split 33/31: the same point, but not the
+		// COSE encoding, which is 32 bytes each.
+		"es256-split-33-31": {1: 2, 3: -7, -1: 1, -2: append(append([]byte(nil), x...), y[0]), -3: y[1:]},
+		"es384":             {1: 2, 3: -35, -1: 1, -2: x, -3: y},
+		"eddsa-short":       {1: 1, 3: -8, -1: 6, -2: []byte(edPub)[1:]},
+		"eddsa-x448":        {1: 1, 3: -8, -1: 7, -2: []byte(edPub)},
+		"rs256-1024":        {1: 3, 3: -257, -1: small.N.Bytes(), -2: big.NewInt(int64(small.E)).Bytes()},
+		"rs256-even-e":      {1: 3, 3: -257, -1: rk.N.Bytes(), -2: []byte{2}},
+		"kty-alg-mismatch":  {1: 1, 3: -7, -1: 1, -2: x, -3: y},
+		"empty":             {},
 	}
 	for name, m := range bad {
 		t.Run(name, func(t *testing.T) {

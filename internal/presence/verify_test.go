@@ -194,6 +194,15 @@ func TestAssertionStep13ForeignOrigin(t *testing.T) {
 	}
 }
 
+// Step 14: never inside a frame of another origin (crossOrigin true), even
+// from an accepted origin.
+func TestAssertionStep14CrossOrigin(t *testing.T) {
+	f := newFixture(t)
+	ch := f.issue(t, verb("reset"))
+	_, err := f.v.Verify(verb("reset"), assertion(t, f.alice.Get(ch, passkey.Tweak{CrossOrigin: true})))
+	requireReason(t, err, presence.ReasonOrigin)
+}
+
 // Step 15: rpIdHash is SHA-256 of BREAKGLASS_RP_ID.
 func TestAssertionStep15ForeignRPID(t *testing.T) {
 	f := newFixture(t)

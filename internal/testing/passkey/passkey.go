@@ -95,6 +95,9 @@ type Tweak struct {
 	CredentialID []byte
 	// BadSignature flips a bit of the signed data before signing.
 	BadSignature bool
+	// CrossOrigin sets clientDataJSON's crossOrigin (a page framed by
+	// another origin).
+	CrossOrigin bool
 }
 
 // Flags returns a pointer to f, for Tweak.Flags.
@@ -108,7 +111,7 @@ func Count(n uint32) *uint32 { return &n }
 func (a *Authenticator) Get(ch ipc.Challenge, tweaks ...Tweak) ipc.Presence {
 	t := merge(tweaks)
 	typ, origin, rpID, challenge := or(t.Type, "webauthn.get"), or(t.Origin, a.Origin), or(t.RPID, a.RPID), or(t.Challenge, ch.Challenge)
-	cdj := clientDataJSON(typ, challenge, origin)
+	cdj := clientDataJSON(typ, challenge, origin, t.CrossOrigin)
 	flags := byte(FlagUP | FlagUV)
 	if t.Flags != nil {
 		flags = *t.Flags
@@ -151,7 +154,7 @@ func (a *Authenticator) Get(ch ipc.Challenge, tweaks ...Tweak) ipc.Presence {
 func (a *Authenticator) Create(e ipc.Enrollment, code string, tweaks ...Tweak) ipc.EnrollmentFinish {
 	t := merge(tweaks)
 	typ, origin, rpID, challenge := or(t.Type, "webauthn.create"), or(t.Origin, a.Origin), or(t.RPID, a.RPID), or(t.Challenge, e.Challenge)
-	cdj := clientDataJSON(typ, challenge, origin)
+	cdj := clientDataJSON(typ, challenge, origin, t.CrossOrigin)
 	flags := byte(FlagUP | FlagUV)
 	if t.Flags != nil {
 		flags = *t.Flags
@@ -177,13 +180,13 @@ func (a *Authenticator) Create(e ipc.Enrollment, code string, tweaks ...Tweak) i
 	}
 }
 
-func clientDataJSON(typ, challenge, origin string) []byte {
+func clientDataJSON(typ, challenge, origin string, crossOrigin bool) []byte {
 	b, err := json.Marshal(struct {
 		Type        string `json:"type"`
 		Challenge   string `json:"challenge"`
 		Origin      string `json:"origin"`
 		CrossOrigin bool   `json:"crossOrigin"`
-	}{typ, challenge, origin, false})
+	}{typ, challenge, origin, crossOrigin})
 	if err != nil {
 		panic(fmt.Sprintf("client data: %v", err))
 	}
@@ -210,6 +213,7 @@ func merge(ts []Tweak) Tweak {
 			t.CredentialID = x.CredentialID
 		}
 		t.BadSignature = t.BadSignature || x.BadSignature
+		t.CrossOrigin = t.CrossOrigin || x.CrossOrigin
 	}
 	return t
 }
