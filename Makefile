@@ -114,8 +114,9 @@ soak: deps
 # its file (go's -overlay; the tree is never edited) and its package's tests
 # must fail, in under 15 s. Prints the kill ratio, the slowest kill and the
 # survivors; exits non-zero unless every non-equivalent mutant is killed.
+MUTATE_JOBS ?= 2
 mutate: deps
-	$(GO) run ./cmd/mutate
+	$(GO) run ./cmd/mutate -j $(MUTATE_JOBS)
 
 ui:
 	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build

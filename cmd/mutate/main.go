@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -109,6 +110,7 @@ func main() {
 		only    = flag.String("only", "", "run only the mutants whose file or line contains one of these (comma-separated)")
 		list    = flag.Bool("list", false, "list the mutants and exit")
 		check   = flag.Bool("check", false, "only check that every mutant applies, and exit")
+		jobs    = flag.Int("j", 1, "mutants built and run at once (the machine may be shared)")
 	)
 	flag.Parse()
 	if *check {
@@ -118,13 +120,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(os.Stdout, mutants, *only, *list, *timeout, *maxKill); err != nil {
+	if err := run(os.Stdout, mutants, *only, *list, *jobs, *timeout, *maxKill); err != nil {
 		fmt.Fprintf(os.Stderr, "mutate: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(out io.Writer, all []Mutant, only string, list bool, timeout, maxKill time.Duration) error {
+func run(out io.Writer, all []Mutant, only string, list bool, jobs int, timeout, maxKill time.Duration) error {
 	var live, equiv []Mutant
 	for _, m := range all {
 		if only != "" && !matches(m, only) {
@@ -167,6 +169,9 @@ func run(out io.Writer, all []Mutant, only string, list bool, timeout, maxKill t
 	}
 	sort.Strings(names)
 	fmt.Fprintf(out, "mutate: %d mutants (%d more equivalent, not run) in %d packages\n", len(live), len(equiv), len(names))
+	// The whole package's run gets twice what it took unmutated (and at
+	// least -timeout): on a loaded machine a slow suite is not a kill.
+	pkgTimeout := map[string]time.Duration{}
 	for _, p := range names {
 		start := time.Now()
 		fail, output := goTest(root, tmp, p, 5*timeout)
@@ -178,19 +183,39 @@ func run(out io.Writer, all []Mutant, only string, list bool, timeout, maxKill t
 				return fmt.Errorf("the tests of %s fail without any mutant (%s):\n%s", p, fail, output)
 			}
 		}
-		fmt.Fprintf(out, "baseline  %6.1fs  %s passes\n", time.Since(start).Seconds(), p)
+		took := time.Since(start)
+		pkgTimeout[p] = max(timeout, 2*took)
+		fmt.Fprintf(out, "baseline  %6.1fs  %s passes\n", took.Seconds(), p)
 	}
 
-	var results []result
-	for i, m := range live {
-		r := runMutant(root, filepath.Join(tmp, fmt.Sprint(i)), m, timeout)
-		results = append(results, r)
-		by := r.by
-		if by != "" {
-			by = "  [" + by + "]"
-		}
-		fmt.Fprintf(out, "%-9s %6.1fs  %s:%d  %s  →  %s%s\n", r.outcome, r.elapsed.Seconds(), m.File, r.line, m.From, m.To, by)
+	// Each worker takes the next mutant; results keep the table's order.
+	results := make([]result, len(live))
+	next := make(chan int)
+	var mu sync.Mutex // protects out
+	var wg sync.WaitGroup
+	for range max(jobs, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				m := live[i]
+				r := runMutant(root, filepath.Join(tmp, fmt.Sprint(i)), m, timeout, pkgTimeout[m.Pkg()])
+				results[i] = r
+				by := r.by
+				if by != "" {
+					by = "  [" + by + "]"
+				}
+				mu.Lock()
+				fmt.Fprintf(out, "%-9s %6.1fs  %s:%d  %s  →  %s%s\n", r.outcome, r.elapsed.Seconds(), m.File, r.line, m.From, m.To, by)
+				mu.Unlock()
+			}
+		}()
 	}
+	for i := range live {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return report(out, results, equiv, maxKill)
 }
 
@@ -260,7 +285,7 @@ func report(out io.Writer, results []result, equiv []Mutant, maxKill time.Durati
 // package's test binary against it once, and runs it: the hinted tests
 // first, then the whole package. The time is the tests' alone: the build
 // is not the tests' doing.
-func runMutant(root, dir string, m Mutant, timeout time.Duration) result {
+func runMutant(root, dir string, m Mutant, timeout, pkgTimeout time.Duration) result {
 	r := result{m: m}
 	src, err := os.ReadFile(filepath.Join(root, m.File))
 	if err != nil {
@@ -289,8 +314,12 @@ func runMutant(root, dir string, m Mutant, timeout time.Duration) result {
 		stages = []string{m.Tests, ""}
 	}
 	for _, pattern := range stages {
+		limit := timeout
+		if pattern == "" {
+			limit = pkgTimeout
+		}
 		start := time.Now()
-		fail, _ := runTest(pkgDir, bin, pattern, timeout)
+		fail, _ := runTest(pkgDir, bin, pattern, limit)
 		r.elapsed += time.Since(start)
 		if fail == "" {
 			continue
@@ -299,7 +328,7 @@ func runMutant(root, dir string, m Mutant, timeout time.Duration) result {
 		if pattern == "" && isTestName(fail) {
 			// Killed by the whole package: confirm with the killing
 			// test alone, so a flaky test elsewhere kills nothing.
-			if again, _ := runTest(pkgDir, bin, "^"+topTest(fail)+"$", timeout); again == "" {
+			if again, _ := runTest(pkgDir, bin, "^"+topTest(fail)+"$", pkgTimeout); again == "" {
 				r.outcome, r.by = Survived, "unconfirmed: "+fail+" failed with the package but passes alone"
 			}
 		}
