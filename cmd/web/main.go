@@ -10,12 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,6 +30,7 @@ import (
 	"breakglass/internal/sandbox"
 	"breakglass/internal/session"
 	"breakglass/internal/signin"
+	"breakglass/internal/turntoken"
 	"breakglass/ui"
 )
 
@@ -107,94 +108,22 @@ const (
 // run serves until ctx ends, then shuts down: turns end (each with its
 // done), streams close, listeners drain.
 func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) error {
-	if len(cfg.TrustedProxies) == 0 {
-		log.Info("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer; sign in with the bearer token or a passkey, or set it to the SSO proxy's addresses", "header", api.IdentityHeader)
-	} else {
-		log.Info("the identity header is trusted from BREAKGLASS_TRUSTED_PROXIES only; the proxy there must overwrite it from its forward-auth answer", "header", api.IdentityHeader, "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
-	}
-	switch {
-	case cfg.BearerToken == "":
-		log.Info("API_BEARER_TOKEN_FILE and API_BEARER_TOKEN are empty: bearer authentication is off")
-	case cfg.BearerTokenFile == "":
-		log.Warn("the bearer token comes from API_BEARER_TOKEN; prefer API_BEARER_TOKEN_FILE, which keeps it out of the environment")
-	}
-
+	logAuthMode(cfg, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sm, err := session.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-
-	sandboxStatus := sandbox.Probe(cfg.SandboxMaxABI)
-	if err := reportSandbox(sandboxStatus, reg, log); err != nil {
-		return err
-	}
-	paths, err := agenthome.Prepare(agenthome.Config{
-		Dir:        filepath.Join(cfg.SessionsDir, agentDirName),
-		SocketDir:  cfg.SocketDir,
-		DevVMHost:  cfg.DevVMHost,
-		DevVMPort:  cfg.DevVMPort,
-		DevVMUser:  cfg.DevVMUser,
-		KnownHosts: cfg.KnownHosts,
-	})
-	if err != nil {
-		return fmt.Errorf("prepare the agent's folder: %w", err)
-	}
-	agentBase, exe, err := agentPolicy(cfg, environ, paths, log)
+	agent, err := newAgent(cfg, environ, reg, log)
 	if err != nil {
 		return err
 	}
-	if err := checkSecrets(agentBase, cfg.SessionsDir, cfg.SecretFiles); err != nil {
+	lns, err := listen(cfg, agent)
+	if err != nil {
 		return err
 	}
-	runner, err := claude.New(claude.Config{
-		Binary:          cfg.ClaudeBin,
-		Agent:           cfg.Agent,
-		Model:           cfg.Model,
-		BinDir:          paths.BinDir,
-		AgentDefinition: agents.Breakglass,
-		Sandbox: &claude.Sandbox{
-			Launcher: exe,
-			Shell:    paths.Shell,
-			Policy:   agentBase,
-			Env:      []string{agenthome.ConfigVar + "=" + paths.SSHConfig},
-		},
-		MaxBudgetUSD: cfg.MaxBudgetUSD,
-		Environ:      environ,
-		Logger:       log,
-		Registerer:   reg,
-		RetryCutoff:  cfg.APIRetryCutoff,
-	})
-	if err != nil {
-		return fmt.Errorf("claude runner: %w", err)
-	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	defer ln.Close()
-	mln, err := net.Listen("tcp", cfg.MetricsListen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
-	}
-	defer mln.Close()
-	if err := checkListeners(agentBase, ln, mln); err != nil {
-		return err
-	}
-	// The agent's `pve` reaches the web through this socket only, with its
-	// turn's token: no TCP path from the agent to the web is needed.
-	pveSock := filepath.Join(paths.Dir, pveSocketName)
-	_ = os.Remove(pveSock)
-	pln, err := net.Listen("unix", pveSock)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", pveSock, err)
-	}
-	defer pln.Close()
-	if err := os.Chmod(pveSock, 0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", pveSock, err)
-	}
+	defer lns.close()
 
 	kh := ipc.NewClient(filepath.Join(cfg.SocketDir, ipc.SocketName))
 	defer kh.Close()
@@ -203,25 +132,35 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 			return err
 		}
 	}
-
 	nt, err := startNotifications(cfg, kh, reg, log)
 	if err != nil {
 		return err
 	}
 	defer nt.stop()
 
-	// The manager and the verb service need each other: the service writes
-	// verb events into sessions, and each turn gets the service's token.
-	var verbsSvc *power.Service
-	pveURL := "unix://" + pveSock
+	// The turn tokens come first: the manager gives each turn one, the
+	// verb service checks them; the service then writes into the manager.
+	tokens := &turntoken.Set{}
+	powerCfg := power.Config{
+		Keyholder:  kh,
+		Policy:     cfg.AgentMutatingVerbs,
+		Logger:     log.Named("vm"),
+		Registerer: reg,
+		Tokens:     tokens,
+		// The recovery ladder: screenshots kept in the session's folder,
+		// and ssh to the devvm as the health ladder's last rung.
+		SessionsDir: cfg.SessionsDir,
+		SSH:         sshCheck(agent.paths.SSHConfig),
+	}
+	pveURL, pveWait := "unix://"+lns.pveSock, powerCfg.MaxWait()+time.Minute
 	mgr, err := session.New(session.Config{
 		Dir:                cfg.SessionsDir,
-		Runner:             runner,
+		Runner:             agent.runner,
 		MaxConcurrentTurns: cfg.MaxConcurrentTurns,
 		TurnTimeout:        cfg.TurnTimeout,
 		IdleTimeout:        cfg.SessionIdle,
 		RetainFor:          cfg.RetainFor,
-		TurnEnv:            func(id string) ([]string, func()) { return verbsSvc.TurnEnv(id, pveURL) },
+		TurnEnv:            func(id string) ([]string, func()) { return tokens.TurnEnv(id, pveURL, pveWait) },
 		Logger:             log.Named("session"),
 		Metrics:            sm,
 		Observer:           nt.observer(),
@@ -229,17 +168,8 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	if err != nil {
 		return err
 	}
-	verbsSvc, err = power.New(power.Config{
-		Keyholder:  kh,
-		Transcript: mgr,
-		Policy:     cfg.AgentMutatingVerbs,
-		Logger:     log.Named("vm"),
-		Registerer: reg,
-		// The recovery ladder: screenshots kept in the session's folder,
-		// and ssh to the devvm as the health ladder's last rung.
-		SessionsDir: cfg.SessionsDir,
-		SSH:         sshCheck(paths.SSHConfig),
-	})
+	powerCfg.Transcript = mgr
+	verbsSvc, err := power.New(powerCfg)
 	if err != nil {
 		_ = mgr.Close()
 		return err
@@ -257,72 +187,185 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		TrustedProxies: cfg.TrustedProxies,
 		KeepAlive:      cfg.SSEKeepAlive,
 		UI:             ui.FS(),
-		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
-			verbsSvc.RegisterOperator(operator, identity)
-			signIn.Register(open)
-			nt.register(operator)
-		},
-		Sandbox:    &sandboxStatus,
-		Logger:     log.Named("api"),
-		Registerer: reg,
-		Gatherer:   reg,
+		Routes:         slices.Concat(verbsSvc.Routes(), signIn.Routes(), nt.routes()),
+		Sandbox:        &agent.sandbox,
+		Logger:         log.Named("api"),
+		Registerer:     reg,
+		Gatherer:       reg,
 	})
 	if err != nil {
 		_ = mgr.Close()
 		return err
 	}
 
-	web := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", srv.MetricsHandler())
-	metrics := &http.Server{
-		Handler:           metricsMux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	// The agent's `pve` reaches the web on its own socket, where nothing
+	// but the agent's token-checked route answers.
+	servers := []*http.Server{
+		newHTTPServer(srv.Handler(), 64<<10, log),
+		newHTTPServer(metricsMux, 16<<10, log),
+		newHTTPServer(api.OpenHandler(verbsSvc.AgentRoutes()), 16<<10, log),
 	}
-
 	nt.run(ctx)
-	pveMux := mux.NewRouter()
-	verbsSvc.RegisterAgent(pveMux)
-	pveSrv := &http.Server{
-		Handler:           pveMux,
+	log.Info("web listening", "addr", lns.web.Addr().String(), "metrics_addr", lns.metrics.Addr().String(), "pve_socket", lns.pveSock,
+		"sessions", len(mgr.List()), "policy", string(verbsSvc.Policy()))
+	return serve(ctx, log, mgr, servers, []net.Listener{lns.web, lns.metrics, lns.pve})
+}
+
+// logAuthMode says at start how operators can get in.
+func logAuthMode(cfg config, log hclog.Logger) {
+	if len(cfg.TrustedProxies) == 0 {
+		log.Info("BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer; sign in with the bearer token or a passkey, or set it to the SSO proxy's addresses", "header", api.IdentityHeader)
+	} else {
+		log.Info("the identity header is trusted from BREAKGLASS_TRUSTED_PROXIES only; the proxy there must overwrite it from its forward-auth answer", "header", api.IdentityHeader, "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
+	}
+	switch {
+	case cfg.BearerToken == "":
+		log.Info("API_BEARER_TOKEN_FILE and API_BEARER_TOKEN are empty: bearer authentication is off")
+	case cfg.BearerTokenFile == "":
+		log.Warn("the bearer token comes from API_BEARER_TOKEN; prefer API_BEARER_TOKEN_FILE, which keeps it out of the environment")
+	}
+}
+
+// agent is the agent's side of the web: its folder, its sandbox and the
+// claude runner of its turns.
+type agent struct {
+	paths   agenthome.Paths
+	policy  sandbox.Policy
+	sandbox sandbox.Status
+	runner  *claude.Runner
+}
+
+// newAgent probes the sandbox, prepares the agent's folder and its policy,
+// and builds the claude runner.
+func newAgent(cfg config, environ []string, reg prometheus.Registerer, log hclog.Logger) (agent, error) {
+	var a agent
+	a.sandbox = sandbox.Probe(cfg.SandboxMaxABI)
+	if err := reportSandbox(a.sandbox, reg, log); err != nil {
+		return a, err
+	}
+	var err error
+	a.paths, err = agenthome.Prepare(agenthome.Config{
+		Dir:        filepath.Join(cfg.SessionsDir, agentDirName),
+		SocketDir:  cfg.SocketDir,
+		DevVMHost:  cfg.DevVMHost,
+		DevVMPort:  cfg.DevVMPort,
+		DevVMUser:  cfg.DevVMUser,
+		KnownHosts: cfg.KnownHosts,
+	})
+	if err != nil {
+		return a, fmt.Errorf("prepare the agent's folder: %w", err)
+	}
+	var exe string
+	a.policy, exe, err = agentPolicy(cfg, environ, a.paths, log)
+	if err != nil {
+		return a, err
+	}
+	if err := checkSecrets(a.policy, cfg.SessionsDir, cfg.SecretFiles); err != nil {
+		return a, err
+	}
+	a.runner, err = claude.New(claude.Config{
+		Binary:          cfg.ClaudeBin,
+		Agent:           cfg.Agent,
+		Model:           cfg.Model,
+		BinDir:          a.paths.BinDir,
+		AgentDefinition: agents.Breakglass,
+		Sandbox: &claude.Sandbox{
+			Launcher: exe,
+			Shell:    a.paths.Shell,
+			Policy:   a.policy,
+			Env:      []string{agenthome.ConfigVar + "=" + a.paths.SSHConfig},
+		},
+		MaxBudgetUSD: cfg.MaxBudgetUSD,
+		Environ:      environ,
+		Logger:       log,
+		Registerer:   reg,
+		RetryCutoff:  cfg.APIRetryCutoff,
+	})
+	if err != nil {
+		return a, fmt.Errorf("claude runner: %w", err)
+	}
+	return a, nil
+}
+
+// listeners are the web's: the operator's, the metrics', and the agent's
+// `pve` socket.
+type listeners struct {
+	web, metrics, pve net.Listener
+	pveSock           string
+}
+
+func (l *listeners) close() {
+	for _, ln := range []net.Listener{l.web, l.metrics, l.pve} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// listen opens the listeners. The agent's `pve` reaches the web through
+// its socket only, with its turn's token: no TCP path from the agent to the
+// web is needed.
+func listen(cfg config, a agent) (*listeners, error) {
+	l := &listeners{}
+	if err := l.open(cfg, a); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *listeners) open(cfg config, a agent) error {
+	var err error
+	if l.web, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if l.metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
+	}
+	if err := checkListeners(a.policy, l.web, l.metrics); err != nil {
+		return err
+	}
+	l.pveSock = filepath.Join(a.paths.Dir, pveSocketName)
+	_ = os.Remove(l.pveSock)
+	if l.pve, err = net.Listen("unix", l.pveSock); err != nil {
+		return fmt.Errorf("listen %s: %w", l.pveSock, err)
+	}
+	if err := os.Chmod(l.pveSock, 0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", l.pveSock, err)
+	}
+	return nil
+}
+
+// newHTTPServer is a listener's server with the web's timeouts.
+func newHTTPServer(h http.Handler, maxHeader int, log hclog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+}
 
-	errc := make(chan error, 3)
+// serve runs each server on its listener until ctx ends or one fails, then
+// shuts down: turns end first (each writes its error and done, streams then
+// close), so the listeners can drain.
+func serve(ctx context.Context, log hclog.Logger, mgr *session.Manager, servers []*http.Server, lns []net.Listener) error {
+	errc := make(chan error, len(servers))
 	var wg sync.WaitGroup
-	for _, s := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{web, ln}, {metrics, mln}, {pveSrv, pln}} {
+	for i, srv := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(lns[i]); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 	}
-	log.Info("web listening", "addr", ln.Addr().String(), "metrics_addr", mln.Addr().String(), "pve_socket", pveSock,
-		"sessions", len(mgr.List()), "policy", string(verbsSvc.Policy()))
-
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -330,16 +373,14 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 	case runErr = <-errc:
 		log.Error("a listener failed", "error", runErr)
 	}
-	// Turns end first (each writes its error and done, streams then
-	// close), so the listeners can drain.
 	if err := mgr.Close(); err != nil {
 		log.Error("close sessions", "error", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	for _, s := range []*http.Server{web, metrics, pveSrv} {
-		if err := s.Shutdown(sctx); err != nil {
-			_ = s.Close()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
 		}
 	}
 	wg.Wait()

@@ -3,16 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
-	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/notify"
 	"breakglass/internal/session"
 	"breakglass/internal/vmwatch"
@@ -122,18 +121,13 @@ func (nt *notifications) observer() session.Observer {
 	return nt.n
 }
 
-// register mounts the push routes on the operator's router.
-func (nt *notifications) register(r *mux.Router) {
+// routes are the push routes: the notifier's, or ones that say why
+// notifications are off.
+func (nt *notifications) routes() []wire.Route {
 	if nt.n != nil {
-		nt.n.Register(r)
-		return
+		return nt.n.Routes()
 	}
-	off := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "{\"error\":%q,\"code\":\"notifications_off\"}\n", "notifications are off: "+nt.offWhy)
-	})
-	r.PathPrefix("/api/push/").Handler(off)
+	return notify.OffRoutes(nt.offWhy)
 }
 
 // run starts the VM watch until stop.

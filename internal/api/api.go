@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/sandbox"
 	"breakglass/internal/session"
 )
@@ -73,10 +73,11 @@ type Config struct {
 	// SignIn, when set, authenticates requests by a passkey sign-in's
 	// cookie (state changes then must be same-origin, as with the header).
 	SignIn SignIn
-	// Routes, when set, mounts more routes: operator routes sit behind the
-	// authentication and same-origin check, open ones do not (they must
-	// authenticate on their own). identity returns the operator's name.
-	Routes func(operator, open *mux.Router, identity func(*http.Request) string)
+	// Routes are the routes of the other packages (the power verbs, the
+	// push subscriptions, …), mounted with the api's own: an Operator
+	// route behind the authentication and same-origin check, called with
+	// the principal; an Open one as it is (it authenticates on its own).
+	Routes []wire.Route
 	// Sandbox, when set, is what the agent's sandbox gets on this kernel:
 	// /readyz says it (a sandbox that is partial or missing does not make
 	// the web unready, but it is never silent).
@@ -99,7 +100,7 @@ type Server struct {
 	keepAlive    time.Duration
 	writeTimeout time.Duration
 	ui           fs.FS
-	routes       func(operator, open *mux.Router, identity func(*http.Request) string)
+	routes       []wire.Route
 	log          hclog.Logger
 	gatherer     prometheus.Gatherer
 	authFailures *prometheus.CounterVec
@@ -129,6 +130,11 @@ func New(cfg Config) (*Server, error) {
 		routes:       cfg.Routes,
 		log:          cfg.Logger,
 		gatherer:     cfg.Gatherer,
+	}
+	for _, rt := range cfg.Routes {
+		if (rt.Operator == nil) == (rt.Open == nil) || rt.Method == "" || rt.Path == "" {
+			return nil, fmt.Errorf("api: route %s %s: a method, a path and exactly one of Operator and Open", rt.Method, rt.Path)
+		}
 	}
 	if cfg.BearerToken != "" {
 		d := sha256.Sum256([]byte(cfg.BearerToken))
@@ -184,10 +190,10 @@ func (s *Server) Handler() http.Handler {
 	r.SkipClean(true)
 	r.UseEncodedPath()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not found")
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "not found")
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		fail(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "method not allowed")
 	})
 
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
@@ -206,13 +212,18 @@ func (s *Server) Handler() http.Handler {
 	op.HandleFunc("/api/sessions/{id}", s.archiveSession).Methods(http.MethodDelete)
 	op.HandleFunc("/api/sessions/{id}/restore", s.restoreSession).Methods(http.MethodPost)
 	op.HandleFunc("/api/sessions/{id}/export", s.exportSession).Methods(http.MethodGet)
-	// The power verbs (/api/vm, /api/vm/{verb}, approvals) and the
-	// agent's endpoint are mounted here by Config.Routes.
-	if s.routes != nil {
-		s.routes(op, open, Identity)
+	// The other packages' routes: the power verbs (/api/vm,
+	// /api/vm/{verb}, approvals), the agent's endpoint, …
+	for _, rt := range s.routes {
+		switch {
+		case rt.Operator != nil:
+			op.Handle(rt.Path, withPrincipal(rt.Operator)).Methods(rt.Method)
+		case rt.Open != nil:
+			open.Handle(rt.Path, rt.Open).Methods(rt.Method)
+		}
 	}
 	op.PathPrefix("/api/").HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not found")
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "not found")
 	})
 	// With passkey sign-in the page itself (static code, no data) is
 	// served before sign-in, so the sign-in page can show when the SSO is
@@ -226,9 +237,30 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// OpenHandler serves only routes (open ones: they authenticate on their
+// own), for a listener of their own such as the agent's `pve` socket. Any
+// other request gets the same JSON 404 or 405 as the operator's listener.
+func OpenHandler(routes []wire.Route) http.Handler {
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "not found")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fail(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "method not allowed")
+	})
+	for _, rt := range routes {
+		if rt.Open != nil {
+			r.Handle(rt.Path, rt.Open).Methods(rt.Method)
+		}
+	}
+	return r
+}
+
 // healthz answers while the process serves.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
 // readyz answers 200 when the keyholder does, else 503 with why; either
@@ -244,7 +276,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("not ready", "error", err)
 		body["ok"] = false
 		body["error"] = "keyholder not answering: " + err.Error()
-		writeJSON(w, http.StatusServiceUnavailable, body)
+		body["code"] = wire.CodeKeyholderDown
+		wire.WriteJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
 	if pr, ok := s.kh.(PresenceReporter); ok {
@@ -259,24 +292,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			body["warning"] = "operator presence is off: mutating verbs run without the operator's passkey"
 		}
 	}
-	writeJSON(w, http.StatusOK, body)
+	wire.WriteJSON(w, http.StatusOK, body)
 }
 
-// writeJSON writes v with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only the package's own plain types are written.
-		panic("api: marshal response: " + err.Error())
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// writeError writes {"error": msg} with status.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+// fail answers with status, code and msg: every error body of the web has
+// a code (package wire).
+func fail(w http.ResponseWriter, status int, code wire.Code, msg string) {
+	wire.WriteError(w, &wire.Error{Status: status, Code: code, Message: msg})
 }

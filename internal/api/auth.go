@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"breakglass/internal/api/wire"
 )
 
 // IdentityHeader is the header the SSO edge proxy sets to the signed-in
@@ -39,14 +41,10 @@ const (
 // authReasons lists every reason, so each series exists from the start.
 var authReasons = []string{reasonMissing, reasonBadToken, reasonNoToken, reasonRepeated, reasonEmpty, reasonInvalid, reasonUntrustedPeer, reasonLocalPeer, reasonCrossOrigin, reasonHeaderOff}
 
-// principal is who made a request.
-type principal struct {
-	name string
-	// viaHeader is set when the identity header authenticated the
-	// request: it came from a browser through the proxy, so state
-	// changes must be same-origin.
-	viaHeader bool
-}
+// principal is who made a request. ViaHeader is set when the identity
+// header authenticated it: it came from a browser through the proxy, so
+// state changes must be same-origin.
+type principal = wire.Principal
 
 type principalKey struct{}
 
@@ -54,7 +52,20 @@ type principalKey struct{}
 // not pass the authentication middleware.
 func Identity(r *http.Request) string {
 	p, _ := r.Context().Value(principalKey{}).(principal)
-	return p.name
+	return p.Name
+}
+
+// withPrincipal serves an operator route of another package with the
+// principal requireAuth found.
+func withPrincipal(h wire.OperatorFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := r.Context().Value(principalKey{}).(principal)
+		if !ok || p.Name == "" {
+			fail(w, http.StatusUnauthorized, wire.CodeUnauthorized, "not authenticated")
+			return
+		}
+		h(w, r, p)
+	})
 }
 
 // authenticator decides who a request is from (DESIGN §6.1).
@@ -86,7 +97,7 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 			if subtle.ConstantTimeCompare(got[:], a.tokenDigest) != 1 {
 				return principal{}, reasonBadToken
 			}
-			return principal{name: BearerActor}, ""
+			return principal{Name: BearerActor}, ""
 		}
 	}
 	names := r.Header.Values(IdentityHeader)
@@ -97,7 +108,7 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 		// so state changes must be same-origin.
 		if a.signIn != nil {
 			if name, ok := a.signIn.Operator(r); ok {
-				return principal{name: name, viaHeader: true}, ""
+				return principal{Name: name, ViaHeader: true}, ""
 			}
 		}
 		return principal{}, reasonMissing
@@ -141,7 +152,7 @@ func (a *authenticator) trustPeer(r *http.Request, name string) (principal, stri
 	}
 	for _, p := range a.trusted {
 		if p.Contains(peer) {
-			return principal{name: name, viaHeader: true}, ""
+			return principal{Name: name, ViaHeader: true}, ""
 		}
 	}
 	return principal{}, reasonUntrustedPeer
@@ -160,17 +171,26 @@ func localIP(r *http.Request) (netip.Addr, bool) {
 	return ap.Addr().Unmap(), true
 }
 
-// requireAuth wraps the operator's routes: unauthenticated requests get 401
-// (JSON under /api/, a plain page elsewhere), cross-origin state changes
+// requireAuth wraps the operator's routes: a request carrying a turn token
+// gets 403 (the agent has its own endpoint), unauthenticated requests get
+// 401 (JSON under /api/, a plain page elsewhere), cross-origin state changes
 // authenticated by the header get 403.
 func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values(wire.TokenHeader)) > 0 {
+			// The agent has its own endpoint: a turn token here is a
+			// request dressed up as the operator's (to run a verb, or to
+			// approve its own).
+			s.log.Warn("turn token on an operator route refused", "method", r.Method, "path", r.URL.Path, "peer", r.RemoteAddr)
+			fail(w, http.StatusForbidden, wire.CodeForbidden, "a turn token is not accepted on the operator's routes")
+			return
+		}
 		p, reason := s.auth.authenticate(r)
 		if reason != "" {
 			s.authFailures.WithLabelValues(reason).Inc()
 			s.log.Info("request refused", "reason", reason, "method", r.Method, "path", r.URL.Path, "peer", r.RemoteAddr)
 			if strings.HasPrefix(r.URL.Path, "/api/") {
-				writeError(w, http.StatusUnauthorized, "not authenticated")
+				fail(w, http.StatusUnauthorized, wire.CodeUnauthorized, "not authenticated")
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -179,12 +199,12 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 			_, _ = w.Write([]byte("401 Unauthorized: open breakglass through the sign-in proxy.\n"))
 			return
 		}
-		if p.viaHeader {
+		if p.ViaHeader {
 			if err := s.crossOrigin.Check(r); err != nil {
 				s.authFailures.WithLabelValues(reasonCrossOrigin).Inc()
-				s.log.Warn("cross-origin request refused", "actor", p.name, "method", r.Method, "path", r.URL.Path,
+				s.log.Warn("cross-origin request refused", "actor", p.Name, "method", r.Method, "path", r.URL.Path,
 					"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
-				writeError(w, http.StatusForbidden, "cross-origin request refused")
+				fail(w, http.StatusForbidden, wire.CodeCrossOrigin, "cross-origin request refused")
 				return
 			}
 		}

@@ -67,7 +67,7 @@ func TestAuthMatrix(t *testing.T) {
 			if tt.want == 401 {
 				if strings.HasPrefix(tt.path, "/api/") {
 					assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
-					assert.JSONEq(t, `{"error":"not authenticated"}`, body)
+					assert.JSONEq(t, `{"error":"not authenticated","code":"unauthorized"}`, body)
 				} else {
 					assert.Contains(t, resp.Header.Get("Content-Type"), "text/plain")
 				}

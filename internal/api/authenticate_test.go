@@ -35,7 +35,7 @@ func TestAuthenticateRefusesControlCharacters(t *testing.T) {
 			r.Header[IdentityHeader] = []string{c.value}
 			p, reason := a.authenticate(r)
 			assert.Equal(t, reasonInvalid, reason)
-			assert.Empty(t, p.name)
+			assert.Empty(t, p.Name)
 		})
 	}
 	// The same request with a clean name passes: the refusals above are
@@ -45,7 +45,7 @@ func TestAuthenticateRefusesControlCharacters(t *testing.T) {
 	r.Header[IdentityHeader] = []string{"alice"}
 	p, reason := a.authenticate(r)
 	assert.Empty(t, reason)
-	assert.Equal(t, "alice", p.name)
+	assert.Equal(t, "alice", p.Name)
 }
 
 // TestAuthenticateRefusesUnparsablePeer: a peer address that does not parse
@@ -62,7 +62,7 @@ func TestAuthenticateRefusesUnparsablePeer(t *testing.T) {
 			a := &authenticator{trusted: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
 			p, reason := a.authenticate(r)
 			assert.NotEmpty(t, reason, "peer %q believed", peer)
-			assert.Empty(t, p.name)
+			assert.Empty(t, p.Name)
 		})
 	}
 }

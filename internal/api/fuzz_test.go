@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -67,12 +67,9 @@ func fuzzRoutes(f *testing.F) (http.Handler, *session.Manager, string) {
 		Sessions:       m,
 		Keyholder:      &fakeKeyholder{},
 		TrustedProxies: mustPrefixes("127.0.0.0/8"),
-		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
-			svc.RegisterOperator(operator, identity)
-			svc.RegisterAgent(open)
-		},
-		Registerer: reg,
-		Gatherer:   reg,
+		Routes:         slices.Concat(svc.Routes(), svc.AgentRoutes()),
+		Registerer:     reg,
+		Gatherer:       reg,
 	})
 	require.NoError(f, err)
 	info, err := m.Create()

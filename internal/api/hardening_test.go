@@ -245,9 +245,9 @@ func TestHardeningAgentCannotPoseAsTheOperator(t *testing.T) {
 			p, reason := a.authenticate(r)
 			assert.Equal(t, tc.want, reason)
 			if tc.want == "" {
-				assert.Equal(t, "operator", p.name)
+				assert.Equal(t, "operator", p.Name)
 			} else {
-				assert.Empty(t, p.name)
+				assert.Empty(t, p.Name)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,16 +12,17 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
 	"breakglass/internal/power"
@@ -74,12 +76,9 @@ func startHostile(t *testing.T, trusted []netip.Prefix) *hostileServer {
 		BearerToken:    hostileToken,
 		TrustedProxies: trusted,
 		KeepAlive:      50 * time.Millisecond,
-		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
-			svc.RegisterOperator(operator, identity)
-			svc.RegisterAgent(open)
-		},
-		Registerer: reg,
-		Gatherer:   reg,
+		Routes:         slices.Concat(svc.Routes(), svc.AgentRoutes()),
+		Registerer:     reg,
+		Gatherer:       reg,
 	})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -242,7 +241,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "prompt-chunked-over-limit", req: hostileReq{method: "POST", target: "/api/sessions/{id}/prompt", chunked: true, body: `{"text":"` + big(maxPromptBody) + `"}`}, want: http.StatusRequestEntityTooLarge},
 		{name: "create-body-over-4k", req: post("/api/sessions", `{"x":"`+big(maxSmallBody)+`"}`), want: http.StatusRequestEntityTooLarge},
 		{name: "cancel-body-over-4k", desc: "the body is ignored; nothing is running", req: post("/api/sessions/{id}/cancel", big(maxSmallBody*4)), want: http.StatusConflict},
-		{name: "verb-body-over-4k", desc: "the verb routes answer every bad body with 400 and a reason", req: post("/api/vm/status", `{"session_id":"`+big(5000)+`"}`), want: http.StatusBadRequest},
+		{name: "verb-body-over-4k", desc: "the verb routes, like every route, answer 413 body_too_large", req: post("/api/vm/status", `{"session_id":"`+big(5000)+`"}`), want: http.StatusRequestEntityTooLarge},
 		{name: "approval-body-over-4k", desc: "no such approval in this session: refused whatever the body", req: post("/api/sessions/{id}/approvals/a1", `{"approve":true,"x":"`+big(5000)+`"}`), want: http.StatusNotFound},
 
 		// Invalid UTF-8 and control bytes.
@@ -277,7 +276,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "guest-exec-invalid-utf8-arg", desc: "would quietly become U+FFFD", req: post("/api/vm/guest-exec", "{\"args\":[\"id\",\"\xff\"]}"), want: http.StatusBadRequest},
 		{name: "guest-exec-nul-arg", req: post("/api/vm/guest-exec", `{"args":["echo","a\u0000b"]}`), want: http.StatusBadRequest},
 		{name: "guest-exec-17-args", req: post("/api/vm/guest-exec", `{"args":[`+strings.TrimSuffix(strings.Repeat(`"a",`, 17), ",")+`]}`), want: http.StatusBadRequest},
-		{name: "guest-exec-body-over-16k", req: post("/api/vm/guest-exec", `{"args":["`+big(17<<10)+`"]}`), want: http.StatusBadRequest},
+		{name: "guest-exec-body-over-16k", req: post("/api/vm/guest-exec", `{"args":["`+big(17<<10)+`"]}`), want: http.StatusRequestEntityTooLarge},
 		{name: "guest-exec-argv", desc: "shell syntax is one argument", req: post("/api/vm/guest-exec", `{"args":["echo","$(id) ; rm -rf /"]}`), want: http.StatusOK},
 		{name: "image-dot-dot", req: get("/api/sessions/{id}/images/..%2fsession.json"), want: http.StatusNotFound},
 		{name: "image-other-name", req: get("/api/sessions/{id}/images/events.jsonl"), want: http.StatusNotFound},
@@ -313,6 +312,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "connect", req: hostileReq{raw: "CONNECT 10.0.10.10:22 HTTP/1.1\r\nHost: 10.0.10.10:22\r\nX-Authentik-Username: alice\r\n\r\n"}, want: http.StatusNotFound},
 
 		// Header spoofing.
+		{name: "turn-token-on-operator-route", desc: "the agent's token never stands for the operator", req: get("/api/sessions", "X-Breakglass-Turn-Token: "+big(43)), want: http.StatusForbidden},
+		{name: "turn-token-on-verb-route", req: post("/api/vm/status", "", "X-Breakglass-Turn-Token: "+big(43)), want: http.StatusForbidden},
+		{name: "turn-token-on-page", req: get("/", "X-Breakglass-Turn-Token: x"), want: http.StatusForbidden},
 		{name: "two-identity-headers", req: get("/api/sessions", "X-Authentik-Username: mallory"), want: http.StatusUnauthorized},
 		{name: "empty-identity", req: hostileReq{method: "GET", target: "/api/sessions", noIdentity: true, header: []string{"X-Authentik-Username:"}}, want: http.StatusUnauthorized},
 		{name: "blank-identity", req: hostileReq{method: "GET", target: "/api/sessions", noIdentity: true, header: []string{"X-Authentik-Username: \t "}}, want: http.StatusUnauthorized},
@@ -396,6 +398,12 @@ func TestHostileRequests(t *testing.T) {
 			resp, body, err := s.roundTrip(t, raw)
 			require.NoError(t, err, "no answer: %s", tc.desc)
 			assert.Equal(t, tc.want, resp.StatusCode, "%s\nbody: %.300s", tc.desc, body)
+			if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") == "application/json" && body != "" {
+				var eb wire.ErrorBody
+				require.NoError(t, json.Unmarshal([]byte(body), &eb), "%.300s", body)
+				assert.NotEmpty(t, eb.Code, "every error body has a code: %.300s", body)
+				assert.NotEmpty(t, eb.Error, "and a message: %.300s", body)
+			}
 			s.healthy(t)
 		})
 	}

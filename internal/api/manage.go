@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/session"
 )
 
@@ -24,9 +25,9 @@ func writeManageError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, session.ErrEmptyTitle), errors.Is(err, session.ErrTitleTooLong),
 		errors.Is(err, session.ErrBadTitle), errors.Is(err, session.ErrBadQuery):
-		writeError(w, http.StatusBadRequest, err.Error())
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
 	case errors.Is(err, session.ErrBusy):
-		writeError(w, http.StatusConflict, "a turn is running in this session: stop it first")
+		fail(w, http.StatusConflict, wire.CodeTurnRunning, "a turn is running in this session: stop it first")
 	default:
 		writeSessionError(w, err)
 	}
@@ -41,16 +42,16 @@ func (s *Server) patchSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body patchBody
-	if err := decodeBody(w, r, maxSmallBody*4, &body, false); err != nil {
-		writeBodyError(w, err)
+	if err := wire.ReadJSON(w, r, maxSmallBody*4, &body, false); err != nil {
+		wire.WriteError(w, err)
 		return
 	}
 	switch {
 	case body.Mode != nil:
-		writeError(w, http.StatusNotImplemented, "agent modes are not available in this release")
+		fail(w, http.StatusNotImplemented, wire.CodeNotImplemented, "agent modes are not available in this release")
 		return
 	case body.Title == nil:
-		writeError(w, http.StatusBadRequest, `nothing to change: {"title"} expected`)
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `nothing to change: {"title"} expected`)
 		return
 	}
 	info, err := s.sessions.Rename(id, *body.Title)
@@ -59,7 +60,7 @@ func (s *Server) patchSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("session renamed", "session", id, "actor", Identity(r))
-	writeJSON(w, http.StatusOK, info)
+	wire.WriteJSON(w, http.StatusOK, info)
 }
 
 // archiveSession answers DELETE /api/sessions/{id}: the session is hidden
@@ -72,7 +73,7 @@ func (s *Server) archiveSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("session archived", "session", id, "actor", Identity(r))
-	writeJSON(w, http.StatusOK, info)
+	wire.WriteJSON(w, http.StatusOK, info)
 }
 
 // restoreSession answers POST /api/sessions/{id}/restore.
@@ -83,8 +84,8 @@ func (s *Server) restoreSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct{}
-	if err := decodeBody(w, r, maxSmallBody, &body, true); err != nil {
-		writeBodyError(w, err)
+	if err := wire.ReadJSON(w, r, maxSmallBody, &body, true); err != nil {
+		wire.WriteError(w, err)
 		return
 	}
 	info, err := s.sessions.Restore(id)
@@ -93,7 +94,7 @@ func (s *Server) restoreSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("session restored", "session", id, "actor", Identity(r))
-	writeJSON(w, http.StatusOK, info)
+	wire.WriteJSON(w, http.StatusOK, info)
 }
 
 // listSessions answers GET /api/sessions[?q=…][&archived=1], newest first,
@@ -106,11 +107,11 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	case "1":
 		query.Archived = true
 	default:
-		writeError(w, http.StatusBadRequest, "archived must be 0 or 1")
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, "archived must be 0 or 1")
 		return
 	}
 	if len(q["q"]) > 1 {
-		writeError(w, http.StatusBadRequest, "one q at most")
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, "one q at most")
 		return
 	}
 	query.Text = q.Get("q")
@@ -119,7 +120,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		writeManageError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, infos)
+	wire.WriteJSON(w, http.StatusOK, infos)
 }
 
 // exportSession answers GET /api/sessions/{id}/export?format=md|json
@@ -132,7 +133,7 @@ func (s *Server) exportSession(w http.ResponseWriter, r *http.Request) {
 		format = "md"
 	}
 	if format != "md" && format != "json" {
-		writeError(w, http.StatusBadRequest, "format must be md or json")
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, "format must be md or json")
 		return
 	}
 	snap, err := s.sessions.Snapshot(mux.Vars(r)["id"])

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/session"
 )
 
@@ -21,71 +20,31 @@ const (
 	maxPromptBody = 8 * session.MaxPromptBytes
 )
 
-// errBodyTooLarge is a body over its limit (413).
-var errBodyTooLarge = errors.New("request body too large")
-
-// decodeBody reads r's JSON body into v. An empty body is allowed when
-// optional. Errors carry a reason fit for the client.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, optional bool) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errBodyTooLarge
-		}
-		return errors.New("unreadable body")
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		if optional {
-			return nil
-		}
-		return errors.New("empty body: JSON expected")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errors.New("malformed JSON: " + err.Error())
-	}
-	if dec.More() {
-		return errors.New("malformed JSON: trailing data after the object")
-	}
-	return nil
-}
-
-// writeBodyError answers a decodeBody error.
-func writeBodyError(w http.ResponseWriter, err error) {
-	if errors.Is(err, errBodyTooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
-		return
-	}
-	writeError(w, http.StatusBadRequest, err.Error())
-}
-
 // writeSessionError answers an error of the session manager.
 func writeSessionError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, session.ErrNotFound):
-		writeError(w, http.StatusNotFound, "session not found")
+		fail(w, http.StatusNotFound, wire.CodeSessionNotFound, "session not found")
 	case errors.Is(err, session.ErrBusy):
-		writeError(w, http.StatusConflict, err.Error())
+		fail(w, http.StatusConflict, wire.CodeTurnRunning, err.Error())
 	case errors.Is(err, session.ErrArchived):
-		writeError(w, http.StatusConflict, err.Error())
+		fail(w, http.StatusConflict, wire.CodeArchived, err.Error())
 	case errors.Is(err, session.ErrNotRunning):
-		writeError(w, http.StatusConflict, err.Error())
+		fail(w, http.StatusConflict, wire.CodeNotRunning, err.Error())
 	case errors.Is(err, session.ErrTooManyTurns):
-		writeError(w, http.StatusTooManyRequests, "too many turns running: wait for one to finish")
+		fail(w, http.StatusTooManyRequests, wire.CodeTooManyTurns, "too many turns running: wait for one to finish")
 	case errors.Is(err, session.ErrEmptyPrompt):
-		writeError(w, http.StatusBadRequest, "empty prompt")
+		fail(w, http.StatusBadRequest, wire.CodeEmptyPrompt, "empty prompt")
 	case errors.Is(err, session.ErrPromptTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		fail(w, http.StatusRequestEntityTooLarge, wire.CodePromptTooLarge, err.Error())
 	case errors.Is(err, session.ErrBadCursor):
-		writeError(w, http.StatusBadRequest, err.Error())
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
 	case errors.Is(err, session.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		fail(w, http.StatusServiceUnavailable, wire.CodeShuttingDown, "shutting down")
 	case storageFull(err):
-		writeError(w, http.StatusInsufficientStorage, "the sessions folder cannot be written (full or read-only); the VM controls still work")
+		fail(w, http.StatusInsufficientStorage, wire.CodeStorageFull, "the sessions folder cannot be written (full or read-only); the VM controls still work")
 	default:
-		writeError(w, http.StatusInternalServerError, "internal error")
+		fail(w, http.StatusInternalServerError, wire.CodeError, "internal error")
 	}
 }
 
@@ -101,8 +60,8 @@ func storageFull(err error) bool {
 // present it must be a JSON object (no fields are defined yet).
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
-	if err := decodeBody(w, r, maxSmallBody, &body, true); err != nil {
-		writeBodyError(w, err)
+	if err := wire.ReadJSON(w, r, maxSmallBody, &body, true); err != nil {
+		wire.WriteError(w, err)
 		return
 	}
 	info, err := s.sessions.Create()
@@ -112,7 +71,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("session created", "session", info.ID, "actor", Identity(r))
-	writeJSON(w, http.StatusCreated, info)
+	wire.WriteJSON(w, http.StatusCreated, info)
 }
 
 // getSession answers GET /api/sessions/{id}.
@@ -122,7 +81,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 		writeSessionError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	wire.WriteJSON(w, http.StatusOK, info)
 }
 
 // promptBody is POST /api/sessions/{id}/prompt's body.
@@ -138,15 +97,15 @@ func (s *Server) prompt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body promptBody
-	if err := decodeBody(w, r, maxPromptBody, &body, false); err != nil {
-		writeBodyError(w, err)
+	if err := wire.ReadJSON(w, r, maxPromptBody, &body, false); err != nil {
+		wire.WriteError(w, err)
 		return
 	}
 	if err := s.sessions.Prompt(id, body.Text, Identity(r)); err != nil {
 		writeSessionError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "started"})
+	wire.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "started"})
 }
 
 // cancel answers POST /api/sessions/{id}/cancel: 202 cancelling, 409
@@ -158,5 +117,5 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("turn cancel", "session", mux.Vars(r)["id"], "actor", Identity(r))
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "cancelling"})
+	wire.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "cancelling"})
 }

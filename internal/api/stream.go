@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 )
 
@@ -54,7 +55,7 @@ const ReconnectDelay = time.Second
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	after, err := cursor(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
 		return
 	}
 	sub, err := s.sessions.Attach(mux.Vars(r)["id"], after)

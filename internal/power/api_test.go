@@ -2,7 +2,7 @@ package power
 
 // The package's routes mounted in the real api server the way cmd/web mounts
 // them (api.Config.Routes): operator routes behind its authentication and
-// same-origin check, the agent's endpoint on the open router.
+// same-origin check, the agent's endpoint open.
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/api"
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/session"
 	"breakglass/internal/uuid"
@@ -55,10 +55,7 @@ func mount(t *testing.T, cfg Config, trusted []netip.Prefix) *mounted {
 		Sessions:       mgr,
 		Keyholder:      apiKeyholder{},
 		TrustedProxies: trusted,
-		Routes: func(operator, open *mux.Router, identity func(*http.Request) string) {
-			f.svc.RegisterOperator(operator, identity)
-			f.svc.RegisterAgent(open)
-		},
+		Routes:         slices.Concat(f.svc.Routes(), f.svc.AgentRoutes()),
 	})
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
@@ -123,11 +120,11 @@ func TestMountedOperatorRoutesNeedTheApisAuth(t *testing.T) {
 
 func TestMountedAgentEndpointTakesOnlyTheToken(t *testing.T) {
 	m := mount(t, Config{Policy: PolicyAllow}, nil)
-	assert.Equal(t, http.StatusUnauthorized, m.post(t, AgentVerbPrefix+"status", browser, ""), "the operator's identity is not a token")
-	tok, revoke := m.svc.Issue(m.session)
-	assert.Equal(t, http.StatusOK, m.post(t, AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, ""))
+	assert.Equal(t, http.StatusUnauthorized, m.post(t, wire.AgentVerbPrefix+"status", browser, ""), "the operator's identity is not a token")
+	tok, revoke := m.svc.tokens.Issue(m.session)
+	assert.Equal(t, http.StatusOK, m.post(t, wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, ""))
 	revoke()
-	assert.Equal(t, http.StatusUnauthorized, m.post(t, AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, ""))
+	assert.Equal(t, http.StatusUnauthorized, m.post(t, wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, ""))
 	assert.Len(t, m.kh.Calls(), 1)
 }
 
@@ -152,11 +149,11 @@ func TestMountedAgentForgingTheOperatorFromLoopback(t *testing.T) {
 
 func TestMountedEncodedVerbsNeverReachTheKeyholder(t *testing.T) {
 	m := mount(t, Config{Policy: PolicyAllow}, nil)
-	tok, revoke := m.svc.Issue(m.session)
+	tok, revoke := m.svc.tokens.Issue(m.session)
 	defer revoke()
 	for _, p := range []string{"status%20", "status%3Breboot", "%2e%2e%2fstatus", "..%2fstatus", "STATUS", "reset%0a", "status/", "./status"} {
 		assert.NotEqual(t, http.StatusOK, m.post(t, "/api/vm/"+p, browser, ""), p)
-		assert.NotEqual(t, http.StatusOK, m.post(t, AgentVerbPrefix+p, map[string]string{TokenHeader: tok}, ""), p)
+		assert.NotEqual(t, http.StatusOK, m.post(t, wire.AgentVerbPrefix+p, map[string]string{wire.TokenHeader: tok}, ""), p)
 	}
 	assert.Empty(t, m.kh.Calls())
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/verbs"
 )
 
@@ -64,14 +65,18 @@ func FuzzAgentPath(f *testing.F) {
 			t.Fatal(err)
 		}
 		r := mux.NewRouter()
-		svc.RegisterAgent(r)
-		tok, revoke := svc.Issue(sessionA)
+		for _, rt := range svc.AgentRoutes() {
+			if rt.Open != nil {
+				r.HandleFunc(rt.Path, rt.Open).Methods(rt.Method)
+			}
+		}
+		tok, revoke := svc.tokens.Issue(sessionA)
 		defer revoke()
-		req, err := http.NewRequest("POST", "http://web"+AgentVerbPrefix+segment, nil)
+		req, err := http.NewRequest("POST", "http://web"+wire.AgentVerbPrefix+segment, nil)
 		if err != nil {
 			return // not a request a client could send
 		}
-		req.Header.Set(TokenHeader, tok)
+		req.Header.Set(wire.TokenHeader, tok)
 		w := httptest.NewRecorder()
 		r.ServeHTTP(w, req)
 		for _, c := range kh.Calls() {

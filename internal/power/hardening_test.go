@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/uuid"
 )
@@ -23,15 +24,15 @@ import (
 func TestHardeningAgentForgingTheOperator(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyDeny})
 	forged := map[string]string{identityHeader: "alice"}
-	r := s.do(t, "POST", AgentVerbPrefix+"reset", forged, `{"session_id":"`+sessionA+`"}`)
+	r := s.do(t, "POST", wire.AgentVerbPrefix+"reset", forged, `{"session_id":"`+sessionA+`"}`)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	forged[TokenHeader] = tok
-	r = s.do(t, "POST", AgentVerbPrefix+"reset", forged, "")
+	forged[wire.TokenHeader] = tok
+	r = s.do(t, "POST", wire.AgentVerbPrefix+"reset", forged, "")
 	assert.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, CodeRefused, r.errorBody(t).Code, "the policy for agents applies, whatever the headers say")
+	assert.Equal(t, wire.CodeRefused, r.errorBody(t).Code, "the policy for agents applies, whatever the headers say")
 	assert.Equal(t, []string{"verb:reset:agent:error"}, summary(t, s.tr.Events(sessionA)))
 	assert.Empty(t, s.kh.Calls())
 
@@ -42,7 +43,7 @@ func TestHardeningAgentForgingTheOperator(t *testing.T) {
 	for _, path := range []string{"/api/vm/reset", "/api/sessions/" + sessionA + "/approvals/" + id} {
 		r := s.do(t, "POST", path, forged, `{"approve":true}`)
 		assert.Equal(t, http.StatusForbidden, r.status, path)
-		assert.Equal(t, CodeForbidden, r.errorBody(t).Code)
+		assert.Equal(t, wire.CodeForbidden, r.errorBody(t).Code)
 	}
 	assert.Empty(t, s.kh.Calls())
 }
@@ -50,12 +51,12 @@ func TestHardeningAgentForgingTheOperator(t *testing.T) {
 // A token captured during a turn is replayed after the turn ended.
 func TestHardeningReplayingADeadToken(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyAllow})
-	tok, revoke := s.svc.Issue(sessionA)
-	r := s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, "")
+	tok, revoke := s.svc.tokens.Issue(sessionA)
+	r := s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, "")
 	require.Equal(t, http.StatusOK, r.status, "the token works while its turn runs")
 	revoke()
 	for _, verb := range []string{"status", "reset"} {
-		r := s.do(t, "POST", AgentVerbPrefix+verb, map[string]string{TokenHeader: tok}, "")
+		r := s.do(t, "POST", wire.AgentVerbPrefix+verb, map[string]string{wire.TokenHeader: tok}, "")
 		assert.Equal(t, http.StatusUnauthorized, r.status)
 	}
 	assert.Len(t, s.kh.Calls(), 1, "only the request made during the turn reached the keyholder")
@@ -65,17 +66,17 @@ func TestHardeningReplayingADeadToken(t *testing.T) {
 // session B's approval through A.
 func TestHardeningCrossSessionToken(t *testing.T) {
 	s := newServer(t, Config{})
-	tokA, revokeA := s.svc.Issue(sessionA)
+	tokA, revokeA := s.svc.tokens.Issue(sessionA)
 	defer revokeA()
-	r := s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: tokA}, `{"session_id":"`+sessionB+`"}`)
+	r := s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tokA}, `{"session_id":"`+sessionB+`"}`)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.Empty(t, s.kh.Calls())
 	assert.Zero(t, s.tr.All())
 
 	// B's pending approval cannot be answered under A's session id.
-	tokB, revokeB := s.svc.Issue(sessionB)
+	tokB, revokeB := s.svc.tokens.Issue(sessionB)
 	defer revokeB()
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tokB}, "")
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tokB}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	r = s.do(t, "POST", "/api/sessions/"+sessionA+"/approvals/"+id, asAlice, `{"approve":true}`)
 	assert.Equal(t, http.StatusNotFound, r.status)
@@ -88,7 +89,7 @@ func TestHardeningCrossSessionToken(t *testing.T) {
 // case) or through the body must never reach the keyholder.
 func TestHardeningVerbInjection(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyAllow})
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
 	paths := []string{
 		"status%20", "status%3Breboot", "status%0Areset", "reset%00", "%2e%2e%2fstatus",
@@ -99,7 +100,7 @@ func TestHardeningVerbInjection(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			r := s.do(t, "POST", "/api/vm/"+p, asAlice, "")
 			assert.NotEqual(t, http.StatusOK, r.status, "operator route")
-			r = s.do(t, "POST", AgentVerbPrefix+p, map[string]string{TokenHeader: tok}, "")
+			r = s.do(t, "POST", wire.AgentVerbPrefix+p, map[string]string{wire.TokenHeader: tok}, "")
 			assert.NotEqual(t, http.StatusOK, r.status, "agent route")
 		})
 	}
@@ -115,13 +116,13 @@ func TestHardeningVerbInjection(t *testing.T) {
 // and a guessed id finds nothing.
 func TestHardeningAgentApprovingItsOwnVerb(t *testing.T) {
 	s := newServer(t, Config{})
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, "")
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	path := "/api/sessions/" + sessionA + "/approvals/" + id
 	assert.Equal(t, http.StatusUnauthorized, s.do(t, "POST", path, nil, `{"approve":true}`).status)
-	assert.Equal(t, http.StatusForbidden, s.do(t, "POST", path, map[string]string{TokenHeader: tok}, `{"approve":true}`).status)
+	assert.Equal(t, http.StatusForbidden, s.do(t, "POST", path, map[string]string{wire.TokenHeader: tok}, `{"approve":true}`).status)
 	assert.Equal(t, http.StatusNotFound, s.do(t, "POST", "/api/sessions/"+sessionA+"/approvals/"+uuid.New(), asAlice, `{"approve":true}`).status)
 	assert.Empty(t, s.kh.Calls())
 	require.NoError(t, s.svc.Resolve(sessionA, id, false))
@@ -134,12 +135,12 @@ func TestHardeningTokenNeverLogged(t *testing.T) {
 	var buf bytes.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Trace, JSONFormat: true})
 	s := newServer(t, Config{Logger: logger, Policy: PolicyDeny})
-	tok, revoke := s.svc.Issue(sessionA)
-	s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, "")
-	s.do(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, "")
-	s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, `{"session_id":"`+sessionB+`"}`)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
+	s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, "")
+	s.do(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, "")
+	s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, `{"session_id":"`+sessionB+`"}`)
 	revoke()
-	s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: tok}, "")
+	s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: tok}, "")
 	require.NotEmpty(t, buf.String())
 	assert.Contains(t, buf.String(), "agent token rejected")
 	assert.NotContains(t, buf.String(), tok)
@@ -154,11 +155,11 @@ func TestHardeningTokenNeverLogged(t *testing.T) {
 func TestHardeningGuessedToken(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyAllow})
 	for i := 0; i < 4; i++ {
-		_, revoke := s.svc.Issue(sessionA)
+		_, revoke := s.svc.tokens.Issue(sessionA)
 		defer revoke()
 	}
-	for _, guess := range []string{strings.Repeat("A", tokenLen), strings.Repeat("_", tokenLen), uuid.New() + "0000000"} {
-		r := s.do(t, "POST", AgentVerbPrefix+"status", map[string]string{TokenHeader: guess}, "")
+	for _, guess := range []string{strings.Repeat("A", 43), strings.Repeat("_", 43), uuid.New() + "0000000"} {
+		r := s.do(t, "POST", wire.AgentVerbPrefix+"status", map[string]string{wire.TokenHeader: guess}, "")
 		assert.Equal(t, http.StatusUnauthorized, r.status)
 	}
 	assert.Empty(t, s.kh.Calls())

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/verbs"
 )
 
@@ -186,17 +187,12 @@ func firstLine(s string) string {
 	return s
 }
 
-// HealthHandler answers GET /api/vm/health.
-func (s *Service) HealthHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := operator(w, r, identity); !ok {
-			return
-		}
-		h, err := s.Health(r.Context())
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, CodeError, "the health check did not finish")
-			return
-		}
-		writeJSON(w, http.StatusOK, h)
-	})
+// serveHealth answers GET /api/vm/health.
+func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request, _ wire.Principal) {
+	h, err := s.Health(r.Context())
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, wire.CodeError, "the health check did not finish")
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, h)
 }

@@ -1,17 +1,14 @@
 package power
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/ipc"
 	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
@@ -25,280 +22,209 @@ const maxBody = 4 << 10
 // server's write deadline for it.
 const writeSlack = 30 * time.Second
 
-// Identity returns the authenticated operator's name for r, or "" when r is
-// not authenticated. The api layer provides it (the x-authentik-username of
-// a trusted proxy, or the bearer token's fixed identity).
-type Identity func(r *http.Request) string
-
-// RegisterOperator adds the operator's routes to r, which must sit behind
-// the api layer's authentication and same-origin check:
+// Routes are the verb routes, for package api to mount:
 //
-//	GET  /api/vm
-//	GET  /api/vm/health
-//	POST /api/vm/{verb}
-//	GET  /api/sessions/{id}/images/{name}
-//	POST /api/sessions/{id}/approvals/{aid}
-func (s *Service) RegisterOperator(r *mux.Router, identity Identity) {
-	r.Handle("/api/vm", s.ListHandler(identity)).Methods(http.MethodGet)
-	r.Handle("/api/vm/health", s.HealthHandler(identity)).Methods(http.MethodGet)
-	r.Handle("/api/vm/{verb}", s.OperatorHandler(identity)).Methods(http.MethodPost)
-	r.Handle("/api/sessions/{id}/images/{name}", s.ImageHandler(identity)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/api/vm/{verb}/challenge", s.ChallengeHandler(identity)).Methods(http.MethodPost)
-	r.Handle("/api/sessions/{id}/approvals/{aid}", s.ApprovalHandler(identity)).Methods(http.MethodPost)
-	r.Handle("/api/sessions/{id}/approvals/{aid}/challenge", s.ApprovalChallengeHandler(identity)).Methods(http.MethodPost)
-}
-
-// RegisterAgent adds the agent's route, POST /api/agent/verbs/{verb}, to r,
-// which must NOT sit behind the operator's authentication: the turn token is
-// its only credential, and an operator identity on it counts for nothing.
-func (s *Service) RegisterAgent(r *mux.Router) {
-	r.Handle(AgentVerbPrefix+"{verb}", s.AgentHandler()).Methods(http.MethodPost)
-}
-
-// operator returns the operator's name for a request on the operator's
-// routes, or answers it and reports false. A turn token on these routes is
-// refused outright: the agent has its own endpoint, so a token here is a
-// request dressed up as the operator's (to run a verb, or to approve its
-// own).
-func operator(w http.ResponseWriter, r *http.Request, identity Identity) (string, bool) {
-	if len(r.Header.Values(TokenHeader)) > 0 {
-		writeError(w, http.StatusForbidden, CodeForbidden, "a turn token is not accepted on the operator's routes")
-		return "", false
+//	GET  /api/vm                                      operator
+//	GET  /api/vm/health                               operator
+//	POST /api/vm/{verb}                               operator
+//	GET  /api/sessions/{id}/images/{name}             operator (and HEAD)
+//	POST /api/vm/{verb}/challenge                     operator
+//	POST /api/sessions/{id}/approvals/{aid}           operator
+//	POST /api/sessions/{id}/approvals/{aid}/challenge operator
+//
+// The agent's route is AgentRoutes: it is served on its own socket.
+func (s *Service) Routes() []wire.Route {
+	return []wire.Route{
+		{Method: http.MethodGet, Path: "/api/vm", Operator: s.serveList},
+		{Method: http.MethodGet, Path: "/api/vm/health", Operator: s.serveHealth},
+		{Method: http.MethodPost, Path: "/api/vm/{verb}", Operator: s.serveOperatorVerb},
+		{Method: http.MethodGet, Path: "/api/sessions/{id}/images/{name}", Operator: s.serveImage},
+		{Method: http.MethodHead, Path: "/api/sessions/{id}/images/{name}", Operator: s.serveImage},
+		{Method: http.MethodPost, Path: "/api/vm/{verb}/challenge", Operator: s.serveChallenge},
+		{Method: http.MethodPost, Path: "/api/sessions/{id}/approvals/{aid}", Operator: s.serveApproval},
+		{Method: http.MethodPost, Path: "/api/sessions/{id}/approvals/{aid}/challenge", Operator: s.serveApprovalChallenge},
 	}
-	name := identity(r)
-	if name == "" {
-		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
-		return "", false
+}
+
+// AgentRoutes are the agent's: POST /api/agent/verbs/{verb}, an open route
+// (the turn token is its only credential, and an operator identity on it
+// counts for nothing), served on the agent's own `pve` socket.
+func (s *Service) AgentRoutes() []wire.Route {
+	return []wire.Route{{Method: http.MethodPost, Path: wire.AgentVerbPrefix + "{verb}", Open: s.serveAgentVerb}}
+}
+
+// serveList answers GET /api/vm with the keyholder's verb list.
+func (s *Service) serveList(w http.ResponseWriter, r *http.Request, _ wire.Principal) {
+	list, err := s.verbList(r.Context())
+	if err != nil {
+		s.log.Warn("list verbs", "error", err)
+		wire.WriteError(w, runError(err))
+		return
 	}
-	return name, true
+	wire.WriteJSON(w, http.StatusOK, list)
 }
 
-// ListHandler answers GET /api/vm with the keyholder's verb list.
-func (s *Service) ListHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := operator(w, r, identity); !ok {
-			return
-		}
-		list, err := s.verbList(r.Context())
-		if err != nil {
-			s.log.Warn("list verbs", "error", err)
-			writeRunError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, list)
-	})
-}
-
-// OperatorHandler answers POST /api/vm/{verb} (body optional
+// serveOperatorVerb answers POST /api/vm/{verb} (body optional
 // {"session_id":…}): the operator runs a verb, and the keyholder's answer is
 // relayed.
-func (s *Service) OperatorHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, ok := operator(w, r, identity)
-		if !ok {
-			return
-		}
-		verb := mux.Vars(r)["verb"]
-		v, err := verbs.Parse(verb)
-		if err != nil {
-			s.metrics.observe("", Operator, outcomeInvalid)
-			writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
-			return
-		}
-		var req RunRequest
-		if err := decodeBodyMax(w, r, &req, true, v.MaxBody); err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
-		if req.SessionID != "" && !uuid.Valid(req.SessionID) {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, "session_id must be a UUID v4")
-			return
-		}
-		extendWrite(w, s.verbTimeout+writeSlack)
-		res, err := s.RunRequest(r.Context(), req.SessionID, verb, Actor{Kind: Operator, Name: name}, Request{Args: req.Args, Presence: req.Presence})
-		if err != nil {
-			writeRunError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
+func (s *Service) serveOperatorVerb(w http.ResponseWriter, r *http.Request, p wire.Principal) {
+	verb := mux.Vars(r)["verb"]
+	v, err := verbs.Parse(verb)
+	if err != nil {
+		s.metrics.observe("", Operator, outcomeInvalid)
+		fail(w, http.StatusBadRequest, wire.CodeInvalidVerb, err.Error())
+		return
+	}
+	var req RunRequest
+	if err := wire.ReadJSON(w, r, v.MaxBody, &req, true); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	if req.SessionID != "" && !uuid.Valid(req.SessionID) {
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, "session_id must be a UUID v4")
+		return
+	}
+	extendWrite(w, s.verbTimeout+writeSlack)
+	res, err := s.RunRequest(r.Context(), req.SessionID, verb, Actor{Kind: Operator, Name: p.Name}, Request{Args: req.Args, Presence: req.Presence})
+	if err != nil {
+		wire.WriteError(w, runError(err))
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, res)
 }
 
-// ApprovalHandler answers POST /api/sessions/{id}/approvals/{aid} with body
+// serveApproval answers POST /api/sessions/{id}/approvals/{aid} with body
 // {"approve":true|false}: 200 resolved, 404 no such approval in that
 // session, 409 already resolved.
-func (s *Service) ApprovalHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, ok := operator(w, r, identity)
-		if !ok {
+func (s *Service) serveApproval(w http.ResponseWriter, r *http.Request, p wire.Principal) {
+	sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
+	if !uuid.Valid(sid) || !uuid.Valid(aid) {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, ErrNotFound.Error())
+		return
+	}
+	var req ApprovalRequest
+	if err := wire.ReadJSON(w, r, maxBody, &req, false); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	if req.Approve == nil {
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `body must say {"approve":true} or {"approve":false}`)
+		return
+	}
+	var err error
+	if *req.Approve && req.Presence == nil {
+		// An approval with nothing to sign is refused here, before it
+		// is used up, when the keyholder would refuse the verb anyway.
+		if _, _, err = s.pendingVerb(sid, aid); err == nil && s.PresenceRequired(r.Context()) {
+			fail(w, http.StatusForbidden, wire.CodePresenceRequired, "operator presence: approving needs your passkey (ask for the approval's challenge first)")
 			return
 		}
-		sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
-		if !uuid.Valid(sid) || !uuid.Valid(aid) {
-			writeError(w, http.StatusNotFound, CodeNotFound, ErrNotFound.Error())
-			return
-		}
-		var req ApprovalRequest
-		if err := decodeBody(w, r, &req, false); err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
-		if req.Approve == nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, `body must say {"approve":true} or {"approve":false}`)
-			return
-		}
-		var err error
-		if *req.Approve && req.Presence == nil {
-			// An approval with nothing to sign is refused here, before it
-			// is used up, when the keyholder would refuse the verb anyway.
-			if _, _, err = s.pendingVerb(sid, aid); err == nil && s.PresenceRequired(r.Context()) {
-				writeError(w, http.StatusForbidden, CodePresenceRequired, "operator presence: approving needs your passkey (ask for the approval's challenge first)")
-				return
-			}
-		}
-		if err == nil {
-			err = s.Answer(sid, aid, *req.Approve, req.Presence)
-		}
-		switch {
-		case errors.Is(err, ErrNotFound):
-			writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
-			return
-		case errors.Is(err, ErrResolved):
-			writeError(w, http.StatusConflict, CodeResolved, err.Error())
-			return
-		case err != nil:
-			writeError(w, http.StatusInternalServerError, CodeError, "resolve approval")
-			return
-		}
-		s.log.Info("approval answered", "approval_id", aid, "session_id", sid, "approve", *req.Approve, "operator", name)
-		writeJSON(w, http.StatusOK, map[string]any{"approval_id": aid, "approve": *req.Approve})
-	})
+	}
+	if err == nil {
+		err = s.Answer(sid, aid, *req.Approve, req.Presence)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		fail(w, http.StatusNotFound, wire.CodeNotFound, err.Error())
+		return
+	case errors.Is(err, ErrResolved):
+		fail(w, http.StatusConflict, wire.CodeResolved, err.Error())
+		return
+	case err != nil:
+		fail(w, http.StatusInternalServerError, wire.CodeError, "resolve approval")
+		return
+	}
+	s.log.Info("approval answered", "approval_id", aid, "session_id", sid, "approve", *req.Approve, "operator", p.Name)
+	wire.WriteJSON(w, http.StatusOK, map[string]any{"approval_id": aid, "approve": *req.Approve})
 }
 
-// AgentHandler answers POST /api/agent/verbs/{verb} for the `pve` command.
-// The turn token in TokenHeader is the only credential: no token, a revoked
+// serveAgentVerb answers POST /api/agent/verbs/{verb} for the `pve` command.
+// The turn token in wire.TokenHeader is the only credential: no token, a revoked
 // one, or a session id that is not the token's → 401, before anything else
 // is looked at. The verb then runs as the agent in the token's session,
 // under the policy, and stops (an approval expires) when the token is
 // revoked.
-func (s *Service) AgentHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		vals := r.Header.Values(TokenHeader)
-		var t *turnToken
-		if len(vals) == 1 {
-			t = s.lookup(vals[0])
-		}
-		if t == nil {
-			s.rejectToken(w, r, "no live token")
-			return
-		}
-		verb := mux.Vars(r)["verb"]
-		v, err := verbs.Parse(verb)
-		if err != nil {
-			s.metrics.observe("", Agent, outcomeInvalid)
-			writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
-			return
-		}
-		var req RunRequest
-		if err := decodeBodyMax(w, r, &req, true, v.MaxBody); err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
-		if req.SessionID != "" && req.SessionID != t.sessionID {
-			s.rejectToken(w, r, "token of another session")
-			return
-		}
-		// The request ends when its client goes or its turn ends.
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		stop := context.AfterFunc(t.ctx, cancel)
-		defer stop()
-		if t.ctx.Err() != nil {
-			s.rejectToken(w, r, "token revoked")
-			return
-		}
-		extendWrite(w, s.MaxWait()+writeSlack)
-		res, err := s.RunArgs(ctx, t.sessionID, verb, req.Args, Actor{Kind: Agent})
-		if err != nil {
-			writeRunError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
+func (s *Service) serveAgentVerb(w http.ResponseWriter, r *http.Request) {
+	vals := r.Header.Values(wire.TokenHeader)
+	if len(vals) != 1 {
+		s.rejectToken(w, r, "no live token")
+		return
+	}
+	t, ok := s.tokens.Lookup(vals[0])
+	if !ok {
+		s.rejectToken(w, r, "no live token")
+		return
+	}
+	verb := mux.Vars(r)["verb"]
+	v, err := verbs.Parse(verb)
+	if err != nil {
+		s.metrics.observe("", Agent, outcomeInvalid)
+		fail(w, http.StatusBadRequest, wire.CodeInvalidVerb, err.Error())
+		return
+	}
+	var req RunRequest
+	if err := wire.ReadJSON(w, r, v.MaxBody, &req, true); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	if req.SessionID != "" && req.SessionID != t.SessionID {
+		s.rejectToken(w, r, "token of another session")
+		return
+	}
+	// The request ends when its client goes or its turn ends.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(t.Ctx, cancel)
+	defer stop()
+	if t.Ctx.Err() != nil {
+		s.rejectToken(w, r, "token revoked")
+		return
+	}
+	extendWrite(w, s.MaxWait()+writeSlack)
+	res, err := s.RunArgs(ctx, t.SessionID, verb, req.Args, Actor{Kind: Agent})
+	if err != nil {
+		wire.WriteError(w, runError(err))
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, res)
 }
 
 // rejectToken answers 401 on the agent's endpoint. The token itself is
 // never logged.
 func (s *Service) rejectToken(w http.ResponseWriter, r *http.Request, why string) {
 	s.log.Warn("agent token rejected", "why", why, "remote", r.RemoteAddr, "path", r.URL.Path)
-	writeError(w, http.StatusUnauthorized, CodeToken, "turn token rejected: pve works only during the turn that started it")
+	fail(w, http.StatusUnauthorized, wire.CodeToken, "turn token rejected: pve works only during the turn that started it")
 }
 
-// writeRunError answers for an error of Run or of the verb list.
-func writeRunError(w http.ResponseWriter, err error) {
+// runError is the answer to an error of Run or of the verb list.
+func runError(err error) *wire.Error {
 	var kerr *ipc.StatusError
+	e := func(status int, code wire.Code, msg string) *wire.Error {
+		return &wire.Error{Status: status, Code: code, Message: msg}
+	}
 	switch {
 	case errors.Is(err, verbs.ErrUnknown):
-		writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
+		return e(http.StatusBadRequest, wire.CodeInvalidVerb, err.Error())
 	case errors.Is(err, verbs.ErrArgs):
-		writeError(w, http.StatusBadRequest, CodeBadArgs, err.Error())
+		return e(http.StatusBadRequest, wire.CodeBadArgs, err.Error())
 	case errors.Is(err, ErrBadSession), errors.Is(err, ErrBadActor):
-		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return e(http.StatusBadRequest, wire.CodeBadRequest, err.Error())
 	case errors.Is(err, ErrRefused):
-		writeError(w, http.StatusForbidden, CodeRefused, err.Error())
+		return e(http.StatusForbidden, wire.CodeRefused, err.Error())
 	case errors.Is(err, ErrDenied):
-		writeError(w, http.StatusForbidden, CodeDenied, err.Error())
+		return e(http.StatusForbidden, wire.CodeDenied, err.Error())
 	case errors.Is(err, ErrExpired):
-		writeError(w, http.StatusForbidden, CodeExpired, err.Error())
+		return e(http.StatusForbidden, wire.CodeExpired, err.Error())
 	case errors.Is(err, ErrTooManyPending):
-		writeError(w, http.StatusTooManyRequests, CodeTooManyPending, err.Error())
+		return e(http.StatusTooManyRequests, wire.CodeTooManyPending, err.Error())
 	case errors.Is(err, ErrUnreachable):
-		writeError(w, http.StatusServiceUnavailable, CodeKeyholderDown, "keyholder unreachable: the verb did not run; is the keyholder container up?")
+		return e(http.StatusServiceUnavailable, wire.CodeKeyholderDown, "keyholder unreachable: the verb did not run; is the keyholder container up?")
 	case errors.As(err, &kerr) && kerr.Status >= 400 && kerr.Status <= 599:
-		writeJSON(w, kerr.Status, ErrorBody{Error: kerr.Message, Code: keyholderCode(kerr.Status), Reason: kerr.Reason})
+		return &wire.Error{Status: kerr.Status, Code: keyholderCode(kerr.Status), Message: kerr.Message, Reason: kerr.Reason}
 	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, CodeTimeout, "the keyholder did not answer in time")
-	default:
-		writeError(w, http.StatusBadGateway, CodeError, "keyholder call failed")
+		return e(http.StatusGatewayTimeout, wire.CodeTimeout, "the keyholder did not answer in time")
 	}
-}
-
-// decodeBody reads r's JSON body into v, at most maxBody bytes, with no
-// unknown fields and nothing after the value. An empty body is accepted when
-// optional.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	return decodeBodyMax(w, r, v, optional, maxBody)
-}
-
-// decodeBodyMax is decodeBody with its own cap.
-func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, optional bool, limit int64) error {
-	var body []byte
-	var err error
-	if r.Body != nil {
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	}
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("body larger than %d bytes", limit)
-		}
-		return errors.New("body unreadable")
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		if optional {
-			return nil
-		}
-		return errors.New("body required")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		return errors.New("malformed JSON: data after the object")
-	}
-	return nil
+	return e(http.StatusBadGateway, wire.CodeError, "keyholder call failed")
 }
 
 // extendWrite lifts the server's write timeout for a request that may wait
@@ -307,13 +233,7 @@ func extendWrite(w http.ResponseWriter, d time.Duration) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
-func writeError(w http.ResponseWriter, status int, code Code, msg string) {
-	writeJSON(w, status, ErrorBody{Error: msg, Code: code})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// fail answers with status, code and msg (package wire writes it).
+func fail(w http.ResponseWriter, status int, code wire.Code, msg string) {
+	wire.WriteError(w, &wire.Error{Status: status, Code: code, Message: msg})
 }

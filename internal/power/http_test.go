@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,16 +15,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/api"
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
+	"breakglass/internal/session"
 	"breakglass/internal/uuid"
 )
 
-// identityHeader stands for the api layer's authentication in these tests:
-// whatever it says is a trusted operator's name.
-const identityHeader = "X-Authentik-Username"
+// identityHeader is the api layer's authentication in these tests: the
+// tests' client stands in for the edge proxy, on loopback.
+const identityHeader = api.IdentityHeader
 
-// server runs the package's routes on a loopback httptest server.
+// server runs the package's routes mounted in the real api server, on a
+// loopback httptest server.
 type server struct {
 	*fixture
 	url    string
@@ -32,10 +38,17 @@ type server struct {
 func newServer(t *testing.T, cfg Config) *server {
 	t.Helper()
 	f := newFixture(t, cfg)
-	r := mux.NewRouter()
-	f.svc.RegisterAgent(r)
-	f.svc.RegisterOperator(r, func(r *http.Request) string { return r.Header.Get(identityHeader) })
-	srv := httptest.NewServer(r)
+	mgr, err := session.New(session.Config{Dir: t.TempDir(), Runner: idleRunner{}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = mgr.Close() })
+	h, err := api.New(api.Config{
+		Sessions:       mgr,
+		Keyholder:      apiKeyholder{},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Routes:         slices.Concat(f.svc.Routes(), f.svc.AgentRoutes()),
+	})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h.Handler())
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(func() {
 		client.CloseIdleConnections()
@@ -50,9 +63,9 @@ type reply struct {
 }
 
 // errorBody decodes an error answer.
-func (r reply) errorBody(t *testing.T) ErrorBody {
+func (r reply) errorBody(t *testing.T) wire.ErrorBody {
 	t.Helper()
-	var b ErrorBody
+	var b wire.ErrorBody
 	require.NoError(t, json.Unmarshal([]byte(r.body), &b), r.body)
 	return b
 }
@@ -123,7 +136,7 @@ func TestListVerbs(t *testing.T) {
 	s.kh.err = ErrUnreachable
 	r = s.do(t, "GET", "/api/vm", asAlice, "")
 	assert.Equal(t, http.StatusServiceUnavailable, r.status)
-	assert.Equal(t, CodeKeyholderDown, r.errorBody(t).Code)
+	assert.Equal(t, wire.CodeKeyholderDown, r.errorBody(t).Code)
 	assert.Contains(t, r.errorBody(t).Error, "keyholder unreachable")
 }
 
@@ -155,13 +168,13 @@ func TestOperatorVerbRelaysTheKeyholder(t *testing.T) {
 		name   string
 		err    error
 		status int
-		code   Code
+		code   wire.Code
 		msg    string
 	}{
-		{"busy", &ipc.StatusError{Status: 409, Message: "a mutating verb is already running"}, 409, CodeBusy, "a mutating verb is already running"},
-		{"host-key", &ipc.StatusError{Status: 502, Message: "host key mismatch"}, 502, CodeSSH, "host key mismatch"},
-		{"timeout", &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, 504, CodeTimeout, "timed out after 120s"},
-		{"down", ErrUnreachable, 503, CodeKeyholderDown, "keyholder unreachable"},
+		{"busy", &ipc.StatusError{Status: 409, Message: "a mutating verb is already running"}, 409, wire.CodeBusy, "a mutating verb is already running"},
+		{"host-key", &ipc.StatusError{Status: 502, Message: "host key mismatch"}, 502, wire.CodeSSH, "host key mismatch"},
+		{"timeout", &ipc.StatusError{Status: 504, Message: "timed out after 120s"}, 504, wire.CodeTimeout, "timed out after 120s"},
+		{"down", ErrUnreachable, 503, wire.CodeKeyholderDown, "keyholder unreachable"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,21 +201,29 @@ func TestOperatorBodies(t *testing.T) {
 		name string
 		body string
 		want string
+		// status is 400 unless set.
+		status int
+		code   wire.Code
 	}{
-		{"malformed", `{"session_id":`, "malformed JSON"},
-		{"not-object", `[1]`, "malformed JSON"},
-		{"unknown-field", `{"session":"x"}`, "malformed JSON"},
-		{"trailing", `{} {}`, "data after the object"},
-		{"oversized", `{"session_id":"` + strings.Repeat("a", 8<<10) + `"}`, "larger than"},
-		{"bad-session", `{"session_id":"../../etc/passwd"}`, "UUID v4"},
-		{"session-v1", `{"session_id":"0b7e4c52-8c1a-1d0e-9f3b-2a6d5e7f8a91"}`, "UUID v4"},
+		{name: "malformed", body: `{"session_id":`, want: "malformed JSON"},
+		{name: "not-object", body: `[1]`, want: "malformed JSON"},
+		{name: "unknown-field", body: `{"session":"x"}`, want: "malformed JSON"},
+		{name: "trailing", body: `{} {}`, want: "data after the object"},
+		{name: "oversized", body: `{"session_id":"` + strings.Repeat("a", 8<<10) + `"}`, want: "larger than",
+			status: http.StatusRequestEntityTooLarge, code: wire.CodeBodyTooLarge},
+		{name: "bad-session", body: `{"session_id":"../../etc/passwd"}`, want: "UUID v4"},
+		{name: "session-v1", body: `{"session_id":"0b7e4c52-8c1a-1d0e-9f3b-2a6d5e7f8a91"}`, want: "UUID v4"},
 	}
 	s := newServer(t, Config{})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.status == 0 {
+				tc.status, tc.code = http.StatusBadRequest, wire.CodeBadRequest
+			}
 			r := s.do(t, "POST", "/api/vm/status", asAlice, tc.body)
-			assert.Equal(t, http.StatusBadRequest, r.status)
+			assert.Equal(t, tc.status, r.status)
 			assert.Contains(t, r.errorBody(t).Error, tc.want)
+			assert.Equal(t, tc.code, r.errorBody(t).Code)
 		})
 	}
 	assert.Empty(t, s.kh.Calls())
@@ -217,9 +238,9 @@ func TestOperatorNeedsIdentity(t *testing.T) {
 
 func TestApprovalRoute(t *testing.T) {
 	s := newServer(t, Config{})
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, "")
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	path := "/api/sessions/" + sessionA + "/approvals/" + id
 
@@ -261,22 +282,22 @@ func TestAgentEndpoint(t *testing.T) {
 		verb   string
 		answer *bool // the operator's answer, when an approval is expected
 		status int
-		code   Code
+		code   wire.Code
 		calls  int
 		events []string
 	}{
 		{"status", PolicyApprove, "status", nil, 200, "", 1, []string{"verb:status:agent"}},
 		{"approve-yes", PolicyApprove, "reset", ptr(true), 200, "", 1, []string{"approval:pending", "approval:approved", "verb:reset:agent"}},
-		{"approve-no", PolicyApprove, "reset", ptr(false), 403, CodeDenied, 0, []string{"approval:pending", "approval:denied", "verb:reset:agent:error"}},
-		{"deny", PolicyDeny, "stop", nil, 403, CodeRefused, 0, []string{"verb:stop:agent:error"}},
+		{"approve-no", PolicyApprove, "reset", ptr(false), 403, wire.CodeDenied, 0, []string{"approval:pending", "approval:denied", "verb:reset:agent:error"}},
+		{"deny", PolicyDeny, "stop", nil, 403, wire.CodeRefused, 0, []string{"verb:stop:agent:error"}},
 		{"allow", PolicyAllow, "cycle", nil, 200, "", 1, []string{"verb:cycle:agent"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, Config{Policy: tc.policy})
-			tok, revoke := s.svc.Issue(sessionA)
+			tok, revoke := s.svc.tokens.Issue(sessionA)
 			defer revoke()
-			pve := s.asyncDo(t, "POST", AgentVerbPrefix+tc.verb, map[string]string{TokenHeader: tok}, `{"session_id":"`+sessionA+`"}`)
+			pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+tc.verb, map[string]string{wire.TokenHeader: tok}, `{"session_id":"`+sessionA+`"}`)
 			if tc.answer != nil {
 				id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 				require.NoError(t, s.svc.Resolve(sessionA, id, *tc.answer))
@@ -294,19 +315,19 @@ func TestAgentEndpoint(t *testing.T) {
 
 func TestAgentApprovalExpires(t *testing.T) {
 	s := newServer(t, Config{ApprovalTimeout: time.Millisecond})
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	r := s.do(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, "")
+	r := s.do(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, "")
 	assert.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, CodeExpired, r.errorBody(t).Code)
+	assert.Equal(t, wire.CodeExpired, r.errorBody(t).Code)
 	assert.Empty(t, s.kh.Calls())
 }
 
 func TestAgentTokenRejected(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyAllow})
-	live, revokeLive := s.svc.Issue(sessionA)
+	live, revokeLive := s.svc.tokens.Issue(sessionA)
 	defer revokeLive()
-	dead, revokeDead := s.svc.Issue(sessionA)
+	dead, revokeDead := s.svc.tokens.Issue(sessionA)
 	revokeDead()
 	tests := []struct {
 		name   string
@@ -314,18 +335,18 @@ func TestAgentTokenRejected(t *testing.T) {
 		body   string
 	}{
 		{"none", nil, ""},
-		{"empty", map[string]string{TokenHeader: ""}, ""},
-		{"finished-turn", map[string]string{TokenHeader: dead}, ""},
-		{"other-session", map[string]string{TokenHeader: live}, `{"session_id":"` + sessionB + `"}`},
-		{"garbage", map[string]string{TokenHeader: strings.Repeat("A", 43)}, ""},
+		{"empty", map[string]string{wire.TokenHeader: ""}, ""},
+		{"finished-turn", map[string]string{wire.TokenHeader: dead}, ""},
+		{"other-session", map[string]string{wire.TokenHeader: live}, `{"session_id":"` + sessionB + `"}`},
+		{"garbage", map[string]string{wire.TokenHeader: strings.Repeat("A", 43)}, ""},
 		{"operator-identity", map[string]string{identityHeader: "alice"}, ""},
 		{"bearer", map[string]string{"Authorization": "Bearer " + live}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := s.do(t, "POST", AgentVerbPrefix+"status", tc.header, tc.body)
+			r := s.do(t, "POST", wire.AgentVerbPrefix+"status", tc.header, tc.body)
 			assert.Equal(t, http.StatusUnauthorized, r.status)
-			assert.Equal(t, CodeToken, r.errorBody(t).Code)
+			assert.Equal(t, wire.CodeToken, r.errorBody(t).Code)
 		})
 	}
 	assert.Empty(t, s.kh.Calls(), "the keyholder saw nothing")
@@ -334,13 +355,13 @@ func TestAgentTokenRejected(t *testing.T) {
 
 func TestAgentRequestEndsWithItsTurn(t *testing.T) {
 	s := newServer(t, Config{})
-	tok, revoke := s.svc.Issue(sessionA)
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"stop", map[string]string{TokenHeader: tok}, "")
+	tok, revoke := s.svc.tokens.Issue(sessionA)
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"stop", map[string]string{wire.TokenHeader: tok}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	revoke()
 	r := waitReply(t, pve)
 	assert.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, CodeExpired, r.errorBody(t).Code)
+	assert.Equal(t, wire.CodeExpired, r.errorBody(t).Code)
 	assert.ErrorIs(t, s.svc.Resolve(sessionA, id, true), ErrResolved, "approving after the turn ended runs nothing")
 	assert.Empty(t, s.kh.Calls())
 }
@@ -348,7 +369,11 @@ func TestAgentRequestEndsWithItsTurn(t *testing.T) {
 func TestAgentRequestLiftsTheServersWriteTimeout(t *testing.T) {
 	f := newFixture(t, Config{})
 	r := mux.NewRouter()
-	f.svc.RegisterAgent(r)
+	for _, rt := range f.svc.AgentRoutes() {
+		if rt.Open != nil {
+			r.HandleFunc(rt.Path, rt.Open).Methods(rt.Method)
+		}
+	}
 	srv := httptest.NewUnstartedServer(r)
 	// A write timeout far shorter than the approval wait below.
 	srv.Config.WriteTimeout = 50 * time.Millisecond
@@ -357,12 +382,12 @@ func TestAgentRequestLiftsTheServersWriteTimeout(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 
-	tok, revoke := f.svc.Issue(sessionA)
+	tok, revoke := f.svc.tokens.Issue(sessionA)
 	defer revoke()
 	ch := make(chan reply, 1)
 	go func() {
-		req, _ := http.NewRequest("POST", srv.URL+AgentVerbPrefix+"reset", nil)
-		req.Header.Set(TokenHeader, tok)
+		req, _ := http.NewRequest("POST", srv.URL+wire.AgentVerbPrefix+"reset", nil)
+		req.Header.Set(wire.TokenHeader, tok)
 		resp, err := client.Do(req)
 		if err != nil {
 			ch <- reply{-1, err.Error()}
@@ -383,8 +408,8 @@ func TestAgentRequestLiftsTheServersWriteTimeout(t *testing.T) {
 
 func TestUnknownRoutesAndMethods(t *testing.T) {
 	s := newServer(t, Config{})
-	assert.Equal(t, http.StatusMethodNotAllowed, s.do(t, "GET", "/api/vm/status", asAlice, "").status, "nothing runs on GET")
-	assert.Equal(t, http.StatusMethodNotAllowed, s.do(t, "GET", AgentVerbPrefix+"status", nil, "").status)
+	assert.Equal(t, http.StatusNotFound, s.do(t, "GET", "/api/vm/status", asAlice, "").status, "nothing runs on GET")
+	assert.Equal(t, http.StatusUnauthorized, s.do(t, "GET", wire.AgentVerbPrefix+"status", nil, "").status, "not the agent's route: the operator's 401")
 	assert.Empty(t, s.kh.Calls())
 }
 

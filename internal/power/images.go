@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
@@ -85,46 +86,41 @@ func ImagePath(sessionID, name string) string {
 	return "/api/sessions/" + sessionID + "/images/" + name
 }
 
-// ImageHandler answers GET /api/sessions/{id}/images/{name} with a picture
+// serveImage answers GET /api/sessions/{id}/images/{name} with a picture
 // the web stored in that session: image/png, nosniff. The id must be a UUID
 // v4 and the name of the one shape storeImage makes, before any path is
 // built; anything else is 404.
-func (s *Service) ImageHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := operator(w, r, identity); !ok {
-			return
-		}
-		id, name := mux.Vars(r)["id"], mux.Vars(r)["name"]
-		if s.sessionsDir == "" || !uuid.Valid(id) || !imageName.MatchString(name) {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such image")
-			return
-		}
-		root, err := os.OpenRoot(s.sessionsDir)
-		if err != nil {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such image")
-			return
-		}
-		defer root.Close()
-		f, err := root.Open(filepath.Join(id, ImagesDir, name))
-		if err != nil {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such image")
-			return
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() > verbs.MaxImageOutput {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such image")
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Type", verbs.ContentTypePNG)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "private, max-age=86400, immutable")
-		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-		h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = io.Copy(w, f)
-		}
-	})
+func (s *Service) serveImage(w http.ResponseWriter, r *http.Request, _ wire.Principal) {
+	id, name := mux.Vars(r)["id"], mux.Vars(r)["name"]
+	if s.sessionsDir == "" || !uuid.Valid(id) || !imageName.MatchString(name) {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "no such image")
+		return
+	}
+	root, err := os.OpenRoot(s.sessionsDir)
+	if err != nil {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "no such image")
+		return
+	}
+	defer root.Close()
+	f, err := root.Open(filepath.Join(id, ImagesDir, name))
+	if err != nil {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "no such image")
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > verbs.MaxImageOutput {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, "no such image")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", verbs.ContentTypePNG)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "private, max-age=86400, immutable")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = io.Copy(w, f)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/ipc"
 )
 
@@ -45,20 +46,20 @@ func keyholderOutcome(err error) string {
 }
 
 // keyholderCode is the wire code of a keyholder status.
-func keyholderCode(status int) Code {
+func keyholderCode(status int) wire.Code {
 	switch status {
 	case http.StatusBadRequest:
-		return CodeInvalidVerb
+		return wire.CodeInvalidVerb
 	case http.StatusConflict:
-		return CodeBusy
+		return wire.CodeBusy
 	case http.StatusGatewayTimeout:
-		return CodeTimeout
+		return wire.CodeTimeout
 	case http.StatusBadGateway:
-		return CodeSSH
+		return wire.CodeSSH
 	case http.StatusForbidden:
-		return CodePresence
+		return wire.CodePresence
 	}
-	return CodeError
+	return wire.CodeError
 }
 
 // call runs verb on the keyholder, with the request's argv and presence.

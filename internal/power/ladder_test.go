@@ -76,8 +76,8 @@ func TestMountedArgsHostileBodies(t *testing.T) {
 		{"guest-exec-null-elem", "guest-exec", `{"args":["id",null]}`, http.StatusBadRequest},
 		{"guest-exec-number", "guest-exec", `{"args":[1]}`, http.StatusBadRequest},
 		{"guest-exec-string", "guest-exec", `{"args":"id"}`, http.StatusBadRequest},
-		{"guest-exec-over-16k", "guest-exec", `{"args":["` + strings.Repeat("x", 17<<10) + `"]}`, http.StatusBadRequest},
-		{"status-over-4k", "status", `{"session_id":"` + strings.Repeat("a", 5<<10) + `"}`, http.StatusBadRequest},
+		{"guest-exec-over-16k", "guest-exec", `{"args":["` + strings.Repeat("x", 17<<10) + `"]}`, http.StatusRequestEntityTooLarge},
+		{"status-over-4k", "status", `{"session_id":"` + strings.Repeat("a", 5<<10) + `"}`, http.StatusRequestEntityTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
+	"breakglass/internal/turntoken"
 	"breakglass/internal/uuid"
 	"breakglass/internal/verbs"
 )
@@ -135,6 +136,23 @@ type Config struct {
 	// HealthBudget bounds one check of the health ladder; 0 means
 	// DefaultHealthBudget (tests shorten it).
 	HealthBudget time.Duration
+	// Tokens are the agent's live per-turn tokens, the only credential of
+	// its endpoint; nil means a private set (no agent gets in).
+	Tokens *turntoken.Set
+}
+
+// MaxWait is the longest one agent request may take under c: the approval
+// wait plus one keyholder call, with the defaults of zero fields. The `pve`
+// command should wait a little longer.
+func (c Config) MaxWait() time.Duration {
+	a, v := c.ApprovalTimeout, c.VerbTimeout
+	if a == 0 {
+		a = DefaultApprovalTimeout
+	}
+	if v == 0 {
+		v = DefaultVerbTimeout
+	}
+	return a + v
 }
 
 // Transcript is where the verb and approval events of a session go. The
@@ -143,8 +161,8 @@ type Transcript interface {
 	Append(sessionID string, e event.Event) error
 }
 
-// Service runs power verbs for the operator and the agent, applies the
-// approval policy, and issues the agent's per-turn tokens.
+// Service runs power verbs for the operator and the agent, and applies the
+// approval policy.
 type Service struct {
 	kh              Keyholder
 	transcript      Transcript
@@ -154,6 +172,7 @@ type Service struct {
 	log             hclog.Logger
 	metrics         *Metrics
 	now             func() time.Time
+	tokens          *turntoken.Set
 	sessionsDir     string
 	ssh             func(ctx context.Context) error
 	healthBudget    time.Duration
@@ -166,7 +185,6 @@ type Service struct {
 	mu        sync.Mutex
 	approvals map[string]*approval
 	resolved  []string // ids of resolved approvals still in approvals, oldest first
-	tokens    []*turnToken
 }
 
 // New validates cfg and returns a Service.
@@ -190,6 +208,7 @@ func New(cfg Config) (*Service, error) {
 		log:             cfg.Logger,
 		metrics:         cfg.Metrics,
 		now:             cfg.Now,
+		tokens:          cfg.Tokens,
 		approvals:       map[string]*approval{},
 		sessionsDir:     cfg.SessionsDir,
 		ssh:             cfg.SSH,
@@ -197,6 +216,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.healthBudget <= 0 {
 		s.healthBudget = DefaultHealthBudget
+	}
+	if s.tokens == nil {
+		s.tokens = &turntoken.Set{}
 	}
 	switch {
 	case s.approvalTimeout == 0:

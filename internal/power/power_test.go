@@ -276,35 +276,6 @@ func TestVerbTimeoutBackstop(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
-func TestTokens(t *testing.T) {
-	f := newFixture(t, Config{})
-	tokA, revokeA := f.svc.Issue(sessionA)
-	tokB, revokeB := f.svc.Issue(sessionB)
-	defer revokeB()
-	assert.NotEqual(t, tokA, tokB)
-	assert.Len(t, tokA, 43, "32 random bytes, base64url")
-
-	sid, ok := f.svc.Check(tokA)
-	assert.True(t, ok)
-	assert.Equal(t, sessionA, sid)
-	sid, ok = f.svc.Check(tokB)
-	assert.True(t, ok)
-	assert.Equal(t, sessionB, sid)
-
-	revokeA()
-	revokeA() // idempotent
-	_, ok = f.svc.Check(tokA)
-	assert.False(t, ok, "a revoked token is dead")
-	_, ok = f.svc.Check(tokB)
-	assert.True(t, ok, "revoking one token leaves the others")
-
-	for _, bad := range []string{"", tokB[:42], tokB + "A", strings.ToUpper(tokB)} {
-		_, ok := f.svc.Check(bad)
-		assert.False(t, ok, "%q", bad)
-	}
-	assert.Panics(t, func() { f.svc.Issue("../x") }, "the session manager only has UUID v4 ids")
-}
-
 func TestNewValidates(t *testing.T) {
 	kh, tr := &fakeKeyholder{}, newFakeTranscript()
 	tests := []struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
 	"breakglass/internal/uuid"
@@ -20,15 +21,6 @@ import (
 type Presencer interface {
 	Challenge(ctx context.Context, req ipc.ChallengeRequest) (ipc.Challenge, error)
 }
-
-// CodePresence: the keyholder refused for want of a valid operator
-// presence (403; the body's reason names the check, e.g.
-// challenge_expired, and the UI asks again).
-const CodePresence Code = "presence_refused"
-
-// CodePresenceRequired: an approval was approved without the passkey's
-// assertion while the keyholder requires one (403).
-const CodePresenceRequired Code = "presence_required"
 
 // ErrNoPresencer: the keyholder client cannot issue challenges.
 var ErrNoPresencer = errors.New("the keyholder client cannot issue presence challenges")
@@ -116,63 +108,51 @@ func (s *Service) challenge(ctx context.Context, verb string, args []string, act
 	return RequestOptionsOf(c), nil
 }
 
-// ChallengeHandler answers POST /api/vm/{verb}/challenge: the WebAuthn
+// serveChallenge answers POST /api/vm/{verb}/challenge: the WebAuthn
 // request options for a keyholder challenge bound to this verb (and argv).
-func (s *Service) ChallengeHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, ok := operator(w, r, identity)
-		if !ok {
-			return
-		}
-		verb := mux.Vars(r)["verb"]
-		if _, err := verbs.Parse(verb); err != nil {
-			writeError(w, http.StatusBadRequest, CodeInvalidVerb, err.Error())
-			return
-		}
-		var req ChallengeRequest
-		if err := decodeBody(w, r, &req, true); err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-			return
-		}
-		opts, err := s.challenge(r.Context(), verb, req.Args, Actor{Kind: Operator, Name: name}.keyholderName(""))
-		if err != nil {
-			writeRunError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, opts)
-	})
+func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request, p wire.Principal) {
+	verb := mux.Vars(r)["verb"]
+	if _, err := verbs.Parse(verb); err != nil {
+		fail(w, http.StatusBadRequest, wire.CodeInvalidVerb, err.Error())
+		return
+	}
+	var req ChallengeRequest
+	if err := wire.ReadJSON(w, r, maxBody, &req, true); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	opts, err := s.challenge(r.Context(), verb, req.Args, Actor{Kind: Operator, Name: p.Name}.keyholderName(""))
+	if err != nil {
+		wire.WriteError(w, runError(err))
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, opts)
 }
 
-// ApprovalChallengeHandler answers POST
+// serveApprovalChallenge answers POST
 // /api/sessions/{id}/approvals/{aid}/challenge: the request options for a
 // challenge bound to the pending approval's verb.
-func (s *Service) ApprovalChallengeHandler(identity Identity) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, ok := operator(w, r, identity)
-		if !ok {
-			return
-		}
-		sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
-		if !uuid.Valid(sid) || !uuid.Valid(aid) {
-			writeError(w, http.StatusNotFound, CodeNotFound, ErrNotFound.Error())
-			return
-		}
-		verb, args, err := s.pendingVerb(sid, aid)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
-			return
-		case errors.Is(err, ErrResolved):
-			writeError(w, http.StatusConflict, CodeResolved, err.Error())
-			return
-		}
-		opts, err := s.challenge(r.Context(), string(verb), args, Actor{Kind: Operator, Name: name}.keyholderName(sid))
-		if err != nil {
-			writeRunError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, opts)
-	})
+func (s *Service) serveApprovalChallenge(w http.ResponseWriter, r *http.Request, p wire.Principal) {
+	sid, aid := mux.Vars(r)["id"], mux.Vars(r)["aid"]
+	if !uuid.Valid(sid) || !uuid.Valid(aid) {
+		fail(w, http.StatusNotFound, wire.CodeNotFound, ErrNotFound.Error())
+		return
+	}
+	verb, args, err := s.pendingVerb(sid, aid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		fail(w, http.StatusNotFound, wire.CodeNotFound, err.Error())
+		return
+	case errors.Is(err, ErrResolved):
+		fail(w, http.StatusConflict, wire.CodeResolved, err.Error())
+		return
+	}
+	opts, err := s.challenge(r.Context(), string(verb), args, Actor{Kind: Operator, Name: p.Name}.keyholderName(sid))
+	if err != nil {
+		wire.WriteError(w, runError(err))
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, opts)
 }
 
 // pendingVerb returns the verb and argv of a pending approval.

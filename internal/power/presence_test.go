@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
 )
@@ -48,7 +49,7 @@ func TestOperatorPresenceRelayed(t *testing.T) {
 	s.kh.err = &ipc.StatusError{Status: http.StatusForbidden, Message: "operator presence: the challenge expired; ask for a new one", Reason: "challenge_expired"}
 	r = s.do(t, "POST", "/api/vm/reset", asAlice, `{"presence":`+presenceJSON+`}`)
 	assert.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, ErrorBody{Error: "operator presence: the challenge expired; ask for a new one", Code: CodePresence, Reason: "challenge_expired"}, r.errorBody(t))
+	assert.Equal(t, wire.ErrorBody{Error: "operator presence: the challenge expired; ask for a new one", Code: wire.CodePresence, Reason: "challenge_expired"}, r.errorBody(t))
 }
 
 // Approving needs presence when the keyholder requires it; denying never
@@ -57,15 +58,15 @@ func TestOperatorPresenceRelayed(t *testing.T) {
 func TestApprovalNeedsPresence(t *testing.T) {
 	s := newServer(t, Config{})
 	s.kh.presence = "required"
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, "")
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	path := "/api/sessions/" + sessionA + "/approvals/" + id
 
 	r := s.do(t, "POST", path, asAlice, `{"approve":true}`)
 	assert.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, CodePresenceRequired, r.errorBody(t).Code)
+	assert.Equal(t, wire.CodePresenceRequired, r.errorBody(t).Code)
 	assert.Empty(t, s.kh.Calls(), "a refused approval stays pending")
 
 	r = s.do(t, "POST", path+"/challenge", asAlice, "")
@@ -86,9 +87,9 @@ func TestApprovalNeedsPresence(t *testing.T) {
 func TestDenyNeedsNoPresence(t *testing.T) {
 	s := newServer(t, Config{})
 	s.kh.presence = "required"
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	pve := s.asyncDo(t, "POST", AgentVerbPrefix+"stop", map[string]string{TokenHeader: tok}, "")
+	pve := s.asyncDo(t, "POST", wire.AgentVerbPrefix+"stop", map[string]string{wire.TokenHeader: tok}, "")
 	id := s.tr.waitApproval(t, event.ApprovalPending).ApprovalID
 	r := s.do(t, "POST", "/api/sessions/"+sessionA+"/approvals/"+id, asAlice, `{"approve":false}`)
 	require.Equal(t, http.StatusOK, r.status, r.body)
@@ -100,9 +101,9 @@ func TestDenyNeedsNoPresence(t *testing.T) {
 // before the keyholder is asked.
 func TestAgentCarriesNoPresence(t *testing.T) {
 	s := newServer(t, Config{Policy: PolicyAllow})
-	tok, revoke := s.svc.Issue(sessionA)
+	tok, revoke := s.svc.tokens.Issue(sessionA)
 	defer revoke()
-	r := s.do(t, "POST", AgentVerbPrefix+"reset", map[string]string{TokenHeader: tok}, `{"presence":`+presenceJSON+`}`)
+	r := s.do(t, "POST", wire.AgentVerbPrefix+"reset", map[string]string{wire.TokenHeader: tok}, `{"presence":`+presenceJSON+`}`)
 	require.Equal(t, http.StatusOK, r.status, r.body)
 	calls := s.kh.Calls()
 	require.Len(t, calls, 1)

@@ -93,7 +93,7 @@ func newAgentWorld(t *testing.T, cfg power.Config, script []apidouble.Turn) *age
 		Dir:    t.TempDir(),
 		Runner: runner,
 		TurnEnv: func(id string) ([]string, func()) {
-			return w.web.svc.TurnEnv(id, w.web.url)
+			return w.web.tokens.TurnEnv(id, w.web.url, cfg.MaxWait()+time.Minute)
 		},
 	})
 	require.NoError(t, err)

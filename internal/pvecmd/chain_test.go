@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
@@ -31,6 +30,7 @@ import (
 	"breakglass/internal/presence"
 	"breakglass/internal/testing/pvesim"
 	"breakglass/internal/testing/sshdtest"
+	"breakglass/internal/turntoken"
 )
 
 // chain is the web's verb path in front of a real keyholder and pvesim.
@@ -115,16 +115,15 @@ func startProxmox(t *testing.T) *proxmox {
 // says.
 func startWeb(t *testing.T, cfg power.Config) *web {
 	t.Helper()
-	w := &web{tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
+	w := &web{tr: &transcript{approvals: make(chan event.ApprovalData, 8)}, tokens: &turntoken.Set{}}
 	if cfg.Transcript == nil {
 		cfg.Transcript = w.tr
 	}
+	cfg.Tokens = w.tokens
 	svc, err := power.New(cfg)
 	require.NoError(t, err)
 	w.svc = svc
-	r := mux.NewRouter()
-	svc.RegisterAgent(r)
-	svc.RegisterOperator(r, func(r *http.Request) string { return r.Header.Get("X-Test-User") })
+	r := routes(svc, "X-Test-User")
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		w.requests.Add(1)
 		r.ServeHTTP(rw, req)
@@ -175,7 +174,7 @@ func TestChainDeniedResetNeverReachesTheHost(t *testing.T) {
 
 func TestChainDeadTokenNeverReachesTheHost(t *testing.T) {
 	c := newChain(t, power.Config{Policy: power.PolicyAllow})
-	tok, revoke := c.svc.Issue(sessionA)
+	tok, revoke := c.tokens.Issue(sessionA)
 	revoke()
 	r := pve(map[string]string{EnvURL: c.url, EnvToken: tok}, "stop")
 	assert.Equal(t, ExitTokenRejected, r.code)

@@ -17,24 +17,26 @@ import (
 	"strings"
 	"time"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/power"
+	"breakglass/internal/turntoken"
 	"breakglass/internal/verbs"
 )
 
-// The environment the web gives the agent's turn (power.Service.TurnEnv builds
+// The environment the web gives the agent's turn (turntoken.Set.TurnEnv builds
 // it); the caller of Main reads it.
 const (
 	// EnvURL is the web's base URL as seen from the agent, e.g.
 	// http://127.0.0.1:8080.
-	EnvURL = power.EnvPVEURL
+	EnvURL = turntoken.EnvURL
 	// EnvToken is the turn's token.
-	EnvToken = power.EnvPVEToken
+	EnvToken = turntoken.EnvToken
 	// EnvSession is the turn's session id (optional; when set, the web
 	// checks it is the token's).
-	EnvSession = power.EnvPVESession
+	EnvSession = turntoken.EnvSession
 	// EnvWait is how many seconds pve waits for an answer (optional,
 	// default DefaultWait). It must cover an approval plus the verb.
-	EnvWait = power.EnvPVEWait
+	EnvWait = turntoken.EnvWait
 )
 
 // DefaultWait covers the default approval wait (5 min) plus the keyholder's
@@ -107,13 +109,13 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	endpoint := strings.TrimRight(u.String(), "/") + power.AgentVerbPrefix + verb
+	endpoint := strings.TrimRight(u.String(), "/") + wire.AgentVerbPrefix + verb
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		fmt.Fprintf(stderr, "pve: build request: %v\n", err)
 		return ExitConfig
 	}
-	req.Header.Set(power.TokenHeader, token)
+	req.Header.Set(wire.TokenHeader, token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -206,41 +208,41 @@ func printResult(verb string, raw []byte, stdout, stderr io.Writer) int {
 
 // printRefusal explains why the verb did not run and returns pve's code.
 func printRefusal(verb string, status int, raw []byte, stderr io.Writer) int {
-	var b power.ErrorBody
+	var b wire.ErrorBody
 	if err := json.Unmarshal(raw, &b); err != nil || b.Code == "" {
 		fmt.Fprintf(stderr, "pve: %s: breakglass answered %d %s\n", verb, status, http.StatusText(status))
 		return ExitWeb
 	}
 	detail := oneLine(b.Error)
 	switch b.Code {
-	case power.CodeToken:
+	case wire.CodeToken:
 		fmt.Fprintf(stderr, "pve: turn token rejected: pve works only while the turn that started it runs\n")
 		return ExitTokenRejected
-	case power.CodeRefused:
+	case wire.CodeRefused:
 		fmt.Fprintf(stderr, "pve: %s refused: the agent may not run mutating verbs here (policy deny); ask the operator to run it from the VM controls\n", verb)
 		return ExitRefused
-	case power.CodeDenied:
+	case wire.CodeDenied:
 		fmt.Fprintf(stderr, "pve: %s denied by the operator; it did not run\n", verb)
 		return ExitDenied
-	case power.CodeExpired:
+	case wire.CodeExpired:
 		fmt.Fprintf(stderr, "pve: %s: approval expired, the operator did not answer in time; it did not run\n", verb)
 		return ExitExpired
-	case power.CodeTimeout:
+	case wire.CodeTimeout:
 		fmt.Fprintf(stderr, "pve: %s timed out on the Proxmox host: %s\n", verb, detail)
 		return ExitTimeout
-	case power.CodeKeyholderDown:
+	case wire.CodeKeyholderDown:
 		fmt.Fprintf(stderr, "pve: keyholder down: %s did not run (%s)\n", verb, detail)
 		return ExitKeyholderDown
-	case power.CodeTooManyPending:
+	case wire.CodeTooManyPending:
 		fmt.Fprintf(stderr, "pve: %s refused: too many of your verbs already wait for the operator's answer\n", verb)
 		return ExitBusy
-	case power.CodeBusy:
+	case wire.CodeBusy:
 		fmt.Fprintf(stderr, "pve: %s refused: another mutating verb is running; try again when it ends\n", verb)
 		return ExitBusy
-	case power.CodeSSH:
+	case wire.CodeSSH:
 		fmt.Fprintf(stderr, "pve: %s: the keyholder could not run it on the Proxmox host: %s\n", verb, detail)
 		return ExitSSH
-	case power.CodeInvalidVerb:
+	case wire.CodeInvalidVerb:
 		fmt.Fprintf(stderr, "pve: %s\n", detail)
 		return ExitUsage
 	}

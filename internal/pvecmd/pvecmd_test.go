@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"breakglass/internal/api"
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/ipc"
 	"breakglass/internal/power"
+	"breakglass/internal/turntoken"
 )
 
 func TestMain(m *testing.M) {
@@ -98,6 +102,7 @@ func (t *transcript) Append(_ string, e event.Event) error {
 // web is the power package's handlers on a loopback server.
 type web struct {
 	svc      *power.Service
+	tokens   *turntoken.Set
 	kh       *fakeKeyholder
 	tr       *transcript
 	url      string
@@ -106,13 +111,12 @@ type web struct {
 
 func newWeb(t *testing.T, cfg power.Config) *web {
 	t.Helper()
-	w := &web{kh: &fakeKeyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}}
-	cfg.Keyholder, cfg.Transcript = w.kh, w.tr
+	w := &web{kh: &fakeKeyholder{}, tr: &transcript{approvals: make(chan event.ApprovalData, 8)}, tokens: &turntoken.Set{}}
+	cfg.Keyholder, cfg.Transcript, cfg.Tokens = w.kh, w.tr, w.tokens
 	svc, err := power.New(cfg)
 	require.NoError(t, err)
 	w.svc = svc
-	r := mux.NewRouter()
-	svc.RegisterAgent(r)
+	r := routes(svc, "")
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		w.requests.Add(1)
 		r.ServeHTTP(rw, req)
@@ -122,9 +126,26 @@ func newWeb(t *testing.T, cfg power.Config) *web {
 	return w
 }
 
+// routes mounts svc's routes on a router: the agent's as they are, the
+// operator's (when userHeader is set) for whoever that header names.
+func routes(svc *power.Service, userHeader string) *mux.Router {
+	r := mux.NewRouter()
+	for _, rt := range slices.Concat(svc.Routes(), svc.AgentRoutes()) {
+		switch {
+		case rt.Open != nil:
+			r.HandleFunc(rt.Path, rt.Open).Methods(rt.Method)
+		case userHeader != "":
+			r.HandleFunc(rt.Path, func(w http.ResponseWriter, req *http.Request) {
+				rt.Operator(w, req, wire.Principal{Name: req.Header.Get(userHeader)})
+			}).Methods(rt.Method)
+		}
+	}
+	return r
+}
+
 // env is a turn's environment for pve.
 func (w *web) env(t *testing.T, sessionID string) map[string]string {
-	tok, revoke := w.svc.Issue(sessionID)
+	tok, revoke := w.tokens.Issue(sessionID)
 	t.Cleanup(revoke)
 	return map[string]string{EnvURL: w.url, EnvToken: tok, EnvSession: sessionID}
 }
@@ -310,7 +331,7 @@ func TestRefusals(t *testing.T) {
 
 func TestTokenRejected(t *testing.T) {
 	w := newWeb(t, power.Config{Policy: power.PolicyAllow})
-	dead, revoke := w.svc.Issue(sessionA)
+	dead, revoke := w.tokens.Issue(sessionA)
 	revoke()
 	live := w.env(t, sessionA)
 	tests := []struct {
@@ -383,7 +404,7 @@ func TestExitCodesAreDistinct(t *testing.T) {
 // The environment the web builds for a turn is the one pve reads.
 func TestTurnEnv(t *testing.T) {
 	w := newWeb(t, power.Config{})
-	kv, revoke := w.svc.TurnEnv(sessionA, w.url)
+	kv, revoke := w.tokens.TurnEnv(sessionA, w.url, power.Config{}.MaxWait()+time.Minute)
 	env := map[string]string{}
 	for _, e := range kv {
 		k, v, ok := strings.Cut(e, "=")
@@ -409,13 +430,11 @@ func TestUnixSocket(t *testing.T) {
 	sock := filepath.Join(dir, "pve.sock")
 	ln, err := net.Listen("unix", sock)
 	require.NoError(t, err)
-	r := mux.NewRouter()
-	w.svc.RegisterAgent(r)
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: api.OpenHandler(w.svc.AgentRoutes()), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	kv, revoke := w.svc.TurnEnv(sessionA, "unix://"+sock)
+	kv, revoke := w.tokens.TurnEnv(sessionA, "unix://"+sock, time.Minute)
 	env := map[string]string{}
 	for _, e := range kv {
 		k, v, _ := strings.Cut(e, "=")
@@ -433,7 +452,7 @@ func TestUnixSocket(t *testing.T) {
 		assert.Equal(t, ExitConfig, pve(env, "status").code, bad)
 	}
 	env[EnvURL] = "unix://" + filepath.Join(dir, "absent.sock")
-	tok, revoke2 := w.svc.Issue(sessionA)
+	tok, revoke2 := w.tokens.Issue(sessionA)
 	defer revoke2()
 	env[EnvToken] = tok
 	got = pve(env, "status")

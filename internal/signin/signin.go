@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/ipc"
 	"breakglass/internal/power"
 )
@@ -51,13 +51,11 @@ const (
 	keyholderTimeout = 10 * time.Second
 )
 
-// Codes of this package's error answers, beside power's.
+// Codes of this package's error answers, beside package wire's.
 const (
-	CodeRateLimited  power.Code = "rate_limited"
-	CodeCrossOrigin  power.Code = "cross_origin"
-	CodeEnrollment   power.Code = "enrollment_refused"
-	CodePresenceOff  power.Code = "presence_off"
-	CodeUnauthorized power.Code = "unauthorized"
+	CodeRateLimited wire.Code = "rate_limited"
+	CodeEnrollment  wire.Code = "enrollment_refused"
+	CodePresenceOff wire.Code = "presence_off"
 )
 
 // Config configures a Service. Keyholder is required; the other zero
@@ -107,19 +105,22 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Register adds the routes, which answer before sign-in, to r:
+// Routes are the routes, which answer before sign-in (open routes), for
+// package api to mount:
 //
 //	POST /api/login/options   request options for a login challenge
 //	POST /api/login           {"presence":…} → the cookie
 //	POST /api/logout          ends the sign-in
 //	POST /api/enroll/options  {"name"} → creation options
 //	POST /api/enroll          {"enrollment_id","code",…} → the operators-file line
-func (s *Service) Register(r *mux.Router) {
-	r.Handle("/api/login/options", s.guard(s.loginOptions)).Methods(http.MethodPost)
-	r.Handle("/api/login", s.guard(s.login)).Methods(http.MethodPost)
-	r.Handle("/api/logout", s.guard(s.logout)).Methods(http.MethodPost)
-	r.Handle("/api/enroll/options", s.guard(s.enrollOptions)).Methods(http.MethodPost)
-	r.Handle("/api/enroll", s.guard(s.enroll)).Methods(http.MethodPost)
+func (s *Service) Routes() []wire.Route {
+	return []wire.Route{
+		{Method: http.MethodPost, Path: "/api/login/options", Open: s.guard(s.loginOptions)},
+		{Method: http.MethodPost, Path: "/api/login", Open: s.guard(s.login)},
+		{Method: http.MethodPost, Path: "/api/logout", Open: s.guard(s.logout)},
+		{Method: http.MethodPost, Path: "/api/enroll/options", Open: s.guard(s.enrollOptions)},
+		{Method: http.MethodPost, Path: "/api/enroll", Open: s.guard(s.enroll)},
+	}
 }
 
 // Operator returns the operator a request's sign-in cookie names, if it is
@@ -146,10 +147,10 @@ func (s *Service) Operator(r *http.Request) (string, bool) {
 }
 
 // guard refuses cross-origin requests and rate-limits the routes.
-func (s *Service) guard(h http.HandlerFunc) http.Handler {
+func (s *Service) guard(h http.HandlerFunc) http.HandlerFunc {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.crossOrigin.Check(r); err != nil {
-			writeError(w, http.StatusForbidden, CodeCrossOrigin, "cross-origin request refused", "")
+			writeError(w, http.StatusForbidden, wire.CodeCrossOrigin, "cross-origin request refused", "")
 			return
 		}
 		if !s.allow() {
@@ -182,7 +183,7 @@ func (s *Service) allow() bool {
 
 func (s *Service) loginOptions(w http.ResponseWriter, r *http.Request) {
 	if err := decode(w, r, &struct{}{}, true); err != nil {
-		writeError(w, http.StatusBadRequest, power.CodeBadRequest, err.Error(), "")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), "")
 		return
 	}
 	c, err := s.kh.Challenge(r.Context(), ipc.ChallengeRequest{Purpose: ipc.PurposeLogin})
@@ -190,7 +191,7 @@ func (s *Service) loginOptions(w http.ResponseWriter, r *http.Request) {
 		s.keyholderError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, power.RequestOptionsOf(c))
+	wire.WriteJSON(w, http.StatusOK, power.RequestOptionsOf(c))
 }
 
 // LoginRequest is the body of POST /api/login.
@@ -201,7 +202,7 @@ type LoginRequest struct {
 func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	var req LoginRequest
 	if err := decode(w, r, &req, false); err != nil || req.Presence == nil {
-		writeError(w, http.StatusBadRequest, power.CodeBadRequest, `body must be {"presence":{…}}`, "")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, `body must be {"presence":{…}}`, "")
 		return
 	}
 	l, err := s.kh.Login(r.Context(), *req.Presence)
@@ -212,7 +213,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		writeError(w, http.StatusInternalServerError, power.CodeError, "no randomness for a session", "")
+		writeError(w, http.StatusInternalServerError, wire.CodeError, "no randomness for a session", "")
 		return
 	}
 	value := base64.RawURLEncoding.EncodeToString(raw[:])
@@ -223,7 +224,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	http.SetCookie(w, cookie(r, value, int(SessionTTL/time.Second)))
 	s.log.Info("signed in with a passkey", "operator", l.Operator)
-	writeJSON(w, http.StatusOK, l)
+	wire.WriteJSON(w, http.StatusOK, l)
 }
 
 func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
@@ -235,7 +236,7 @@ func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.SetCookie(w, cookie(r, "", -1))
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
 // pruneLocked drops expired sign-ins and, beyond MaxSessions, the oldest.
@@ -321,7 +322,7 @@ type AuthSelector struct {
 func (s *Service) enrollOptions(w http.ResponseWriter, r *http.Request) {
 	var req EnrollOptionsRequest
 	if err := decode(w, r, &req, false); err != nil {
-		writeError(w, http.StatusBadRequest, power.CodeBadRequest, err.Error(), "")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), "")
 		return
 	}
 	e, err := s.kh.BeginEnrollment(r.Context(), req.Name)
@@ -329,7 +330,7 @@ func (s *Service) enrollOptions(w http.ResponseWriter, r *http.Request) {
 		s.keyholderError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, CreationOptions{EnrollmentID: e.EnrollmentID, PublicKey: CreationParams{
+	wire.WriteJSON(w, http.StatusOK, CreationOptions{EnrollmentID: e.EnrollmentID, PublicKey: CreationParams{
 		Challenge: e.Challenge,
 		RP:        Entity{ID: e.RPID, Name: "breakglass"},
 		User:      User{ID: e.UserID, Name: req.Name, DisplayName: req.Name},
@@ -354,7 +355,7 @@ type EnrollRequest struct {
 func (s *Service) enroll(w http.ResponseWriter, r *http.Request) {
 	var req EnrollRequest
 	if err := decode(w, r, &req, false); err != nil {
-		writeError(w, http.StatusBadRequest, power.CodeBadRequest, err.Error(), "")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), "")
 		return
 	}
 	line, err := s.kh.FinishEnrollment(r.Context(), req.EnrollmentID, ipc.EnrollmentFinish{
@@ -366,7 +367,7 @@ func (s *Service) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("passkey enrolled", "appended", line.Appended)
-	writeJSON(w, http.StatusCreated, line)
+	wire.WriteJSON(w, http.StatusCreated, line)
 }
 
 // keyholderError relays a keyholder refusal: its status, message and
@@ -377,13 +378,13 @@ func (s *Service) keyholderError(w http.ResponseWriter, err error) {
 	case errors.As(err, &se) && se.Status == http.StatusConflict:
 		writeError(w, http.StatusConflict, CodePresenceOff, se.Message, se.Reason)
 	case errors.As(err, &se) && se.Status == http.StatusForbidden:
-		writeError(w, http.StatusForbidden, power.CodePresence, se.Message, se.Reason)
+		writeError(w, http.StatusForbidden, wire.CodePresence, se.Message, se.Reason)
 	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500:
-		writeError(w, se.Status, power.CodeBadRequest, se.Message, se.Reason)
+		writeError(w, se.Status, wire.CodeBadRequest, se.Message, se.Reason)
 	case errors.Is(err, ipc.ErrUnreachable):
-		writeError(w, http.StatusServiceUnavailable, power.CodeKeyholderDown, "keyholder unreachable: sign-in and enrollment need it", "")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeKeyholderDown, "keyholder unreachable: sign-in and enrollment need it", "")
 	default:
-		writeError(w, http.StatusBadGateway, power.CodeError, "keyholder call failed", "")
+		writeError(w, http.StatusBadGateway, wire.CodeError, "keyholder call failed", "")
 	}
 }
 
@@ -410,14 +411,6 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	return nil
 }
 
-func writeError(w http.ResponseWriter, status int, code power.Code, msg, reason string) {
-	writeJSON(w, status, power.ErrorBody{Error: msg, Code: code, Reason: reason})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+func writeError(w http.ResponseWriter, status int, code wire.Code, msg, reason string) {
+	wire.WriteError(w, &wire.Error{Status: status, Code: code, Message: msg, Reason: reason})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
 	"breakglass/internal/power"
@@ -80,7 +81,9 @@ func newWorld(t *testing.T) *world {
 	svc, err := signin.New(signin.Config{Keyholder: client})
 	require.NoError(t, err)
 	r := mux.NewRouter()
-	svc.Register(r)
+	for _, rt := range svc.Routes() {
+		r.HandleFunc(rt.Path, rt.Open).Methods(rt.Method)
+	}
 	r.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
 		name, ok := svc.Operator(r)
 		if !ok {
@@ -196,9 +199,9 @@ func TestSignInRefused(t *testing.T) {
 		resp, body := w.signIn(t, w.alice, tweak)
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode, name)
 		assert.Empty(t, resp.Cookies(), name)
-		var eb power.ErrorBody
+		var eb wire.ErrorBody
 		require.NoError(t, json.Unmarshal([]byte(body), &eb))
-		assert.Equal(t, power.CodePresence, eb.Code, name)
+		assert.Equal(t, wire.CodePresence, eb.Code, name)
 	}
 	resp, _ := w.signIn(t, passkey.New(rpID, origin))
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "an unknown passkey")

@@ -6,12 +6,17 @@
 import { EVENT_TYPES } from './transcript.js';
 import { CLOSED, OPEN, backoffMs, connState, isStale, parseEvent } from './stream.js';
 
-/** ApiError is a non-2xx answer: status is the HTTP status (0: no answer). */
+/**
+ * ApiError is a non-2xx answer: code is the server's machine-readable
+ * reason (every error body of the web carries one; 'network' when there was
+ * no answer), status the HTTP status (0: no answer). Branch on code.
+ */
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+    this.code = code;
   }
 }
 
@@ -25,7 +30,7 @@ async function call(method, path, body) {
   try {
     res = await fetch(path, init);
   } catch {
-    throw new ApiError(0, 'no answer from the server (network down?)');
+    throw new ApiError(0, 'no answer from the server (network down?)', 'network');
   }
   const text = await res.text().catch(() => '');
   let data = null;
@@ -36,13 +41,15 @@ async function call(method, path, body) {
       data = null;
     }
   }
-  if (res.status === 401) {
-    // The edge proxy's sign-in expired: a reload goes through it again.
-    throw new ApiError(401, 'not signed in: reload the page to sign in again');
+  const code = data && typeof data.code === 'string' ? data.code : '';
+  if (code === 'unauthorized' || (res.status === 401 && code === '')) {
+    // The sign-in expired (our answer, or the edge proxy's own 401 without
+    // a code): a reload goes through it again.
+    throw new ApiError(res.status, 'not signed in: reload the page to sign in again', 'unauthorized');
   }
   if (!res.ok) {
     const why = data && typeof data.error === 'string' ? data.error : text.slice(0, 200) || res.statusText;
-    throw new ApiError(res.status, `${res.status}: ${why}`);
+    throw new ApiError(res.status, `${res.status}: ${why}`, code || 'error');
   }
   return data;
 }

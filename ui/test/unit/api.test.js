@@ -50,10 +50,10 @@ test('path-segments-escaped', async () => {
 
 test('errors', async () => {
   const cases = [
-    { name: 'json-error', status: 409, body: '{"error":"a turn is already running in this session"}', want: '409: a turn is already running in this session' },
-    { name: 'text-error', status: 502, body: 'bad gateway', want: '502: bad gateway' },
-    { name: 'signed-out', status: 401, body: '{"error":"unauthorized"}', want: 'not signed in: reload the page to sign in again' },
-    { name: 'network', status: 0, body: '', want: 'no answer from the server (network down?)' },
+    { name: 'json-error', status: 409, body: '{"error":"a turn is already running in this session","code":"turn_running"}', want: '409: a turn is already running in this session', code: 'turn_running' },
+    { name: 'text-error', status: 502, body: 'bad gateway', want: '502: bad gateway', code: 'error' },
+    { name: 'signed-out', status: 401, body: '{"error":"not authenticated","code":"unauthorized"}', want: 'not signed in: reload the page to sign in again', code: 'unauthorized' },
+    { name: 'network', status: 0, body: '', want: 'no answer from the server (network down?)', code: 'network' },
   ];
   for (const c of cases) {
     fakeFetch(c.status, c.body);
@@ -61,6 +61,7 @@ test('errors', async () => {
       assert.ok(e instanceof api.ApiError, c.name);
       assert.equal(e.status, c.status, c.name);
       assert.equal(e.message, c.want, c.name);
+      assert.equal(e.code, c.code, c.name);
       return true;
     });
   }
