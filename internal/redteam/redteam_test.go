@@ -112,6 +112,7 @@ func TestRedTeam(t *testing.T) {
 		attack("write-other-work", "append ../../"+b+"/work/planted x"),
 		{name: "ssh-devvm", command: "ssh devvm echo devvm-answers", want: "devvm-answers"},
 		{name: "pve-status", command: "pve status > status.txt && grep -q status status.txt && echo pve-file-ok", want: "pve-file-ok"},
+		{name: "pve-screenshot", command: "pve screenshot", want: filepath.Join(workA, "screenshot-1.png")},
 	}
 	script := []apidouble.Turn{apidouble.T(apidouble.Bash(steps[0].command))}
 	for _, s := range steps[1:] {
@@ -149,6 +150,10 @@ func TestRedTeam(t *testing.T) {
 	for _, p := range []string{filepath.Join(homeB, "planted"), filepath.Join(workB, "planted"), filepath.Join(w.agentDir, "bin", "planted")} {
 		assert.NoFileExists(t, p)
 	}
+	png, err := os.ReadFile(filepath.Join(workA, "screenshot-1.png"))
+	require.NoError(t, err, "pve screenshot saves into the work folder")
+	assert.True(t, strings.HasPrefix(string(png), "\x89PNG"), "a PNG")
+
 	// What was planted is there for the next turn to find.
 	homeA := filepath.Join(w.sessionsDir, a, "home")
 	for _, p := range []string{
