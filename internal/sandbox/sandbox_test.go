@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -475,4 +476,36 @@ func TestPolicyRoundTrip(t *testing.T) {
 	}
 	_, err = Decode(enc + `{}`)
 	assert.ErrorIs(t, err, ErrPolicy)
+}
+
+// TestSiblingSessionsCannotReadEachOther: two sandboxes side by side (two
+// sessions' turns) are separate Landlock domains: one cannot read the
+// other's environment (its turn token) nor ptrace or signal it.
+func TestSiblingSessionsCannotReadEachOther(t *testing.T) {
+	requireLandlock(t, FullABI)
+	w := newWorld(t)
+	p := w.policy()
+	enc, err := p.Encode()
+	require.NoError(t, err)
+	// Session B's turn: a process that waits, with its token in its
+	// environment.
+	b := exec.Command(filepath.Join(w.bin, "launcher"), "/bin/sh", "-c", "echo confined; exec sleep 60")
+	b.Env = []string{PolicyVar + "=" + enc, "BREAKGLASS_PVE_TOKEN=session-b-secret"}
+	b.SysProcAttr = w.asUser()
+	out, err := b.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, b.Start())
+	// The line comes after the launcher confined itself and exec'd.
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "confined\n", line)
+	t.Cleanup(func() {
+		_ = b.Process.Kill()
+		_ = b.Wait()
+	})
+	pid := fmt.Sprint(b.Process.Pid)
+	got := w.run(t, p, []string{"environ", pid}, []string{"ptrace", pid}, []string{"signal", pid})
+	for i, what := range []string{"environ", "ptrace", "signal"} {
+		assert.True(t, strings.HasPrefix(got[i], "denied:"), "%s of a sibling sandbox: got %q", what, got[i])
+	}
 }

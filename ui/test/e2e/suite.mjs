@@ -562,6 +562,40 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  test('sandbox-banner', async () => {
+    // The page says when the agent's sandbox is partial or missing, from
+    // /readyz: nothing for the server's own (full) sandbox, a banner for a
+    // partial one.
+    const page = await browser.context.newPage();
+    const ready = page.waitForResponse((r) => new URL(r.url()).pathname === '/readyz');
+    await page.goto(target.url);
+    const own = await (await ready).json().catch(() => null);
+    await page.locator('textarea#prompt').waitFor({ timeout: T() });
+    if (own?.sandbox) assert.equal(own.sandbox.level, 'full', 'the test stack runs with full Landlock');
+    assert.equal(await page.locator('.banner[role="alert"]').count(), 0, 'no banner for a full sandbox');
+    await page.close();
+
+    const partial = await browser.context.newPage();
+    await partial.route('**/readyz', (route) => route.fulfill({
+      status: 503,
+      contentType: 'application/json',
+      body: JSON.stringify({
+        ok: false,
+        error: 'keyholder not answering',
+        sandbox: { abi: 3, kernel_abi: 7, level: 'partial', missing: ["TCP connect and bind (reaching the web's port)"] },
+      }),
+    }));
+    await partial.goto(target.url);
+    const banner = partial.locator('.banner[role="alert"]');
+    await banner.waitFor({ timeout: T() });
+    assert.match(await banner.textContent(), /partial \(Landlock ABI 3\)/);
+    assert.match(await banner.textContent(), /TCP connect and bind/);
+    const w = await noHorizontalScroll(partial);
+    assert.ok(w.scrollWidth <= w.innerWidth, `the banner fits the phone (${JSON.stringify(w)})`);
+    await shot(partial, '20-sandbox-banner');
+    await partial.close();
+  });
+
   test('accessibility', async () => {
     const { page } = await open(browser.context, target.url);
     await newSession(page);
