@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/sandbox"
+	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/uuid"
 )
 
@@ -81,6 +82,15 @@ func TestSandboxReported(t *testing.T) {
 			body, err := io.ReadAll(mresp.Body)
 			require.NoError(t, err)
 			assert.Contains(t, string(body), fmt.Sprintf("\nbreakglass_agent_sandbox_abi %d\n", tc.abi))
+
+			// The web runs: a turn with a Bash tool call completes.
+			s.double.Push(apidouble.T(apidouble.Bash("echo confined-or-not")), apidouble.AfterToolResult(apidouble.Text("ok")))
+			id := w.newSession(t)
+			w.prompt(t, id, "run")
+			evs := w.turn(t, id, 0, 90*time.Second)
+			done := evs[len(evs)-1]
+			assert.Equal(t, "done", done.Type)
+			assert.Equal(t, "success", done.Data["outcome"], "%v", shape(evs))
 			w.stop(t)
 		})
 	}

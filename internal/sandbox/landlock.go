@@ -194,8 +194,13 @@ func (p Policy) rules(abi int) ([]landlock.Rule, error) {
 			rules = append(rules, landlock.RWFiles(path))
 		}
 	}
+	// Port rules exist from ABI 4; go-landlock refuses them (rather than
+	// dropping them) under a config without network rights
+	// (TestDowngrade guards this).
 	for _, port := range p.ConnectTCP {
-		rules = append(rules, landlock.ConnectTCP(port))
+		if abi >= 4 {
+			rules = append(rules, landlock.ConnectTCP(port))
+		}
 	}
 	return rules, nil
 }

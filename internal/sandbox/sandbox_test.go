@@ -358,9 +358,9 @@ func yamaRestrictsPtrace() bool {
 func TestDowngrade(t *testing.T) {
 	requireLandlock(t, FullABI)
 	w := newWorld(t)
-	other := listener(t)
+	allowed, other := listener(t), listener(t)
 
-	p := w.policy()
+	p := w.policy(allowed) // a port rule, which ABI 3 cannot have
 	p.MaxABI = 3
 	got := w.run(t, p, []string{"connect", fmt.Sprint(other)}, []string{"read", w.secret})
 	assert.Equal(t, "ok", got[0], "ABI 3 has no network rules")
@@ -376,6 +376,13 @@ func TestDowngrade(t *testing.T) {
 	assert.Equal(t, LevelMissing, st.Level)
 	assert.Equal(t, 0, st.ABI)
 	assert.Contains(t, st.String(), "NOT confined")
+
+	// Every level runs the program with the full policy (a rule the level
+	// cannot hold is left out, never fatal).
+	for abi := 1; abi <= LatestABI; abi++ {
+		p.MaxABI = abi
+		assert.Equal(t, []string{"ok", "ok"}, w.run(t, p, []string{"read", "/etc/passwd"}, []string{"write", filepath.Join(w.work, "f")}), "ABI %d", abi)
+	}
 
 	assert.Equal(t, LevelFull, Probe(0).Level)
 	assert.Equal(t, min(KernelABI(), LatestABI), Probe(0).ABI)
