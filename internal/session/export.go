@@ -162,6 +162,14 @@ func (m *mdWriter) event(e event.Event) {
 			exit = fmt.Sprintf("exit %d", *d.ExitCode)
 		}
 		fmt.Fprintf(w, "\n**Verb `%s`** by %s at %s: %s, %d ms\n", oneLine(d.Verb), who(d.Actor), stamp(e.Time), exit, d.DurationMS)
+		if len(d.Args) > 0 {
+			// The argv as JSON: one string per argument, unambiguous.
+			b, _ := json.Marshal(d.Args)
+			fmt.Fprintf(w, "\nArguments: `%s`\n", oneLine(string(b)))
+		}
+		if d.Image != "" {
+			fmt.Fprintf(w, "\nScreenshot: `images/%s` in the session's folder\n", oneLine(d.Image))
+		}
 		if d.Error != "" {
 			fmt.Fprintf(w, "\nError: %s\n", oneLine(d.Error))
 		}

@@ -59,6 +59,10 @@ func incidentSession(t *testing.T) (*Manager, string, string) {
 	code := 0
 	require.NoError(t, m.Append(info.ID, event.New(event.Verb, event.VerbData{Verb: "reset", Actor: "bob", ExitCode: &code, Output: "reset: ok", DurationMS: 900})))
 	require.NoError(t, m.Append(info.ID, event.New(event.Approval, map[string]any{"approval_id": "a1", "verb": "guest-exec", "args": []string{"systemctl", "restart", "nginx"}, "state": "approved", "by": "carol"})))
+	require.NoError(t, m.Append(info.ID, event.New(event.Verb, event.VerbData{Verb: "guest-exec", Actor: "agent", ExitCode: &code, DurationMS: 40,
+		Args: []string{"systemctl", "restart", "nginx"}, Output: `{"exitcode":0}`})))
+	require.NoError(t, m.Append(info.ID, event.New(event.Verb, event.VerbData{Verb: "screenshot", Actor: "bob", ExitCode: &code, DurationMS: 60,
+		Image: "screenshot-1764650000000-0a1b2c3d.png"})))
 	require.NoError(t, m.Append(info.ID, event.New(event.Error, event.ErrorData{Message: "keyholder slow"})))
 	return m, dir, info.ID
 }
@@ -117,6 +121,8 @@ func TestExportMarkdownIsAnIncidentRecord(t *testing.T) {
 		"exit 0, 900 ms",
 		"reset: ok",
 		"**Approval** `guest-exec systemctl restart nginx` (a1): approved by carol",
+		"Arguments: `[\"systemctl\",\"restart\",\"nginx\"]`",
+		"Screenshot: `images/screenshot-1764650000000-0a1b2c3d.png` in the session's folder",
 		"**Error**",
 		"keyholder slow",
 		"turn ended: success",
