@@ -24,8 +24,10 @@ type patchBody struct {
 func writeManageError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, session.ErrEmptyTitle), errors.Is(err, session.ErrTitleTooLong),
-		errors.Is(err, session.ErrBadTitle), errors.Is(err, session.ErrBadQuery):
-		fail(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
+		errors.Is(err, session.ErrBadTitle):
+		fail(w, http.StatusBadRequest, wire.CodeBadTitle, err.Error())
+	case errors.Is(err, session.ErrBadQuery):
+		fail(w, http.StatusBadRequest, wire.CodeBadQuery, err.Error())
 	case errors.Is(err, session.ErrBusy):
 		fail(w, http.StatusConflict, wire.CodeTurnRunning, "a turn is running in this session: stop it first")
 	default:

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/api/wire"
 	"breakglass/internal/event"
 	"breakglass/internal/session"
 )
@@ -45,6 +46,9 @@ func TestSessionManagementRoutes(t *testing.T) {
 	infos := decodeInfos(t, body)
 	require.Len(t, infos, 1)
 	assert.Equal(t, disk, infos[0].ID)
+	resp, body = e.req(t, http.MethodGet, "/api/sessions?q=%ff", "", nil)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	assert.Contains(t, body, `"code":"bad_query"`)
 	resp, body = e.req(t, http.MethodGet, "/api/sessions?q=night", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	require.Len(t, decodeInfos(t, body), 1)
@@ -95,23 +99,27 @@ func TestPatchSessionRefusals(t *testing.T) {
 	tests := []struct {
 		name, body string
 		want       int
+		code       wire.Code
 	}{
-		{"empty-body", "", http.StatusBadRequest},
-		{"no-field", `{}`, http.StatusBadRequest},
-		{"unknown-field", `{"titel":"x"}`, http.StatusBadRequest},
-		{"title-null", `{"title":null}`, http.StatusBadRequest},
-		{"title-number", `{"title":5}`, http.StatusBadRequest},
-		{"title-empty", `{"title":""}`, http.StatusBadRequest},
-		{"title-control", `{"title":"a\u001b[2Jb"}`, http.StatusBadRequest},
-		{"title-10k", `{"title":"` + strings.Repeat("x", 10<<10) + `"}`, http.StatusBadRequest},
-		{"title-body-over-limit", `{"title":"` + strings.Repeat("x", 20<<10) + `"}`, http.StatusRequestEntityTooLarge},
-		{"mode", `{"mode":"careful"}`, http.StatusNotImplemented},
+		{"empty-body", "", http.StatusBadRequest, wire.CodeBadRequest},
+		{"no-field", `{}`, http.StatusBadRequest, wire.CodeBadRequest},
+		{"unknown-field", `{"titel":"x"}`, http.StatusBadRequest, wire.CodeBadRequest},
+		{"title-null", `{"title":null}`, http.StatusBadRequest, wire.CodeBadRequest},
+		{"title-number", `{"title":5}`, http.StatusBadRequest, wire.CodeBadRequest},
+		{"title-empty", `{"title":""}`, http.StatusBadRequest, wire.CodeBadTitle},
+		{"title-control", `{"title":"a\u001b[2Jb"}`, http.StatusBadRequest, wire.CodeBadTitle},
+		{"title-10k", `{"title":"` + strings.Repeat("x", 10<<10) + `"}`, http.StatusBadRequest, wire.CodeBadTitle},
+		{"title-body-over-limit", `{"title":"` + strings.Repeat("x", 20<<10) + `"}`, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge},
+		{"mode", `{"mode":"careful"}`, http.StatusNotImplemented, wire.CodeNotImplemented},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := e.req(t, http.MethodPatch, "/api/sessions/"+id, tt.body, nil)
 			assert.Equal(t, tt.want, resp.StatusCode, body)
-			assert.Contains(t, body, `"error"`)
+			var eb wire.ErrorBody
+			require.NoError(t, json.Unmarshal([]byte(body), &eb), body)
+			assert.Equal(t, tt.code, eb.Code, body)
+			assert.NotEmpty(t, eb.Error)
 			info, err := e.sessions.Get(id)
 			require.NoError(t, err)
 			assert.Equal(t, "kept", info.Title)

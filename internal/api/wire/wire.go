@@ -37,6 +37,8 @@ const (
 	CodePromptTooLarge  Code = "prompt_too_large"  // 413
 	CodeStorageFull     Code = "storage_full"      // 507: the sessions folder cannot be written
 	CodeShuttingDown    Code = "shutting_down"     // 503
+	CodeBadTitle        Code = "bad_title"         // 400: a title empty, over 200 characters, or with control characters
+	CodeBadQuery        Code = "bad_query"         // 400: a search over 256 bytes or not UTF-8
 
 	// Power verbs and approvals.
 	CodeToken          Code = "token_rejected"   // 401: no turn token, a dead one, or another session's
