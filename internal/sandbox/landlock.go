@@ -103,10 +103,9 @@ func (s Status) String() string {
 		s.ABI, s.Kernel, strings.Join(s.Missing, "; "))
 }
 
-// configs are the go-landlock presets by ABI.
-var configs = map[int]landlock.Config{
-	1: landlock.V1, 2: landlock.V2, 3: landlock.V3, 4: landlock.V4,
-	5: landlock.V5, 6: landlock.V6, 7: landlock.V7,
+// config is go-landlock's preset for abi (1 to LatestABI).
+func config(abi int) landlock.Config {
+	return [...]landlock.Config{landlock.V1, landlock.V2, landlock.V3, landlock.V4, landlock.V5, landlock.V6, landlock.V7}[abi-1]
 }
 
 // Restrict confines the calling process (every thread) and whatever it
@@ -125,7 +124,7 @@ func Restrict(p Policy) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := configs[st.ABI].BestEffort().Restrict(rules...); err != nil {
+	if err := config(st.ABI).BestEffort().Restrict(rules...); err != nil {
 		return st, fmt.Errorf("landlock: %w", err)
 	}
 	return st, nil
