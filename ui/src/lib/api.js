@@ -91,17 +91,20 @@ export async function fetchExport(id, format) {
   try {
     res = await fetch(exportPath(id, format), { credentials: 'same-origin' });
   } catch {
-    throw new ApiError(0, 'no answer from the server (network down?)');
+    throw new ApiError(0, 'no answer from the server (network down?)', 'network');
   }
   if (!res.ok) {
     const text = await res.text().catch(() => '');
     let why = text.slice(0, 200) || res.statusText;
+    let code = 'error';
     try {
-      why = JSON.parse(text).error ?? why;
+      const body = JSON.parse(text);
+      why = typeof body.error === 'string' ? body.error : why;
+      code = typeof body.code === 'string' ? body.code : code;
     } catch {
       // not JSON: the text itself
     }
-    throw new ApiError(res.status, `${res.status}: ${why}`);
+    throw new ApiError(res.status, `${res.status}: ${why}`, code);
   }
   const blob = await res.blob();
   const m = /filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') ?? '');

@@ -50,8 +50,8 @@ test('export-fetch', async () => {
   const file = await api.fetchExport(SID, 'md');
   assert.equal(file.name, 'breakglass-20260101-3f1c2a9e.md');
   assert.equal(await file.text(), '# Incident record');
-  fakeFetch(404, '{"error":"session not found"}');
-  await assert.rejects(api.fetchExport(SID, 'md'), (e) => e.status === 404 && e.message === '404: session not found');
+  fakeFetch(404, '{"error":"session not found","code":"session_not_found"}');
+  await assert.rejects(api.fetchExport(SID, 'md'), (e) => e.status === 404 && e.code === 'session_not_found' && e.message === '404: session not found');
 });
 
 function fakeDoc() {
