@@ -242,8 +242,13 @@ func (g *Gate) Run(ctx context.Context, req Request, stdout, stderr io.Writer) i
 		return ExitRefused
 	}
 	code := g.runVerb(ctx, v, argv, stdout, stderr)
-	g.log.Info("call", "client", req.Client, "verb", string(v.Name), "vmid", g.vmid,
-		"exit", code, "duration_ms", time.Since(start).Milliseconds())
+	fields := []any{"client", req.Client, "verb", string(v.Name), "vmid", g.vmid,
+		"exit", code, "duration_ms", time.Since(start).Milliseconds()}
+	if argv != nil {
+		// The host's journal keeps what ran in the guest.
+		fields = append(fields, "args", argv)
+	}
+	g.log.Info("call", fields...)
 	return code
 }
 

@@ -267,6 +267,7 @@ func TestSSHGuestExec(t *testing.T) {
 		require.Len(t, recs, 1)
 		assert.Equal(t, append([]string{"guest", "exec", "102", "--timeout", "60", "--"}, argv...), recs[0].Argv,
 			"each argument reaches qm as one argument, unchanged: no shell anywhere")
+		assert.Contains(t, res.stderr, `args=["echo", "$(id) ; rm -rf /"`, "the host's log line names the argv")
 		var out struct {
 			OutData []string `json:"out-data"`
 		}
