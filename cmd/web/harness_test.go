@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,58 +19,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/testing/webtest"
 )
 
-// webBin is the web binary built once for this test binary.
-var webBin struct {
-	once sync.Once
-	path string
-	err  error
-	dir  string
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if webBin.dir != "" {
-		os.RemoveAll(webBin.dir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
+// buildWeb is the web binary, built once for this test binary.
 func buildWeb(t testing.TB) string {
 	t.Helper()
-	webBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "breakglass-web-bin-")
-		if err != nil {
-			webBin.err = err
-			return
-		}
-		webBin.dir = dir
-		webBin.path = filepath.Join(dir, "web")
-		out, err := exec.Command("go", "build", "-o", webBin.path, ".").CombinedOutput()
-		if err != nil {
-			webBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, webBin.err)
-	return webBin.path
-}
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		wd, err := os.Getwd()
-		require.NoError(t, err)
-		bin = filepath.Join(wd, "..", "..", ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
+	return filepath.Join(testbin.Build(t, "breakglass/cmd/web"), "web")
 }
 
 // stack is a temp folder layout plus an API double for one or more web
@@ -95,7 +56,7 @@ func newStack(t testing.TB, script ...apidouble.Turn) *stack {
 		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
 		"BREAKGLASS_SESSIONS_DIR":                  filepath.Join(dir, "sessions"),
 		"BREAKGLASS_SOCKET_DIR":                    filepath.Join(dir, "run"),
-		"BREAKGLASS_CLAUDE_BIN":                    claudeBin(t),
+		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
 		"BREAKGLASS_DEVVM_HOST":                    "127.0.0.1",
 		"BREAKGLASS_DEVVM_PORT":                    "9",
 		"BREAKGLASS_KNOWN_HOSTS":                   filepath.Join(dir, "known_hosts"),

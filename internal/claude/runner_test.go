@@ -26,6 +26,7 @@ import (
 	"breakglass/internal/agenthome"
 	"breakglass/internal/event"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/uuid"
 )
 
@@ -41,20 +42,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		bin = filepath.Join(moduleRoot(t), ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
 }
 
 func moduleRoot(t testing.TB) string {
@@ -144,7 +131,7 @@ func newHarness(t *testing.T, script []apidouble.Turn, opts ...harnessOpt) *harn
 	require.NoError(t, os.MkdirAll(filepath.Join(h.home, ".claude", "agents"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(h.home, ".claude", "agents", "breakglass.md"), agents.Breakglass, 0o600))
 	cfg := Config{
-		Binary:  claudeBin(t),
+		Binary:  testbin.Claude(t),
 		Home:    h.home,
 		BinDir:  h.binDir,
 		Environ: testEnviron(d.URL()),

@@ -15,6 +15,7 @@ import (
 
 	"breakglass/agents"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/uuid"
 )
 
@@ -29,7 +30,7 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 	d, err := apidouble.New(apidouble.Config{})
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
-	r, err := New(Config{Binary: claudeBin(t), Home: "/unused", AgentDefinition: agents.Breakglass})
+	r, err := New(Config{Binary: testbin.Claude(t), Home: "/unused", AgentDefinition: agents.Breakglass})
 	require.NoError(t, err)
 
 	run := func(t *testing.T, args []string) (home, work string) {
@@ -48,7 +49,7 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 		d.Push(apidouble.T(apidouble.Text("hello")))
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, claudeBin(t), args...)
+		cmd := exec.CommandContext(ctx, testbin.Claude(t), args...)
 		cmd.Dir = work
 		cmd.Env = append(FilterEnv(testEnviron(d.URL())), "HOME="+home)
 		out, err := cmd.CombinedOutput()

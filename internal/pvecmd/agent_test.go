@@ -23,23 +23,8 @@ import (
 	"breakglass/internal/power"
 	"breakglass/internal/session"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/testbin"
 )
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		bin = filepath.Join("..", "..", ".tools", "node_modules", ".bin", "claude")
-	}
-	abs, err := filepath.Abs(bin)
-	require.NoError(t, err)
-	if _, err := os.Stat(abs); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", abs)
-	}
-	return abs
-}
 
 const testAgent = `---
 name: breakglass
@@ -72,7 +57,7 @@ func newAgentWorld(t *testing.T, cfg power.Config, script []apidouble.Turn) *age
 	require.NoError(t, os.Symlink(self, filepath.Join(bin, "pve")))
 
 	runner, err := claude.New(claude.Config{
-		Binary: claudeBin(t),
+		Binary: testbin.Claude(t),
 		Home:   home,
 		BinDir: bin,
 		Environ: []string{

@@ -29,6 +29,7 @@ import (
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/devvmsim"
 	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/testing/webtest"
 	"breakglass/internal/verbs"
 )
@@ -84,22 +85,6 @@ func agentUser() (uid, gid int) {
 		return os.Geteuid(), os.Getegid()
 	}
 	return 65534, 65534
-}
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		wd, err := os.Getwd()
-		require.NoError(t, err)
-		bin = filepath.Join(wd, "..", "..", ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
 }
 
 // world is everything around the two binaries.
@@ -187,7 +172,7 @@ func newWorld(t testing.TB, script []apidouble.Turn) *world {
 		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",
 		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
 		"BREAKGLASS_SESSIONS_DIR":                  w.sessionsDir,
-		"BREAKGLASS_CLAUDE_BIN":                    claudeBin(t),
+		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
 		"BREAKGLASS_TRUSTED_PROXIES":               "127.0.0.1/32,::1/128",
 		"API_BEARER_TOKEN_FILE":                    w.secretFile,
 		"API_BEARER_TOKEN":                         w.tokenEnv,

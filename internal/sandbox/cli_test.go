@@ -16,23 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/testbin"
 )
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		wd, err := os.Getwd()
-		require.NoError(t, err)
-		bin = filepath.Join(wd, "..", "..", ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
-}
 
 // TestRealCLIUnderLauncher runs the real claude CLI under the launcher
 // with the agent's policy, as a user that is not root, against the
@@ -42,7 +27,7 @@ func claudeBin(t *testing.T) string {
 // anything outside the policy.
 func TestRealCLIUnderLauncher(t *testing.T) {
 	requireLandlock(t, FullABI)
-	bin := claudeBin(t)
+	bin := testbin.Claude(t)
 	install, err := InstallDir(bin)
 	require.NoError(t, err)
 	real, err := filepath.EvalSymlinks(bin)

@@ -30,6 +30,7 @@ import (
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/devvmsim"
 	"breakglass/internal/testing/pvesim"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/testing/webtest"
 	"breakglass/internal/verbs"
 )
@@ -40,7 +41,7 @@ var bins struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "breakglass-systemtest-bin-")
+	dir, err := testbin.BuildErr("breakglass/cmd/keyholder", "breakglass/cmd/web")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "systemtest:", err)
 		os.Exit(1)
@@ -48,15 +49,8 @@ func TestMain(m *testing.M) {
 	bins.dir = dir
 	bins.keyholder = filepath.Join(dir, "keyholder")
 	bins.web = filepath.Join(dir, "web")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "breakglass/cmd/keyholder", "breakglass/cmd/web")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "systemtest: go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	// The processes are the tests' subjects; the goroutines that drove
 	// them (readers, the blackhole, subscribers) must all have ended.
 	if code == 0 {
@@ -70,22 +64,6 @@ func TestMain(m *testing.M) {
 
 // soak reports whether the long forms run (make soak sets BREAKGLASS_SOAK=1).
 func soak() bool { return os.Getenv("BREAKGLASS_SOAK") == "1" }
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		wd, err := os.Getwd()
-		require.NoError(t, err)
-		bin = filepath.Join(wd, "..", "..", ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
-}
 
 // Ways a world's hosts can be broken from the start.
 const (
@@ -204,7 +182,7 @@ func newWorld(t testing.TB, o options) *world {
 		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",
 		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
 		"BREAKGLASS_SESSIONS_DIR":                  w.sessionsDir,
-		"BREAKGLASS_CLAUDE_BIN":                    claudeBin(t),
+		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
 		"BREAKGLASS_TRUSTED_PROXIES":               "127.0.0.1/32,::1/128",
 		"ANTHROPIC_BASE_URL":                       w.double.URL(),
 		"ANTHROPIC_API_KEY":                        "test-key",

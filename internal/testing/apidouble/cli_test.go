@@ -1,38 +1,14 @@
 package apidouble
 
 import (
+	"breakglass/internal/testing/testbin"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// claudeBin is the pinned real CLI: $BREAKGLASS_TEST_CLAUDE (the Makefile
-// sets it), else .tools under the module root.
-func claudeBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if bin == "" {
-		dir, err := os.Getwd()
-		require.NoError(t, err)
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(dir)
-			require.NotEqual(t, dir, parent, "go.mod not found")
-			dir = parent
-		}
-		bin = filepath.Join(dir, ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude (make test installs it)", bin)
-	}
-	return bin
-}
 
 // TestRealCLIEndpoints records what the real CLI calls in -p mode with
 // nonessential traffic disabled: only streaming POST /v1/messages?beta=true,
@@ -42,7 +18,7 @@ func TestRealCLIEndpoints(t *testing.T) {
 		T(Text("Running it. "), Bash("echo from-the-tool")),
 		AfterToolResult(Text("All done.")),
 	}})
-	cmd := exec.CommandContext(t.Context(), claudeBin(t), "-p", "--session-id", "7d1f0e2a-3b4c-4d5e-8f60-718293a4b5c6",
+	cmd := exec.CommandContext(t.Context(), testbin.Claude(t), "-p", "--session-id", "7d1f0e2a-3b4c-4d5e-8f60-718293a4b5c6",
 		"--output-format", "stream-json", "--verbose", "--model", "sonnet",
 		"--tools", "Bash", "--allowedTools", "Bash", "--", "hello")
 	cmd.Dir = t.TempDir()
