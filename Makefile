@@ -16,8 +16,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
-run: build
-	./bin/devstack
+# The local stack with the pinned claude CLI: chat works with only
+# ANTHROPIC_API_KEY set. One readable line per event (-json for raw lines).
+run: build deps-claude
+	BREAKGLASS_CLAUDE_BIN=$(CLAUDE) ./bin/devstack $(RUN_FLAGS)
 
 # ---- what the tests need -------------------------------------------------
 
@@ -67,9 +69,10 @@ fmt:
 
 # One table: every performance figure with its target and its peer
 # (cmd/benchtable runs the benchmarks one after the other). It needs
-# the OpenSSH tools (deps-apt) and node for the UI's size report of the
-# committed ui/dist; it exits non-zero when a figure misses its target.
-bench: deps-apt
+# the OpenSSH tools (deps-apt), the pinned claude CLI (deps-claude) for the
+# figures that run it, and node for the UI's size report of the committed
+# ui/dist; it exits non-zero when a figure misses its target.
+bench: deps-apt deps-claude
 	$(GO) run ./cmd/benchtable
 
 # Every fuzz target of the module, one at a time (go test -fuzz takes one

@@ -35,18 +35,13 @@ import (
 	"breakglass/internal/devstack"
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/pushdouble"
+	"breakglass/internal/testing/testbin"
 )
 
 func TestEndToEndInChromium(t *testing.T) {
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
-	claude := os.Getenv("BREAKGLASS_TEST_CLAUDE")
-	if claude == "" {
-		claude = filepath.Join(root, ".tools", "node_modules", ".bin", "claude")
-	}
-	if _, err := os.Stat(claude); err != nil {
-		t.Fatalf("claude CLI missing at %s: run make deps-claude", claude)
-	}
+	claude := testbin.Claude(t)
 	if _, err := os.Stat(filepath.Join(root, "ui", "node_modules", "playwright-core")); err != nil {
 		t.Fatal("ui/node_modules missing (playwright-core, axe-core): run make deps-ui")
 	}
@@ -56,11 +51,8 @@ func TestEndToEndInChromium(t *testing.T) {
 	node, err := exec.LookPath("node")
 	require.NoError(t, err, "node missing: install Node.js (make test needs it)")
 
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/web", "./cmd/keyholder")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	t.Cleanup(testbin.Cleanup)
+	bin := testbin.Build(t, "breakglass/cmd/web", "breakglass/cmd/keyholder")
 
 	double, err := apidouble.New(apidouble.Config{})
 	require.NoError(t, err)
@@ -70,13 +62,13 @@ func TestEndToEndInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stack, err := devstack.Start(ctx, devstack.Config{
-		Listen:    "127.0.0.1:0",
-		BinDir:    bin,
-		ClaudeBin: claude,
+		Listen:     "127.0.0.1:0",
+		BinDir:     bin,
+		ClaudeBin:  claude,
+		APIBaseURL: double.URL(),
 		Environ: []string{
 			"PATH=" + os.Getenv("PATH"),
 			"LANG=C.UTF-8",
-			"ANTHROPIC_BASE_URL=" + double.URL(),
 			"ANTHROPIC_API_KEY=test",
 			"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
 			"DISABLE_TELEMETRY=1",

@@ -16,23 +16,27 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/testing/testbin"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
 
 // buildAll builds the three binaries the stack runs into one folder, as
 // `make build` does.
 func buildAll(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../keyholder", "../web", ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return dir
+	return testbin.Build(t, "breakglass/cmd/keyholder", "breakglass/cmd/web", "breakglass/cmd/devstack")
 }
 
 // stack is a running devstack process and what it printed.
 type stack struct {
 	cmd    *exec.Cmd
+	stderr *syncWriter
 	url    string
 	folder string
 	// code is the enrollment code the stack printed.
@@ -51,7 +55,7 @@ func startStack(t *testing.T) *stack {
 	stderr := &syncWriter{}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
-	s := &stack{cmd: cmd, exited: make(chan error, 1)}
+	s := &stack{cmd: cmd, stderr: stderr, exited: make(chan error, 1)}
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -126,6 +130,12 @@ func TestStack(t *testing.T) {
 	t.Run("prints-the-enrollment-code", func(t *testing.T) {
 		assert.Regexp(t, `^[0-9]{8}$`, s.code)
 		assert.True(t, strings.HasPrefix(s.url, "http://localhost:"), "WebAuthn needs a host name: %s", s.url)
+	})
+
+	t.Run("readable-log-lines", func(t *testing.T) {
+		out := s.stderr.String()
+		assert.Regexp(t, `(?m)^[0-9:]{8} web +info +web listening addr=127\.0\.0\.1:`, out, "one readable line per event")
+		assert.NotContains(t, out, `"@message"`, "no raw JSON on the terminal")
 	})
 
 	t.Run("serves-the-ui", func(t *testing.T) {

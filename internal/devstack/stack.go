@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,29 @@ type Config struct {
 	// Operators are operators-file lines enrolled before start (tests with
 	// a software passkey).
 	Operators []string
+	// PVE is the Proxmox host the keyholder reaches: "" (PVESimulated)
+	// runs the real pve-gate logic against the simulated VM;
+	// PVEBlackholed accepts TCP and never answers.
+	PVE string
+	// DevvmDown closes the devvm's port (its host key stays pinned).
+	DevvmDown bool
+	// APIBaseURL, when set, is the web's ANTHROPIC_BASE_URL (an API
+	// double in tests), whatever Environ says.
+	APIBaseURL string
+	// WebEnv and KeyholderEnv are extra KEY=value entries for each binary,
+	// after the stack's own (a later entry wins).
+	WebEnv, KeyholderEnv []string
+	// Readable rewrites the children's JSON log lines as one short line
+	// per event for a person at a terminal (`make run`); the default
+	// passes them as they are.
+	Readable bool
 }
+
+// The Proxmox hosts Config.PVE names.
+const (
+	PVESimulated  = ""
+	PVEBlackholed = "blackholed"
+)
 
 // Incidents are the values Config.Incident takes besides "".
 var Incidents = []string{"sshd-down", "panic", "agent-dead", "locked", "stopped"}
@@ -107,26 +130,82 @@ type Stack struct {
 
 	log       hclog.Logger
 	pve       *pvesim.Server
+	blackhole *blackhole
 	devvm     *devvmsim.Server
 	keyholder *process
 	web       *process
 	edge      *http.Server
 	edgeDone  chan error
+
+	// Set while starting.
+	cfg                  Config
+	pveAddr, devvmAddr   string
+	pveKey, devvmKey     key
+	knownHosts, sockDir  string
+	ln                   net.Listener
+	webAddr, metricsAddr string
 }
 
 // Start brings the stack up and returns once the edge serves the UI. On
 // error, everything started so far is stopped and the folder removed.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	cfg, err = withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "breakglass-devstack-")
+	if err != nil {
+		return nil, fmt.Errorf("temp folder: %w", err)
+	}
+	s := &Stack{Dir: dir, log: cfg.Logger, VM: pvesim.NewVM(verbs.DefaultVMID), cfg: cfg}
+	if err := applyIncident(s.VM, cfg.Incident); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, step := range []func() error{s.startHosts, s.writeFiles} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.startKeyholder(readyCtx); err != nil {
+		return nil, err
+	}
+	if err := s.startWeb(readyCtx); err != nil {
+		return nil, err
+	}
+	s.URL = s.Origin + "/"
+	s.edge = edgeServer(edge(&url.URL{Scheme: "http", Host: s.webAddr}, cfg.User))
+	s.edgeDone = make(chan error, 1)
+	ln := s.ln
+	s.ln = nil
+	go func() { s.edgeDone <- s.edge.Serve(ln) }()
+	return s, nil
+}
+
+// withDefaults fills cfg's empty fields and checks the rest.
+func withDefaults(cfg Config) (Config, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
 	if err := requireLoopback(cfg.Listen); err != nil {
-		return nil, err
+		return cfg, err
+	}
+	switch cfg.PVE {
+	case PVESimulated, PVEBlackholed:
+	default:
+		return cfg, fmt.Errorf("unknown Proxmox host %q: %q or %q", cfg.PVE, PVESimulated, PVEBlackholed)
 	}
 	if cfg.BinDir == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, fmt.Errorf("find binaries: %w", err)
+			return cfg, fmt.Errorf("find binaries: %w", err)
 		}
 		cfg.BinDir = filepath.Dir(exe)
 	}
@@ -142,95 +221,114 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	return cfg, nil
+}
 
-	dir, err := os.MkdirTemp("", "breakglass-devstack-")
-	if err != nil {
-		return nil, fmt.Errorf("temp folder: %w", err)
-	}
-	s := &Stack{Dir: dir, log: cfg.Logger, VM: pvesim.NewVM(verbs.DefaultVMID)}
-	if err := applyIncident(s.VM, cfg.Incident); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
-
-	keysDir := filepath.Join(dir, "keys")
+// startHosts generates the keys and starts the Proxmox host (simulated or
+// blackholed) and the devvm (simulated, or a closed port).
+func (s *Stack) startHosts() error {
+	keysDir := filepath.Join(s.Dir, "keys")
 	if err := os.Mkdir(keysDir, 0o700); err != nil {
-		return nil, fmt.Errorf("keys folder: %w", err)
+		return fmt.Errorf("keys folder: %w", err)
 	}
-	pveKey, err := newKey(keysDir, "pve")
-	if err != nil {
-		return nil, err
+	var err error
+	if s.pveKey, err = newKey(keysDir, "pve"); err != nil {
+		return err
 	}
-	devvmKey, err := newKey(keysDir, "devvm")
-	if err != nil {
-		return nil, err
+	if s.devvmKey, err = newKey(keysDir, "devvm"); err != nil {
+		return err
 	}
 	pveHost, err := newKey("", "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	devvmHost, err := newKey("", "")
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	s.pve, err = pvesim.Start(pvesim.Config{
-		VM:            s.VM,
-		AuthorizedKey: pveKey.signer.PublicKey(),
-		HostKey:       pveHost.signer,
-		Logger:        cfg.Logger.Named("pve"),
-		// The local stack shows every rung, guest-exec included.
-		AllowGuestExec: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("simulated Proxmox host: %w", err)
-	}
-	s.devvm, err = devvmsim.Start(devvmsim.Config{
-		User:          DevvmUser,
-		AuthorizedKey: devvmKey.signer.PublicKey(),
-		HostKey:       devvmHost.signer,
-		// ssh fails whenever the simulated VM's sshd would not answer.
-		Reachable: s.VM.SSHUp,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("simulated devvm: %w", err)
-	}
-
-	knownHosts := filepath.Join(dir, "known_hosts")
-	pins := knownHostsLine(s.pve.Addr, pveHost.signer.PublicKey()) +
-		knownHostsLine(s.devvm.Addr, devvmHost.signer.PublicKey())
-	if err := os.WriteFile(knownHosts, []byte(pins), 0o644); err != nil {
-		return nil, fmt.Errorf("known_hosts: %w", err)
-	}
-
-	// The edge's port is part of the WebAuthn origin the keyholder checks,
-	// so it is bound before the keyholder starts.
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("edge listen: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			ln.Close()
+	if s.cfg.PVE == PVEBlackholed {
+		if s.blackhole, err = startBlackhole(); err != nil {
+			return err
 		}
-	}()
-	_, edgePort, _ := net.SplitHostPort(ln.Addr().String())
+		s.pveAddr = s.blackhole.addr
+	} else {
+		s.pve, err = pvesim.Start(pvesim.Config{
+			VM:            s.VM,
+			AuthorizedKey: s.pveKey.signer.PublicKey(),
+			HostKey:       pveHost.signer,
+			Logger:        s.cfg.Logger.Named("pve"),
+			// The local stack shows every rung, guest-exec included.
+			AllowGuestExec: true,
+		})
+		if err != nil {
+			return fmt.Errorf("simulated Proxmox host: %w", err)
+		}
+		s.pveAddr = s.pve.Addr
+	}
+	if s.cfg.DevvmDown {
+		if s.devvmAddr, err = freeLoopbackAddr(); err != nil {
+			return err
+		}
+	} else {
+		s.devvm, err = devvmsim.Start(devvmsim.Config{
+			User:          DevvmUser,
+			AuthorizedKey: s.devvmKey.signer.PublicKey(),
+			HostKey:       devvmHost.signer,
+			// ssh fails whenever the simulated VM's sshd would not answer.
+			Reachable: s.VM.SSHUp,
+		})
+		if err != nil {
+			return fmt.Errorf("simulated devvm: %w", err)
+		}
+		s.devvmAddr = s.devvm.Addr
+	}
+	s.knownHosts = filepath.Join(s.Dir, "known_hosts")
+	pins := knownHostsLine(s.pveAddr, pveHost.signer.PublicKey()) + knownHostsLine(s.devvmAddr, devvmHost.signer.PublicKey())
+	if err := os.WriteFile(s.knownHosts, []byte(pins), 0o644); err != nil {
+		return fmt.Errorf("known_hosts: %w", err)
+	}
+	return nil
+}
+
+// writeFiles binds the edge (its port is part of the WebAuthn origin the
+// keyholder checks, so it is bound before the keyholder starts) and writes
+// the operators file.
+func (s *Stack) writeFiles() error {
+	var err error
+	if s.ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("edge listen: %w", err)
+	}
+	_, edgePort, _ := net.SplitHostPort(s.ln.Addr().String())
 	s.Origin = "http://" + RPID + ":" + edgePort
-	s.OperatorsFile = filepath.Join(dir, "operators")
+	s.OperatorsFile = filepath.Join(s.Dir, "operators")
 	ops := "# operators: <name> <credential id> <COSE key>, one passkey a line\n"
-	for _, l := range cfg.Operators {
+	for _, l := range s.cfg.Operators {
 		ops += l + "\n"
 	}
 	if err := os.WriteFile(s.OperatorsFile, []byte(ops), 0o644); err != nil {
-		return nil, fmt.Errorf("operators file: %w", err)
+		return fmt.Errorf("operators file: %w", err)
 	}
+	s.sockDir = filepath.Join(s.Dir, "run")
+	return nil
+}
+
+// devvmEnv is what both binaries need to reach the devvm.
+func (s *Stack) devvmEnv() []string {
+	devvmIP, devvmPort, _ := net.SplitHostPort(s.devvmAddr)
+	return []string{
+		"BREAKGLASS_DEVVM_HOST=" + devvmIP,
+		"BREAKGLASS_DEVVM_PORT=" + devvmPort,
+		"BREAKGLASS_DEVVM_USER=" + DevvmUser,
+		"BREAKGLASS_KNOWN_HOSTS=" + s.knownHosts,
+		"BREAKGLASS_SOCKET_DIR=" + s.sockDir,
+	}
+}
+
+// startKeyholder starts the keyholder and waits for its socket (and, with
+// presence required, its enrollment code).
+func (s *Stack) startKeyholder(ctx context.Context) error {
 	presenceEnv := []string{"BREAKGLASS_PRESENCE=off"}
-	if cfg.Presence != "off" {
+	if s.cfg.Presence != "off" {
 		presenceEnv = []string{
 			"BREAKGLASS_RP_ID=" + RPID,
 			"BREAKGLASS_ORIGINS=" + s.Origin,
@@ -238,81 +336,75 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			"BREAKGLASS_ENROLL=open",
 		}
 	}
-	codeSeen := make(chan string, 1)
-
-	socketDir := filepath.Join(dir, "run")
-	pveHostIP, pvePort, _ := net.SplitHostPort(s.pve.Addr)
-	devvmIP, devvmPort, _ := net.SplitHostPort(s.devvm.Addr)
-	devvmEnv := []string{
-		"BREAKGLASS_DEVVM_HOST=" + devvmIP,
-		"BREAKGLASS_DEVVM_PORT=" + devvmPort,
-		"BREAKGLASS_DEVVM_USER=" + DevvmUser,
-		"BREAKGLASS_KNOWN_HOSTS=" + knownHosts,
-		"BREAKGLASS_SOCKET_DIR=" + socketDir,
-	}
-
-	s.keyholder, err = startProcess("keyholder", filepath.Join(cfg.BinDir, "keyholder"), append([]string{
+	pveHostIP, pvePort, _ := net.SplitHostPort(s.pveAddr)
+	env := slices.Concat([]string{
 		"BREAKGLASS_PVE_HOST=" + pveHostIP,
 		"BREAKGLASS_PVE_PORT=" + pvePort,
 		"BREAKGLASS_PVE_USER=root",
-		"BREAKGLASS_PVE_KEY=" + pveKey.path,
-		"BREAKGLASS_DEVVM_KEY=" + devvmKey.path,
+		"BREAKGLASS_PVE_KEY=" + s.pveKey.path,
+		"BREAKGLASS_DEVVM_KEY=" + s.devvmKey.path,
 		"BREAKGLASS_VMID=" + strconv.Itoa(verbs.DefaultVMID),
 		"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS=30",
-	}, append(presenceEnv, devvmEnv...)...), codeWatcher{out: cfg.Out, code: codeSeen})
+	}, presenceEnv, s.devvmEnv(), s.cfg.KeyholderEnv)
+	codeSeen := make(chan string, 1)
+	var err error
+	s.keyholder, err = startProcess("keyholder", filepath.Join(s.cfg.BinDir, "keyholder"), env,
+		codeWatcher{out: s.out(), code: codeSeen})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	sock := filepath.Join(socketDir, "keyholder.sock")
-	if err := s.keyholder.waitReady(readyCtx, func() error { return dialUnix(sock) }); err != nil {
-		return nil, err
+	sock := filepath.Join(s.sockDir, "keyholder.sock")
+	if err := s.keyholder.waitReady(ctx, func() error { return dialUnix(sock) }); err != nil {
+		return err
 	}
-	if cfg.Presence != "off" {
+	if s.cfg.Presence != "off" {
 		// The keyholder logs its code before it serves; its output is
 		// copied through a pipe, so the line may trail the socket a little.
 		select {
 		case s.EnrollCode = <-codeSeen:
-		case <-readyCtx.Done():
-			return nil, errors.New("the keyholder printed no enrollment code")
+		case <-ctx.Done():
+			return errors.New("the keyholder printed no enrollment code")
 		}
 	}
+	return nil
+}
 
-	webAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
+// startWeb starts the web on free loopback ports and waits for /healthz.
+func (s *Stack) startWeb(ctx context.Context) error {
+	var err error
+	if s.webAddr, err = freeLoopbackAddr(); err != nil {
+		return err
 	}
-	metricsAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
+	if s.metricsAddr, err = freeLoopbackAddr(); err != nil {
+		return err
 	}
-	s.MetricsURL = "http://" + metricsAddr + "/metrics"
-	webEnv := append([]string{
-		"BREAKGLASS_LISTEN=" + webAddr,
-		"BREAKGLASS_METRICS_LISTEN=" + metricsAddr,
-		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(dir, "sessions"),
-		"BREAKGLASS_CLAUDE_BIN=" + cfg.ClaudeBin,
+	s.MetricsURL = "http://" + s.metricsAddr + "/metrics"
+	env := slices.Concat([]string{
+		"BREAKGLASS_LISTEN=" + s.webAddr,
+		"BREAKGLASS_METRICS_LISTEN=" + s.metricsAddr,
+		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(s.Dir, "sessions"),
+		"BREAKGLASS_CLAUDE_BIN=" + s.cfg.ClaudeBin,
 		// The edge stand-in reaches the web on loopback; the web trusts no
 		// proxy unless told, so the local stack names it.
 		"BREAKGLASS_TRUSTED_PROXIES=127.0.0.1/32,::1/128",
-		// The local stack runs the agent's power verbs without waiting for
-		// a tap only if asked; the default stays the product's default.
-	}, devvmEnv...)
-	webEnv = append(webEnv, passThrough(cfg.Environ)...)
-	s.web, err = startProcess("web", filepath.Join(cfg.BinDir, "web"), webEnv, cfg.Out)
-	if err != nil {
-		return nil, err
+	}, s.devvmEnv(), passThrough(s.cfg.Environ))
+	if s.cfg.APIBaseURL != "" {
+		env = append(env, "ANTHROPIC_BASE_URL="+s.cfg.APIBaseURL)
 	}
-	if err := s.web.waitReady(readyCtx, func() error { return httpOK("http://" + webAddr + "/healthz") }); err != nil {
-		return nil, err
+	env = append(env, s.cfg.WebEnv...)
+	if s.web, err = startProcess("web", filepath.Join(s.cfg.BinDir, "web"), env, s.out()); err != nil {
+		return err
 	}
+	return s.web.waitReady(ctx, func() error { return httpOK("http://" + s.webAddr + "/healthz") })
+}
 
-	s.URL = s.Origin + "/"
-	s.edge = edgeServer(edge(&url.URL{Scheme: "http", Host: webAddr}, cfg.User))
-	s.edgeDone = make(chan error, 1)
-	go func() { s.edgeDone <- s.edge.Serve(ln) }()
-	return s, nil
+// out is where a child's output goes: as it is, or one readable line per
+// event (Config.Readable).
+func (s *Stack) out() io.Writer {
+	if s.cfg.Readable {
+		return readableWriter{out: s.cfg.Out}
+	}
+	return s.cfg.Out
 }
 
 // Done is closed when a child process of the stack exits on its own.
@@ -337,10 +429,16 @@ func (s *Stack) Close() error {
 		errs = append(errs, s.edge.Shutdown(ctx))
 		cancel()
 	}
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	for _, p := range []*process{s.web, s.keyholder} {
 		if p != nil {
 			p.stop()
 		}
+	}
+	if s.blackhole != nil {
+		s.blackhole.Close()
 	}
 	if s.devvm != nil {
 		errs = append(errs, s.devvm.Close())
