@@ -119,3 +119,43 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 		assert.True(t, defined[c[1]], "docs/security.md cites %s, which no test defines", c[1])
 	}
 }
+
+// TestFunctionsStayShort keeps functions readable: no non-test function
+// over 120 lines, and none over 60 in internal/claude, where the claude
+// CLI's changes land.
+func TestFunctionsStayShort(t *testing.T) {
+	limit := func(path string) int {
+		if strings.HasPrefix(path, "internal/claude/") {
+			return 60
+		}
+		return 120
+	}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (d.Name() == "testdata" || d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			n := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line + 1
+			if max := limit(path); n > max {
+				t.Errorf("%s: %s is %d lines (at most %d)", path, fn.Name.Name, n, max)
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
