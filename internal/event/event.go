@@ -23,6 +23,12 @@ const (
 	Done       Type = "done"
 )
 
+// Types lists the event vocabulary in a fixed order (the UI's EVENT_TYPES
+// is held to it by a test).
+func Types() []Type {
+	return []Type{Session, User, Status, Text, Tool, ToolResult, Result, Verb, Approval, Error, Done}
+}
+
 // Event is one entry of a session's append-only log. IDs start at 1 and grow
 // by one per session.
 type Event struct {
