@@ -47,7 +47,7 @@ func main() {
 	}
 }
 
-// env names and DESIGN's defaults.
+// env names and the README's defaults (Configuration).
 const (
 	envSocketDir   = "BREAKGLASS_SOCKET_DIR"
 	envPVEHost     = "BREAKGLASS_PVE_HOST"

@@ -14,7 +14,7 @@ import (
 	"breakglass/internal/sandbox"
 )
 
-// config is the web's configuration, read from the environment (DESIGN §6).
+// config is the web's configuration, read from the environment (README.md, Configuration).
 type config struct {
 	Listen             string
 	MetricsListen      string
@@ -52,7 +52,7 @@ type config struct {
 	WatchInterval time.Duration
 }
 
-// configFromEnv reads the variables of DESIGN §6 through getenv. Every bad
+// configFromEnv reads the variables of the README (Configuration) through getenv. Every bad
 // value is reported, each naming its variable.
 func configFromEnv(getenv func(string) string) (config, error) {
 	p := envParser{getenv: getenv}

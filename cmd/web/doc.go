@@ -1,4 +1,4 @@
-// Command web is breakglass's web process (DESIGN §6): the operator's page
+// Command web is breakglass's web process (docs/web.md): the operator's page
 // and API, sessions with claude turns streamed over SSE, the power verbs
 // relayed to the keyholder, and /metrics on a separate listener. Invoked as
 // `ssh` or `pve` (the agent's PATH holds symlinks to this binary), it is

@@ -230,7 +230,7 @@ func TestRestartAfterKill(t *testing.T) {
 }
 
 // TestMetricsListener: /metrics only on the metrics listener, with the names
-// of DESIGN §6.5, and keyholder_up 0 when no keyholder answers.
+// of the README (Metrics), and keyholder_up 0 when no keyholder answers.
 func TestMetricsListener(t *testing.T) {
 	s := newStack(t)
 	w := s.start(t, nil)

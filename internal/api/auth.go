@@ -68,7 +68,7 @@ func withPrincipal(h wire.OperatorFunc) http.Handler {
 	})
 }
 
-// authenticator decides who a request is from (DESIGN §6.1).
+// authenticator decides who a request is from (docs/web.md, Authentication).
 type authenticator struct {
 	// tokenDigest is the SHA-256 of the bearer token; nil when bearer
 	// auth is off.

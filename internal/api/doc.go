@@ -1,4 +1,4 @@
-// Package api is the web's HTTP surface (DESIGN §6.1, §6.2, §6.3, §6.5): the
+// Package api is the web's HTTP surface (docs/web.md): the
 // routes of the operator's page and JSON API, their fail-closed
 // authentication and same-origin check, the session event stream (SSE), the
 // page itself, the open health probes, and the /metrics handler served on

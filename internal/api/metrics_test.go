@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The web's names of DESIGN §6.5 this package and the session manager
+// The web's names in the README (Metrics) this package and the session manager
 // register (the verb ones come with the power package, claude's stream and
 // cost ones with the claude package).
 var webMetricNames = []string{

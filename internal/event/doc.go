@@ -1,4 +1,4 @@
-// Package event owns the transcript vocabulary of DESIGN §6.3 as it appears
+// Package event owns the transcript vocabulary of docs/web.md (Events) as it appears
 // on the wire (SSE `event:` names and `data:` JSON) and in events.jsonl: the
 // typed event names, the data of each, and the Event record with its id.
 //

@@ -77,7 +77,7 @@ func (h Host) port() int {
 
 // Config configures the keyholder. Its zero value is refused by New: the
 // key paths, hosts, users and known_hosts have no safe default here (the
-// binary supplies DESIGN's defaults). Zero VMID, VerbTimeout, Logger,
+// binary supplies the README's defaults). Zero VMID, VerbTimeout, Logger,
 // Registerer and Now take safe defaults.
 type Config struct {
 	// PVE is the Proxmox host the verbs run on.

@@ -1,4 +1,4 @@
-// Package power is the web's side of the power verbs (DESIGN §6.2, §6.4): the
+// Package power is the web's side of the power verbs (docs/web.md): the
 // handlers of the operator's /api/vm routes and of the agent's endpoint
 // behind the `pve` command (Routes, mounted by package api, which
 // authenticates the operator), the approval policy for the agent's mutating

@@ -24,7 +24,7 @@ const (
 	invalidVerbLabel   = "invalid"
 )
 
-// Metrics are the web's verb collectors (DESIGN §6.5).
+// Metrics are the web's verb collectors (README.md, Metrics).
 type Metrics struct {
 	// Requests is breakglass_verb_requests_total{verb,actor_kind,outcome}.
 	Requests *prometheus.CounterVec

@@ -1,4 +1,4 @@
-// Package pvecmd is the `pve` command on the agent's PATH (DESIGN §6.4):
+// Package pvecmd is the `pve` command on the agent's PATH (docs/web.md, Turns and the agent):
 // `pve status|forensics|reset|stop|start|cycle`. It sends the verb to the
 // web's agent endpoint with the per-turn token it is given, prints the
 // verb's output, and exits with the remote exit code, or with one of its own

@@ -8,7 +8,7 @@ import (
 	"breakglass/internal/event"
 )
 
-// Metrics are the session collectors of DESIGN §6.5.
+// Metrics are the session collectors of the README (Metrics).
 type Metrics struct {
 	// Turns is breakglass_turns_total{outcome}.
 	Turns *prometheus.CounterVec

@@ -4,7 +4,7 @@
 // `apply` returns a new one and never mutates its input, so a component can
 // hold it in one $state and a test can replay any sequence of events.
 //
-// Events are the server's log entries (DESIGN §6.3): { id, type, data }, ids
+// Events are the server's log entries (docs/web.md, Events): { id, type, data }, ids
 // 1, 2, 3… per session. The fold drops an id it has already seen (an
 // EventSource reconnect or a second attach may replay it) and tolerates ids
 // arriving out of order: a late, lower id is slotted in and the messages are

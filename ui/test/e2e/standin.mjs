@@ -1,4 +1,4 @@
-// A stand-in for the web's HTTP contract (DESIGN §6.2, §6.3), for working
+// A stand-in for the web's HTTP contract (docs/web.md), for working
 // on the page without the Go stack: it serves ui/dist, keeps sessions with
 // numbered event logs, streams them over SSE honouring Last-Event-ID, plays
 // a scripted turn for each prompt, runs simulated power verbs, and resolves
