@@ -314,6 +314,9 @@ func TestHardeningStalledRequestLosesItsConnection(t *testing.T) {
 	stalled := dialRaw(t, a.sock)
 	_, err := stalled.Write(append(lengthOnly(100), msgSignRequest))
 	require.NoError(t, err)
+	// Cut off 50 ms in: a few seconds are plenty, and a missing timeout
+	// fails here in seconds rather than at sshTimeout.
+	require.NoError(t, stalled.SetDeadline(time.Now().Add(3*time.Second)))
 	assert.True(t, stalled.closedByPeer(), "a request stalled mid-frame is cut off")
 	// An idle connection between requests is not: it still answers.
 	reply, err := idle.roundTrip([]byte{msgRequestIdentities})
