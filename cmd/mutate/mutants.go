@@ -22,7 +22,8 @@ var mutants = []Mutant{
 	{File: "internal/verbs/args.go", From: `if canon, _ := EncodeLine(v, args); canon != line {`, To: `if false {`},
 	{File: "internal/verbs/args.go", From: `if dec.More() {`, To: `if false {`,
 		Equivalent: "ParseLine then re-encodes the argv and refuses a line that is not exactly its canonical encoding, so trailing data never passes"},
-	{File: "internal/verbs/args.go", From: `if len(trimmed) == 0 || trimmed[0] != '[' {`, To: `if false && (len(trimmed) == 0 || trimmed[0] != '[') {`},
+	{File: "internal/verbs/args.go", From: `if len(trimmed) == 0 || trimmed[0] != '[' {`, To: `if false && (len(trimmed) == 0 || trimmed[0] != '[') {`,
+		Equivalent: "encoding/json refuses every JSON value but an array into []string, except null, which gives no argv and ValidateArgs refuses; the canonical-form check follows"},
 
 	// internal/keyholder: the verb API on keyholder.sock.
 	{File: "internal/keyholder/handler.go", From: `case !ok:`, To: `case false && !ok:`, Tests: `TestHandlerOutsideSocketRefusesAll`},
