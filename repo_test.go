@@ -159,3 +159,31 @@ func TestFunctionsStayShort(t *testing.T) {
 	})
 	require.NoError(t, err)
 }
+
+// TestCommentsCiteTheProjectsDocs: code comments cite the project's own
+// docs (docs/…, the README), never a design file outside the repository.
+func TestCommentsCiteTheProjectsDocs(t *testing.T) {
+	cite := regexp.MustCompile(`DESIGN(\.md| §|'s)`)
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (d.Name() == "node_modules" || d.Name() == "dist" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".js", ".mjs", ".svelte", ".md":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if loc := cite.FindIndex(b); loc != nil && path != "repo_test.go" {
+			t.Errorf("%s cites %q: cite docs/… instead", path, b[loc[0]:loc[1]])
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
