@@ -11,6 +11,7 @@ package ui
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -33,6 +34,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/devstack"
+	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/pushdouble"
 	"breakglass/internal/testing/testbin"
@@ -58,6 +60,15 @@ func TestEndToEndInChromium(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(double.Close)
 
+	// The browser reaches the stack through two proxies of the test's own:
+	// the cutter in front of the edge (signed in by the edge's header), and
+	// one straight to the web (no header: passkey sign-in). Both are
+	// origins the keyholder accepts. The e2e passkey is enrolled before
+	// start; the Enroll page enrolls one more with the printed code.
+	cutterLn, cutterOrigin := listenLocalhost(t)
+	signinLn, signinOrigin := listenLocalhost(t)
+	e2ePasskey := passkey.New(devstack.RPID, cutterOrigin)
+
 	logs := lineLogger(t, "stack")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -75,10 +86,9 @@ func TestEndToEndInChromium(t *testing.T) {
 			"DISABLE_AUTOUPDATER=1",
 			"BREAKGLASS_AGENT_MUTATING_VERBS=approve",
 		},
-		Out: logs,
-		// Until the UI asks for the passkey, these tests are not about
-		// presence and say so.
-		Presence: "off",
+		Out:       logs,
+		Origins:   []string{cutterOrigin, signinOrigin},
+		Operators: []string{e2ePasskey.Line("e2e")},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = stack.Close() })
@@ -86,7 +96,12 @@ func TestEndToEndInChromium(t *testing.T) {
 	target, err := url.Parse(stack.URL)
 	require.NoError(t, err)
 	cutter := newCutter(target, log.New(logs, "cutter: ", 0))
-	pageURL := serve(t, cutter)
+	pageURL := serveOn(t, cutterLn, cutter)
+	require.Equal(t, cutterOrigin, strings.Replace(pageURL, "127.0.0.1", "localhost", 1))
+	pageURL = cutterOrigin
+	webURL, err := url.Parse(stack.WebURL)
+	require.NoError(t, err)
+	serveOn(t, signinLn, httputil.NewSingleHostReverseProxy(webURL))
 
 	ctl := mux.NewRouter()
 	ctl.HandleFunc("/cut", func(w http.ResponseWriter, r *http.Request) {
@@ -101,6 +116,23 @@ func TestEndToEndInChromium(t *testing.T) {
 		double.Push(turns()...)
 		fmt.Fprint(w, `{"ok":true}`)
 	}).Methods(http.MethodPost)
+	ctl.HandleFunc("/passkey", func(w http.ResponseWriter, r *http.Request) {
+		// The e2e passkey as WebAuthn.addCredential takes it (binary
+		// fields in standard base64), the enrollment code, and the origin
+		// for passkey sign-in.
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"credential": map[string]any{
+				"credentialId":         base64.StdEncoding.EncodeToString(e2ePasskey.ID),
+				"isResidentCredential": false,
+				"rpId":                 devstack.RPID,
+				"privateKey":           base64.StdEncoding.EncodeToString(e2ePasskey.PKCS8()),
+				"signCount":            0,
+			},
+			"enrollCode": stack.EnrollCode,
+			"signinURL":  signinOrigin,
+		})
+	}).Methods(http.MethodGet)
 	ctl.HandleFunc("/qm", func(w http.ResponseWriter, r *http.Request) {
 		// The qm commands the simulated Proxmox host ran that change the VM.
 		calls := []string{}
@@ -283,6 +315,22 @@ func serve(t *testing.T, h http.Handler) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	return serveOn(t, l, h)
+}
+
+// listenLocalhost binds a loopback port the browser opens as
+// http://localhost:<port>: WebAuthn needs a host name, and the keyholder
+// must know the origin before it starts.
+func listenLocalhost(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return l, fmt.Sprintf("http://localhost:%d", l.Addr().(*net.TCPAddr).Port)
+}
+
+// serveOn serves h on l until the test ends and returns l's URL.
+func serveOn(t *testing.T, l net.Listener, h http.Handler) string {
+	t.Helper()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -71,6 +71,9 @@ type Config struct {
 	// per event for a person at a terminal (`make run`); the default
 	// passes them as they are.
 	Readable bool
+	// Origins are more origins the keyholder accepts besides the edge's
+	// (tests that put a proxy of their own in front: http://localhost:<port>).
+	Origins []string
 }
 
 // The Proxmox hosts Config.PVE names.
@@ -127,6 +130,9 @@ type Stack struct {
 	// EnrollCode is the one-time enrollment code the keyholder printed
 	// (empty with presence off).
 	EnrollCode string
+	// WebURL is the web's own listener, without the edge stand-in's
+	// identity header (for passkey sign-in tests).
+	WebURL string
 
 	log       hclog.Logger
 	pve       *pvesim.Server
@@ -331,7 +337,7 @@ func (s *Stack) startKeyholder(ctx context.Context) error {
 	if s.cfg.Presence != "off" {
 		presenceEnv = []string{
 			"BREAKGLASS_RP_ID=" + RPID,
-			"BREAKGLASS_ORIGINS=" + s.Origin,
+			"BREAKGLASS_ORIGINS=" + strings.Join(append([]string{s.Origin}, s.cfg.Origins...), ","),
 			"BREAKGLASS_OPERATORS_FILE=" + s.OperatorsFile,
 			"BREAKGLASS_ENROLL=open",
 		}
@@ -379,6 +385,7 @@ func (s *Stack) startWeb(ctx context.Context) error {
 		return err
 	}
 	s.MetricsURL = "http://" + s.metricsAddr + "/metrics"
+	s.WebURL = "http://" + s.webAddr
 	env := slices.Concat([]string{
 		"BREAKGLASS_LISTEN=" + s.webAddr,
 		"BREAKGLASS_METRICS_LISTEN=" + s.metricsAddr,

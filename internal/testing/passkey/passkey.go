@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -54,6 +55,17 @@ func New(rpID, origin string) *Authenticator {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	return &Authenticator{RPID: rpID, Origin: origin, ID: id, key: k}
+}
+
+// PKCS8 is the private key in PKCS #8 form (what the DevTools protocol's
+// WebAuthn.addCredential takes), so a browser's virtual authenticator can
+// hold the same passkey.
+func (a *Authenticator) PKCS8() []byte {
+	b, err := x509.MarshalPKCS8PrivateKey(a.key)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // CredentialID is the credential id, base64url.

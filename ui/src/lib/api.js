@@ -12,11 +12,13 @@ import { CLOSED, OPEN, backoffMs, connState, isStale, parseEvent } from './strea
  * no answer), status the HTTP status (0: no answer). Branch on code.
  */
 export class ApiError extends Error {
-  constructor(status, message, code) {
+  constructor(status, message, code, reason = '') {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    // reason is a presence refusal's check (e.g. challenge_expired).
+    this.reason = reason;
   }
 }
 
@@ -45,11 +47,12 @@ async function call(method, path, body) {
   if (code === 'unauthorized' || (res.status === 401 && code === '')) {
     // The sign-in expired (our answer, or the edge proxy's own 401 without
     // a code): a reload goes through it again.
-    throw new ApiError(res.status, 'not signed in: reload the page to sign in again', 'unauthorized');
+    throw new ApiError(res.status, 'not signed in: sign in with your passkey, or reload the page', 'unauthorized');
   }
   if (!res.ok) {
     const why = data && typeof data.error === 'string' ? data.error : text.slice(0, 200) || res.statusText;
-    throw new ApiError(res.status, `${res.status}: ${why}`, code || 'error');
+    const reason = data && typeof data.reason === 'string' ? data.reason : '';
+    throw new ApiError(res.status, `${res.status}: ${why}`, code || 'error', reason);
   }
   return data;
 }
@@ -114,9 +117,25 @@ export async function fetchExport(id, format) {
 
 /** cancelTurn asks the running turn to stop. */
 export const cancelTurn = (id) => call('POST', `${sessionPath(id)}/cancel`, {});
-/** answerApproval approves or denies an agent's mutating verb. */
-export const answerApproval = (id, aid, approve) =>
-  call('POST', `${sessionPath(id)}/approvals/${encodeURIComponent(aid)}`, { approve });
+/**
+ * answerApproval approves or denies an agent's mutating verb; approving
+ * carries the operator's presence when the keyholder requires it.
+ */
+export const answerApproval = (id, aid, approve, presence) =>
+  call('POST', `${sessionPath(id)}/approvals/${encodeURIComponent(aid)}`, presence ? { approve, presence } : { approve });
+/** approvalChallenge returns WebAuthn request options bound to the approval's verb. */
+export const approvalChallenge = (id, aid) =>
+  call('POST', `${sessionPath(id)}/approvals/${encodeURIComponent(aid)}/challenge`, {});
+/** verbChallenge returns WebAuthn request options bound to verb (and args). */
+export const verbChallenge = (verb, args) =>
+  call('POST', `/api/vm/${encodeURIComponent(verb)}/challenge`, args ? { args } : {});
+/** loginOptions, login, logout: passkey sign-in (works with the SSO down). */
+export const loginOptions = () => call('POST', '/api/login/options', {});
+export const login = (presence) => call('POST', '/api/login', { presence });
+export const logout = () => call('POST', '/api/logout', {});
+/** enrollOptions and enroll: enrolling this phone's passkey with the code. */
+export const enrollOptions = (name) => call('POST', '/api/enroll/options', { name });
+export const enroll = (body) => call('POST', '/api/enroll', body);
 /** vmInfo returns { vmid, verbs: [{ name, mutating }] }. */
 export const vmInfo = () => call('GET', '/api/vm');
 /**

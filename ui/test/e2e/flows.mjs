@@ -17,9 +17,42 @@ export async function shot(page, name) {
   await page.screenshot({ path: `${OUT}${name}.png` });
 }
 
-/** open loads the page and waits for the app to mount. */
-export async function open(context, url) {
+let clones = 0;
+
+/**
+ * addPasskey gives the page a virtual authenticator through the DevTools
+ * protocol (internal transport, user verification), holding
+ * passkey.credential when given. It returns the CDP session and the
+ * authenticator's id (WebAuthn.setUserVerified makes the next prompt fail
+ * as a cancelled one does).
+ */
+export async function addPasskey(page, passkey = {}) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+      isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  if (passkey.credential) {
+    // Every page gets its own authenticator holding the same passkey, a
+    // clone the keyholder would catch by its signature counter going back
+    // (as it should): each clone starts past every earlier one's count.
+    clones += 1;
+    const signCount = clones * 100_000;
+    await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...passkey.credential, signCount } });
+  }
+  return { cdp, authenticatorId };
+}
+
+/**
+ * open loads the page and waits for the app to mount; with a passkey the
+ * page gets a virtual authenticator holding it first.
+ */
+export async function open(context, url, passkey) {
   const page = await context.newPage();
+  if (passkey) await addPasskey(page, passkey);
   const dialogs = [];
   page.on('dialog', (d) => {
     dialogs.push(d.message());

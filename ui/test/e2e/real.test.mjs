@@ -16,8 +16,15 @@ async function post(path) {
   return res.json();
 }
 
-suite(async () => ({
+suite(async () => {
+  // The passkey enrolled before start (for every page's virtual
+  // authenticator), the enrollment code, and the origin without the edge.
+  const { credential, enrollCode, signinURL } = await (await fetch(`${control}/passkey`)).json();
+  return {
   url,
+  passkey: { credential },
+  enrollCode,
+  signinURL,
   prepare: (kind) => post(`/turn/${kind}`),
   cutStreams: async () => (await post('/cut')).cut,
   mutatingCalls: async () => (await fetch(`${control}/qm`)).json(),
@@ -36,4 +43,5 @@ suite(async () => ({
   toolOutput: /up 2 days, load average: 0\.08/,
   manageSessions: true,
   ladder: true,
-}));
+  };
+});

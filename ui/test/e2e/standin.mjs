@@ -171,7 +171,9 @@ const server = createServer(async (req, res) => {
     return json(res, 200, { state: a.state });
   }
   if (p === '/api/vm' && req.method === 'GET') {
-    return json(res, 200, { vmid: 102, verbs: VERBS.map(([name, mutating]) => ({ name, mutating })) });
+    // The stand-in has no keyholder: it says presence is off, as one run
+    // with BREAKGLASS_PRESENCE=off would.
+    return json(res, 200, { vmid: 102, presence: 'off', verbs: VERBS.map(([name, mutating]) => ({ name, mutating })) });
   }
   if ((m = /^\/api\/vm\/([a-z]+)$/.exec(p)) && req.method === 'POST') {
     if (!VERBS.some(([n]) => n === m[1])) return json(res, 400, { error: 'unknown verb' });

@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { launch } from './browser.mjs';
 import {
-  OUT, assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
+  OUT, addPasskey, assert, axe, conn, newSession, noHorizontalScroll, open, shot, smallTargets, streamPreset,
   transcriptText, waitTurnEnd,
 } from './flows.mjs';
 
@@ -40,7 +40,7 @@ export function suite(getTarget) {
   });
 
   test('preset-streams-tool-result', async () => {
-    const { page, errors } = await open(browser.context, target.url);
+    const { page, errors } = await open(browser.context, target.url, target.passkey);
     await shot(page, '01-empty');
     await newSession(page);
     await target.prepare('diagnose');
@@ -65,7 +65,7 @@ export function suite(getTarget) {
   });
 
   test('stream-cut-reconnects-without-gap-or-duplicate', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
     await target.prepare('diagnose');
     await page.locator('#prompt').fill('check the devvm');
@@ -98,7 +98,7 @@ export function suite(getTarget) {
   });
 
   test('stop-cancels-the-turn', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
     await target.prepare('slow');
     await page.locator('#prompt').fill('read the whole journal');
@@ -236,7 +236,7 @@ export function suite(getTarget) {
   });
 
   test('sessions-switch', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     const first = await newSession(page);
     await target.prepare('diagnose');
     await page.locator('#prompt').fill('first session prompt');
@@ -259,7 +259,7 @@ export function suite(getTarget) {
   });
 
   test('vm-sheet-confirm', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
     const posts = [];
     page.on('request', (r) => {
@@ -309,8 +309,62 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  // Operator presence with the browser's own virtual authenticator
+  // (DevTools WebAuthn domain): enroll this phone with the printed code, a
+  // cancelled prompt runs nothing and says so, one tap tries again, and
+  // passkey sign-in without the edge's header.
+  test('passkey-enroll-cancel-retry-sign-in', async () => {
+    if (!target.enrollCode) return; // the stand-in has no keyholder
+    const page = await browser.context.newPage();
+    const { cdp, authenticatorId } = await addPasskey(page);
+    await page.goto(`${target.url}/#/enroll`);
+    await page.getByLabel('Your name').fill('phone');
+    await page.getByLabel('Enrollment code').fill(target.enrollCode);
+    await shot(page, '20-enroll');
+    await page.getByRole('button', { name: 'Enroll' }).click();
+    const line = page.locator('[data-operators-line]');
+    await page.locator('[data-operators-line], .enroll [role="alert"]').first().waitFor({ timeout: T() });
+    const refused = page.locator('.enroll [role="alert"]');
+    assert.equal(await refused.count(), 0, `enrollment refused: ${await refused.first().textContent().catch(() => '')}`);
+    assert.match(await line.textContent(), /^phone [A-Za-z0-9_-]+ [A-Za-z0-9_-]+$/);
+    await shot(page, '21-enrolled');
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.locator('textarea#prompt').waitFor({ timeout: T() });
+
+    // A cancelled prompt: nothing runs, the sheet says so and offers one
+    // tap to ask again.
+    const callsBefore = await target.mutatingCalls();
+    await page.getByRole('button', { name: 'VM power controls' }).click();
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    await cdp.send('WebAuthn.setUserVerified', { authenticatorId, isUserVerified: false });
+    await page.locator('button[data-verb="stop"]').click();
+    await page.getByRole('alertdialog').getByRole('button', { name: /^Stop VM/ }).click();
+    const alert = page.getByRole('region', { name: 'Result of stop' }).getByRole('alert');
+    await alert.waitFor({ timeout: T() });
+    assert.match(await alert.textContent(), /Cancelled/);
+    assert.deepEqual(await target.mutatingCalls(), callsBefore, 'a cancelled prompt runs nothing');
+    await shot(page, '22-passkey-cancelled');
+    await cdp.send('WebAuthn.setUserVerified', { authenticatorId, isUserVerified: true });
+    await page.getByRole('button', { name: /^Try again: Stop/ }).click();
+    await page.locator('[data-vm-state="stopped"]').waitFor({ timeout: T() });
+    await page.locator('button[data-verb="start"]').click();
+    await page.getByRole('alertdialog').getByRole('button', { name: /^Start VM/ }).click();
+    await page.locator('[data-vm-state="running"]').waitFor({ timeout: T() });
+    assert.deepEqual(await target.mutatingCalls(), [...callsBefore, 'qm stop 102', 'qm start 102']);
+    await page.close();
+
+    // Passkey sign-in, with nothing in front of the web to vouch for us.
+    const p2 = await browser.context.newPage();
+    await addPasskey(p2, target.passkey);
+    await p2.goto(target.signinURL);
+    await p2.getByRole('button', { name: 'Sign in with passkey' }).click({ timeout: T() });
+    await p2.locator('textarea#prompt').waitFor({ timeout: T() });
+    await shot(p2, '23-signed-in');
+    await p2.close();
+  });
+
   test('approval-approve-runs-verb', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
     const callsBefore = await target.mutatingCalls();
     await target.requestApproval(page, sid);
@@ -330,7 +384,7 @@ export function suite(getTarget) {
   });
 
   test('approval-deny-runs-nothing', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
     const callsBefore = await target.mutatingCalls();
     await target.requestApproval(page, sid);
@@ -343,7 +397,7 @@ export function suite(getTarget) {
   });
 
   test('prompt-html-renders-as-text', async () => {
-    const { page, dialogs } = await open(browser.context, target.url);
+    const { page, dialogs } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
     const evil = '<img src=x onerror=alert(1)>';
     await target.prepare('diagnose');
@@ -359,7 +413,7 @@ export function suite(getTarget) {
   });
 
   test('shift-enter-newline', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
     await page.locator('#prompt').click();
     await page.keyboard.type('line one');
@@ -371,7 +425,7 @@ export function suite(getTarget) {
   });
 
   test('narrow-320-no-horizontal-scroll', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
     await page.setViewportSize({ width: 320, height: 640 });
     await page.locator('#prompt').fill('x'.repeat(400));
@@ -413,7 +467,7 @@ export function suite(getTarget) {
 
   test('sessions-search-rename-archive-export', async (t) => {
     if (!target.manageSessions) return t.skip('the stand-in has no session management');
-    const { page, errors } = await open(browser.context, target.url);
+    const { page, errors } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
     await target.prepare('diagnose');
     const prompt = `the disk of devvm is full ${sid.slice(0, 8)}`;
@@ -597,7 +651,7 @@ export function suite(getTarget) {
   });
 
   test('accessibility', async () => {
-    const { page } = await open(browser.context, target.url);
+    const { page } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
     await target.prepare('diagnose');
     await page.locator('#prompt').fill('check the devvm');

@@ -52,7 +52,7 @@ test('errors', async () => {
   const cases = [
     { name: 'json-error', status: 409, body: '{"error":"a turn is already running in this session","code":"turn_running"}', want: '409: a turn is already running in this session', code: 'turn_running' },
     { name: 'text-error', status: 502, body: 'bad gateway', want: '502: bad gateway', code: 'error' },
-    { name: 'signed-out', status: 401, body: '{"error":"not authenticated","code":"unauthorized"}', want: 'not signed in: reload the page to sign in again', code: 'unauthorized' },
+    { name: 'signed-out', status: 401, body: '{"error":"not authenticated","code":"unauthorized"}', want: 'not signed in: sign in with your passkey, or reload the page', code: 'unauthorized' },
     { name: 'network', status: 0, body: '', want: 'no answer from the server (network down?)', code: 'network' },
   ];
   for (const c of cases) {
