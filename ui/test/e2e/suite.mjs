@@ -542,7 +542,7 @@ export function suite(getTarget) {
       t.skip('the stand-in has no recovery ladder');
       return;
     }
-    const { page, errors } = await open(browser.context, target.url);
+    const { page, errors } = await open(browser.context, target.url, target.passkey);
     // The landing view leads with the health ladder, without a tap.
     const ladder = page.getByRole('region', { name: 'Health ladder' });
     await ladder.locator('[data-rung="pve"][data-ok="true"]').waitFor({ timeout: T() });
