@@ -34,8 +34,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/devstack"
-	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/pushdouble"
 	"breakglass/internal/testing/testbin"
 )
