@@ -70,7 +70,7 @@ func (r *Runner) sessionFolders(sessionDir string) error {
 	if r.cfg.Sandbox == nil {
 		return nil
 	}
-	for _, name := range []string{SessionFolders.Home, SessionFolders.Tmp, SessionFolders.Work} {
+	for _, name := range []string{SessionFolders.Home, filepath.Join(SessionFolders.Home, sandbox.ConfigDirName), SessionFolders.Tmp, SessionFolders.Work} {
 		d := filepath.Join(sessionDir, name)
 		if err := os.Mkdir(d, 0o700); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("run claude: create the session's folder: %w", err)
@@ -101,7 +101,7 @@ func (r *Runner) confine(c command, sessionDir string) command {
 	for _, kv := range c.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "TMPDIR", "CLAUDE_CODE_SHELL_PREFIX", sandbox.PolicyVar:
+		case "HOME", "TMPDIR", "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_SHELL_PREFIX", sandbox.PolicyVar:
 			continue
 		case "PATH":
 			kv = "PATH=" + safePath(v, sessionDir)
@@ -111,6 +111,7 @@ func (r *Runner) confine(c command, sessionDir string) command {
 	env = append(env, sb.Env...)
 	env = append(env,
 		"HOME="+home,
+		"CLAUDE_CONFIG_DIR="+filepath.Join(home, sandbox.ConfigDirName),
 		"TMPDIR="+tmp,
 		"CLAUDE_CODE_SHELL_PREFIX="+sb.Shell,
 		sandbox.PolicyVar+"="+policy,

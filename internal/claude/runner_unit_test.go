@@ -86,7 +86,7 @@ func TestConfine(t *testing.T) {
 	require.NoError(t, r.sessionFolders(sess))
 	c := r.confine(command{
 		Path: "/opt/claude", Args: []string{"-p", "x"}, Dir: sess,
-		Env: []string{"PATH=/srv/agent/bin:.:relative:" + sess + "/work:/usr/bin", "HOME=/elsewhere", "CLAUDE_CODE_SHELL_PREFIX=/evil", "KEEP=1"},
+		Env: []string{"PATH=/srv/agent/bin:.:relative:" + sess + "/work:/usr/bin", "HOME=/elsewhere", "CLAUDE_CODE_SHELL_PREFIX=/evil", "CLAUDE_CONFIG_DIR=/elsewhere", "KEEP=1"},
 	}, sess)
 	assert.Equal(t, "/usr/local/bin/web", c.Path)
 	assert.Equal(t, []string{"sandbox", "--", "/opt/claude", "-p", "x"}, c.Args)
@@ -106,9 +106,11 @@ func TestConfine(t *testing.T) {
 	assert.Equal(t, "1", env["KEEP"])
 	p, err := sandbox.Decode(env[sandbox.PolicyVar])
 	require.NoError(t, err)
-	assert.Equal(t, []string{filepath.Join(sess, "home"), filepath.Join(sess, "tmp"), filepath.Join(sess, "work")}, p.ReadWrite)
+	assert.Equal(t, []string{filepath.Join(sess, "home", ".claude"), filepath.Join(sess, "tmp"), filepath.Join(sess, "work")}, p.ReadWrite)
+	assert.Contains(t, p.ReadOnly, filepath.Join(sess, "home"), "HOME itself is read-only: no ~/.bashrc")
+	assert.Equal(t, filepath.Join(sess, "home", ".claude"), env["CLAUDE_CONFIG_DIR"])
 	assert.Equal(t, []uint16{443}, p.ConnectTCP)
-	for _, d := range []string{"home", "tmp", "work"} {
+	for _, d := range []string{"home", "home/.claude", "tmp", "work"} {
 		fi, err := os.Stat(filepath.Join(sess, d))
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())

@@ -36,7 +36,7 @@ func TestRealCLIUnderLauncher(t *testing.T) {
 	w := newWorld(t)
 	sess := filepath.Dir(w.work)
 	home, tmp := filepath.Join(sess, "home"), filepath.Join(sess, "tmp")
-	for _, d := range []string{home, tmp} {
+	for _, d := range []string{home, filepath.Join(home, ConfigDirName), tmp} {
 		require.NoError(t, os.Mkdir(d, 0o700))
 		if os.Geteuid() == 0 {
 			require.NoError(t, os.Chown(d, w.uid, w.uid))
@@ -65,7 +65,7 @@ func TestRealCLIUnderLauncher(t *testing.T) {
 	cmd.Dir = w.work
 	cmd.Env = []string{
 		PolicyVar + "=" + enc,
-		"HOME=" + home, "TMPDIR=" + tmp, "PATH=/usr/bin:/bin",
+		"HOME=" + home, "CLAUDE_CONFIG_DIR=" + filepath.Join(home, ConfigDirName), "TMPDIR=" + tmp, "PATH=/usr/bin:/bin",
 		"ANTHROPIC_BASE_URL=" + api.URL(), "ANTHROPIC_API_KEY=test",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_TELEMETRY=1", "DISABLE_AUTOUPDATER=1",
 		"CLAUDE_CODE_SHELL_PREFIX=" + filepath.Join(w.bin, ShellName),

@@ -226,10 +226,19 @@ func (a Agent) Policy() Policy {
 	return p
 }
 
-// Session returns p with the session's own folders, read-write: its HOME,
-// TMPDIR and work folder.
+// ConfigDirName is the folder in HOME that holds the claude CLI's own
+// state (CLAUDE_CONFIG_DIR: its settings file, session store, shell
+// snapshots): the one part of HOME the agent may write.
+const ConfigDirName = ".claude"
+
+// Session returns p with the session's own folders: TMPDIR, the work
+// folder and HOME's ConfigDirName read-write, HOME itself read-only. A
+// writable HOME would let the agent plant a ~/.bashrc or ~/.profile, which
+// the CLI reads into the shell of every Bash command of later turns
+// (TestRedTeam/bashrc).
 func (p Policy) Session(home, tmp, work string) Policy {
-	p.ReadWrite = append(append([]string{}, p.ReadWrite...), home, tmp, work)
+	p.ReadOnly = append(append([]string{}, p.ReadOnly...), home)
+	p.ReadWrite = append(append([]string{}, p.ReadWrite...), filepath.Join(home, ConfigDirName), tmp, work)
 	return p
 }
 

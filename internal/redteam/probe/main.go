@@ -82,9 +82,31 @@ func runAttack(op string, args []string) (string, string) {
 			err = os.WriteFile(arg(0), b, 0o755)
 		}
 		if err != nil {
-			return "FAILED", err.Error()
+			return blocked, err.Error()
 		}
 		return planted, ""
+	case "append-all":
+		// append-all GLOB HEX: append the hex-decoded content to every file
+		// GLOB matches (the CLI's shell snapshots, say).
+		b, err := hex.DecodeString(arg(1))
+		if err != nil {
+			return blocked, err.Error()
+		}
+		matches, _ := filepath.Glob(os.ExpandEnv(arg(0)))
+		if len(matches) == 0 {
+			return noTarget, "nothing matches " + arg(0)
+		}
+		for _, m := range matches {
+			f, err := os.OpenFile(m, os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = f.Write(b)
+				f.Close()
+			}
+			if err != nil {
+				return blocked, err.Error()
+			}
+		}
+		return planted, fmt.Sprintf("%d files", len(matches))
 	case "connect", "connect-mptcp":
 		proto := 0
 		if op == "connect-mptcp" {
