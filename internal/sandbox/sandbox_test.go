@@ -417,6 +417,8 @@ func TestStatusFor(t *testing.T) {
 
 func TestLauncherFailsClosed(t *testing.T) {
 	w := newWorld(t)
+	good, err := w.policy().Encode()
+	require.NoError(t, err)
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -426,11 +428,14 @@ func TestLauncherFailsClosed(t *testing.T) {
 		{"bad-policy", []string{PolicyVar + `={"read_exec":["relative"]}`}, []string{filepath.Join(w.bin, "probe"), "read", w.secret}},
 		{"unknown-field", []string{PolicyVar + `={"allow_all":true}`}, []string{filepath.Join(w.bin, "probe"), "read", w.secret}},
 		{"missing-rw-folder", []string{PolicyVar + `={"read_write":["/nonexistent/breakglass"]}`}, []string{filepath.Join(w.bin, "probe"), "read", w.secret}},
-		{"relative-program", []string{PolicyVar + `={}`}, []string{"probe", "read", w.secret}},
+		// Run from the folder holding probe, under a policy that lets it
+		// run: only the launcher's own refusal stops a relative path.
+		{"relative-program", []string{PolicyVar + "=" + good}, []string{"probe", "read", w.secret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(filepath.Join(w.bin, "launcher"), tc.args...)
 			cmd.Env = tc.env
+			cmd.Dir = w.bin
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee, "%s", out)
