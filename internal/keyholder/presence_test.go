@@ -38,7 +38,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 // newPresenceEnv is a keyholder with presence required, alice enrolled and
 // a settable clock, in front of the simulated Proxmox host.
-func newPresenceEnv(t *testing.T) (*simEnv, *passkey.Authenticator, *testClock) {
+func newPresenceEnv(t testing.TB) (*simEnv, *passkey.Authenticator, *testClock) {
 	t.Helper()
 	alice := passkey.New(passkeyRPID, passkeyOrigin)
 	clock := &testClock{t: time.Now()}
