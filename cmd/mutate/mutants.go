@@ -134,7 +134,8 @@ var mutants = []Mutant{
 		Equivalent: "with the header on, trusted proxies are listed, and no netip.Prefix contains the zero Addr an unparsable peer leaves (TestAuthenticateRefusesUnparsablePeer)"},
 	{File: "internal/api/auth.go", From: `if local, ok := localIP(r); ok && peer == local && !peer.IsLoopback() {`, To: `if false {`, Tests: `TestHardeningAgentCannotPose|TestAuth`},
 	{File: "internal/api/auth.go", From: `if p.Contains(peer) {`, To: `if true || p.Contains(peer) {`, Tests: `TestAuth`},
-	{File: "internal/api/auth.go", From: `if p.viaHeader {`, To: `if false {`, Tests: `TestHardeningCrossSiteRequestForgery`},
+	{File: "internal/api/auth.go", From: `if len(r.Header.Values(wire.TokenHeader)) > 0 {`, To: `if false {`, Tests: `TestHardeningAgent|TestHostile`},
+	{File: "internal/api/auth.go", From: `if p.ViaHeader {`, To: `if false {`, Tests: `TestHardeningCrossSiteRequestForgery`},
 
 	// internal/presence: the operator's passkey before a mutating verb.
 	{File: "internal/presence/presence.go", From: `if i < 0 {`, After: `i := slices.IndexFunc(v.operators, func(c Credential) bool { return subtle.ConstantTimeCompare(c.ID, a.CredentialID) == 1 })`, To: `if false {`, Tests: `TestAssertion`},
@@ -160,7 +161,7 @@ var mutants = []Mutant{
 	// internal/sandbox: the Landlock launcher around claude and its tools.
 	{File: "internal/sandbox/policy.go", From: `if path == "" || !filepath.IsAbs(path) || filepath.Clean(path) != path || strings.ContainsRune(path, 0) {`, To: `if path == "" || strings.ContainsRune(path, 0) {`, Tests: `TestPolicy|TestLauncherFailsClosed`},
 	{File: "internal/sandbox/policy.go", From: `if path == "/" {`, To: `if false {`, Tests: `TestPolicy|TestLauncherFailsClosed`},
-	{File: "internal/sandbox/landlock.go", From: `if err := configs[st.ABI].BestEffort().Restrict(rules...); err != nil {`, To: `if err := error(nil); len(rules) < 0 && err != nil {`, Tests: `TestLauncherConfines`},
+	{File: "internal/sandbox/landlock.go", From: `if err := config(st.ABI).BestEffort().Restrict(rules...); err != nil {`, To: `if err := error(nil); len(rules) < 0 && err != nil {`, Tests: `TestLauncherConfines`},
 	{File: "internal/sandbox/launcher.go", From: `if _, err := Restrict(p); err != nil {`, To: `if _, err := p.Encode(); err != nil {`, Tests: `TestLauncherConfines|TestNestedShell`},
 	{File: "internal/sandbox/launcher.go", From: `if err := denyMPTCP(); err != nil {`, To: `if err := error(nil); err != nil {`, Tests: `TestLauncherConfines`},
 	{File: "internal/sandbox/launcher.go", From: `if !filepath.IsAbs(prog) {`, To: `if false && !filepath.IsAbs(prog) {`, Tests: `TestLauncherFailsClosed`},
