@@ -54,7 +54,7 @@ func run() error {
 	flag.Parse()
 	cfg.Readable = !*jsonLogs
 	cfg.ClaudeBin = claudeCLI()
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "devstack", Output: os.Stderr, Level: hclog.Info})
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "devstack", Output: os.Stderr, Level: hclog.Info, TimeFormat: "15:04:05"})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
