@@ -332,3 +332,52 @@ func itoa(n int32) string {
 	}
 	return strconv.Itoa(int(n))
 }
+
+// TestOnlyTheKeyholderMountsTheOperators: the operators file (which passkeys
+// may act) reaches the keyholder alone; the web, where the agent runs, never
+// mounts it. The keyholder requires presence, with the Ingress host as RP
+// ID and its https URL as the one origin, and enrollment closed.
+func TestOnlyTheKeyholderMountsTheOperators(t *testing.T) {
+	m := load(t)
+	assert.Contains(t, m.resources, "operators.yaml")
+	spec := m.deployment.Spec.Template.Spec
+	var vol string
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil && v.ConfigMap.Name == "breakglass-operators" {
+			vol = v.Name
+		}
+	}
+	require.NotEmpty(t, vol, "a volume from the operators ConfigMap")
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		mounted := false
+		for _, vm := range c.VolumeMounts {
+			if vm.Name == vol {
+				mounted = true
+				assert.True(t, vm.ReadOnly, "%s mounts the operators read-only", c.Name)
+			}
+		}
+		for _, e := range c.EnvFrom {
+			assert.False(t, e.ConfigMapRef != nil && e.ConfigMapRef.Name == "breakglass-operators", "%s reads env from the operators", c.Name)
+		}
+		if c.Name == "keyholder" {
+			assert.True(t, mounted, "the keyholder mounts the operators")
+			continue
+		}
+		assert.False(t, mounted, "%s must not mount the operators", c.Name)
+	}
+
+	env := map[string]string{}
+	for _, e := range container(t, m.deployment, "keyholder").Env {
+		env[e.Name] = e.Value
+	}
+	require.NotEmpty(t, m.ingresses)
+	host := m.ingresses[0].Spec.Rules[0].Host
+	assert.Equal(t, "required", env["BREAKGLASS_PRESENCE"])
+	assert.Equal(t, "closed", env["BREAKGLASS_ENROLL"])
+	assert.Equal(t, host, env["BREAKGLASS_RP_ID"], "the RP ID is the site's host name")
+	assert.Equal(t, "https://"+host, env["BREAKGLASS_ORIGINS"])
+	assert.Equal(t, "/etc/breakglass/operators", env["BREAKGLASS_OPERATORS_FILE"])
+	for _, e := range container(t, m.deployment, "web").Env {
+		assert.NotEqual(t, "BREAKGLASS_PRESENCE", e.Name, "presence is the keyholder's to decide")
+	}
+}
