@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/ipc"
+	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/testbin"
 )
 
@@ -124,6 +126,20 @@ func post(t *testing.T, url string) map[string]any {
 	return out
 }
 
+// postJSON posts body, checks the status and decodes the JSON answer.
+func postJSON(t *testing.T, url, body string, want int) map[string]any {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, want, resp.StatusCode, "%s: %s", url, b)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out
+}
+
 func TestStack(t *testing.T) {
 	s := startStack(t)
 
@@ -154,6 +170,36 @@ func TestStack(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+		out = post(t, s.url+"/api/vm/status")
+		assert.Contains(t, out["output"], "status: running")
+
+		// Enroll a passkey with the printed code through the web, as the
+		// Enroll page does; then it stops the VM.
+		phone := passkey.New("localhost", s.url)
+		opts := postJSON(t, s.url+"/api/enroll/options", `{"name":"phone"}`, http.StatusOK)
+		pk := opts["publicKey"].(map[string]any)
+		f := phone.Create(ipc.Enrollment{EnrollmentID: opts["enrollment_id"].(string), Challenge: pk["challenge"].(string)}, s.code)
+		b, err := json.Marshal(map[string]string{"enrollment_id": opts["enrollment_id"].(string), "code": f.Code,
+			"credential_id": f.CredentialID, "client_data_json": f.ClientDataJSON, "attestation_object": f.AttestationObject})
+		require.NoError(t, err)
+		line := postJSON(t, s.url+"/api/enroll", string(b), http.StatusCreated)
+		assert.Equal(t, phone.Line("phone"), line["line"])
+		assert.Equal(t, true, line["appended"], "the operators file in the stack's folder")
+
+		ch := postJSON(t, s.url+"/api/vm/stop/challenge", `{}`, http.StatusOK)
+		p := phone.Get(ipc.Challenge{ChallengeID: ch["challenge_id"].(string), Challenge: ch["publicKey"].(map[string]any)["challenge"].(string)})
+		b, err = json.Marshal(map[string]any{"presence": p})
+		require.NoError(t, err)
+		postJSON(t, s.url+"/api/vm/stop", string(b), http.StatusOK)
+		out = post(t, s.url+"/api/vm/status")
+		assert.Contains(t, out["output"], "status: stopped")
+
+		// And starts it again (the devvm answers only while it runs).
+		ch = postJSON(t, s.url+"/api/vm/start/challenge", `{}`, http.StatusOK)
+		p = phone.Get(ipc.Challenge{ChallengeID: ch["challenge_id"].(string), Challenge: ch["publicKey"].(map[string]any)["challenge"].(string)})
+		b, err = json.Marshal(map[string]any{"presence": p})
+		require.NoError(t, err)
+		postJSON(t, s.url+"/api/vm/start", string(b), http.StatusOK)
 		out = post(t, s.url+"/api/vm/status")
 		assert.Contains(t, out["output"], "status: running")
 	})
