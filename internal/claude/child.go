@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // command is everything one claude process is started with. Runner.command
@@ -41,9 +44,11 @@ type childLimits struct {
 // and at its end the whole group and every marked process reaped, with no
 // goroutine of its own left behind.
 //
-// It owns the process's standard streams. stdin is one end of a socketpair
-// (newStdin), chosen in startChild alone; the web's end is closed at start
-// until the CLI reads stream-json input, so claude sees end of input.
+// It owns the process's standard streams. stdin is one end of a
+// socketpair, chosen in startChild alone: the web holds the other end and
+// alone writes into it (stream-json input: the prompt, steering messages,
+// control responses). A socket, not a pipe: /proc/<pid>/fd/0 of a socket
+// cannot be reopened, so no other process can write into it by path.
 type child struct {
 	cmd    *exec.Cmd
 	pgid   int
@@ -52,6 +57,9 @@ type child struct {
 
 	out    *os.File // stdout's read end: closing it forces the reader's EOF
 	errOut *os.File // stderr's read end
+	// in is the web's end of stdin; nil once closed. Only the turn's loop
+	// goroutine uses it.
+	in     *os.File
 	stderr *tailBuffer
 
 	lines      chan []byte
@@ -101,14 +109,13 @@ func startChild(c command, limits childLimits) (*child, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
 	closeAll(pw, ew, in) // the child holds its ends now
-	closeAll(inWeb)      // nothing to write yet: end of input
 	if err != nil {
-		closeAll(pr, er)
+		closeAll(pr, er, inWeb)
 		return nil, err
 	}
 	ch := &child{
 		cmd: cmd, pgid: cmd.Process.Pid, mark: c.Mark, limits: limits,
-		out: pr, errOut: er, stderr: &tailBuffer{max: limits.MaxStderr},
+		out: pr, errOut: er, in: inWeb, stderr: &tailBuffer{max: limits.MaxStderr},
 		lines: make(chan []byte, 64), readDone: make(chan struct{}),
 		stderrDone: make(chan struct{}), exited: make(chan struct{}),
 	}
@@ -116,6 +123,25 @@ func startChild(c command, limits childLimits) (*child, error) {
 	go ch.readStderr()
 	go ch.wait()
 	return ch, nil
+}
+
+// newStdin returns the two ends of a socketpair for claude's stdin: the
+// child's (blocking) and the web's (non-blocking, so writes can have a
+// deadline).
+func newStdin() (child, web *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stdin socketpair: %w", err)
+	}
+	if err := unix.SetNonblock(fds[1], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("stdin socketpair: %w", err)
+	}
+	// The web only writes: shutting its read side keeps the CLI from
+	// filling a buffer nobody reads.
+	_ = unix.Shutdown(fds[1], unix.SHUT_RD)
+	return os.NewFile(uintptr(fds[0]), "claude-stdin"), os.NewFile(uintptr(fds[1]), "claude-stdin-web"), nil
 }
 
 func closeAll(fs ...*os.File) {
@@ -155,6 +181,32 @@ func (c *child) Interrupt() { signalGroup(c.pgid, syscall.SIGINT) }
 // Kill SIGKILLs whatever is left of the group.
 func (c *child) Kill() { signalGroup(c.pgid, syscall.SIGKILL) }
 
+// stdinWriteTimeout bounds one write on claude's stdin: a CLI that stops
+// reading must not stall the turn's loop.
+const stdinWriteTimeout = 10 * time.Second
+
+// WriteInput writes one line on claude's stdin. It fails once the input is
+// closed or when claude does not read it within stdinWriteTimeout.
+func (c *child) WriteInput(line []byte) error {
+	if c.in == nil {
+		return errors.New("claude's stdin is closed")
+	}
+	if err := c.in.SetWriteDeadline(time.Now().Add(stdinWriteTimeout)); err != nil {
+		return err
+	}
+	_, err := c.in.Write(line)
+	return err
+}
+
+// CloseInput closes claude's stdin: claude answers what it has read, then
+// exits.
+func (c *child) CloseInput() {
+	if c.in != nil {
+		c.in.Close()
+		c.in = nil
+	}
+}
+
 // CloseOutput forces Lines to end even if a straggler holds stdout open.
 func (c *child) CloseOutput() { c.out.Close() }
 
@@ -164,6 +216,7 @@ func (c *child) CloseOutput() { c.out.Close() }
 func (c *child) Finish() childExit {
 	<-c.readDone
 	<-c.exited
+	c.CloseInput()
 	c.out.Close()
 	reapGroup(c.pgid)
 	marked := killMarked("/proc", c.mark, c.limits.Grace)

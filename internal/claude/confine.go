@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"breakglass/agents"
 	"breakglass/internal/sandbox"
 )
@@ -140,17 +138,4 @@ func safePath(path, sessionDir string) string {
 		keep = append(keep, dir)
 	}
 	return strings.Join(keep, string(os.PathListSeparator))
-}
-
-// newStdin returns the two ends of a socketpair for claude's stdin: the
-// child's end, and the web's, which alone may write into it. A socket, not
-// a pipe: /proc/<pid>/fd/0 of a socket cannot be reopened, so no other
-// process can write into it by path. The web's end is closed after start
-// until the CLI reads stream-json input; claude then sees end of input.
-func newStdin() (child, web *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stdin socketpair: %w", err)
-	}
-	return os.NewFile(uintptr(fds[0]), "claude-stdin"), os.NewFile(uintptr(fds[1]), "claude-stdin-web"), nil
 }

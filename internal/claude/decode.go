@@ -20,6 +20,7 @@ type rawFields struct {
 	attempt, maxRetries, retryDelay, errorStatus  []byte
 	errorV, isError, result, durationMS, numTurns []byte
 	cost, errors                                  []byte
+	requestID, request                            []byte
 }
 
 // decodeLine fills l from the fields scanObject found. It decodes (and so
@@ -43,6 +44,12 @@ func decodeLine(f *rawFields, l *line) bool {
 		if f.message != nil {
 			l.Message = new(message)
 			ok = ok && val(f.message, l.Message)
+		}
+	case "control_request", "control_cancel_request":
+		ok = ok && str(f.requestID, &l.RequestID)
+		if f.request != nil {
+			l.Request = new(controlRequest)
+			ok = ok && val(f.request, l.Request)
 		}
 	case "result":
 		ok = ok && str(f.subtype, &l.Subtype) && val(f.isError, &l.IsError) && str(f.result, &l.Result) &&
@@ -165,6 +172,10 @@ func (f *rawFields) set(key, v []byte) {
 		f.cost = v
 	case "errors":
 		f.errors = v
+	case "request_id":
+		f.requestID = v
+	case "request":
+		f.request = v
 	}
 }
 

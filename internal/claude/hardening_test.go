@@ -1,6 +1,7 @@
 package claude
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,16 +13,26 @@ import (
 // Each test names the attack it blocks.
 
 // A prompt written to look like a flag ("--dangerously-skip-permissions")
-// must reach claude as the prompt text, never as an option: it comes last,
-// after "--".
+// must reach claude as the prompt text, never as an option: it is never in
+// the argv at all, only the content of a stream-json user message on stdin.
 func TestHardeningPromptCannotBecomeAnOption(t *testing.T) {
 	r, err := New(Config{Home: "/h"})
 	require.NoError(t, err)
 	for _, p := range []string{"--dangerously-skip-permissions", "-p", "--tools=WebFetch", "--", "--resume=x"} {
 		args := r.Args(Turn{SessionID: "0b6f3c1e-8a5d-4e21-9c3a-5f0e2d7b9a11", Prompt: p}, false)
-		assert.Equal(t, []string{"--", p}, args[len(args)-2:], "%q", p)
-		assert.Equal(t, len(args)-2, indexOf(args, "--"), "the prompt is the only thing after the first --")
+		assert.Equal(t, r.Args(Turn{SessionID: "0b6f3c1e-8a5d-4e21-9c3a-5f0e2d7b9a11", Prompt: "hello"}, false), args, "the argv does not depend on the prompt: %q", p)
 		assert.Equal(t, "Bash,Read,Grep,Glob", args[indexOf(args, "--tools")+1])
+		assert.Equal(t, -1, indexOf(args, "--allowedTools"), "no tool runs unasked by claude's own rules")
+		var line struct {
+			Type    string `json:"type"`
+			Message struct {
+				Role    string `json:"role"`
+				Content string `json:"content"`
+			} `json:"message"`
+		}
+		require.NoError(t, json.Unmarshal(encodeUser(p), &line))
+		assert.Equal(t, "user", line.Type)
+		assert.Equal(t, p, line.Message.Content)
 	}
 }
 

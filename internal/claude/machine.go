@@ -2,6 +2,7 @@ package claude
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,17 @@ type step struct {
 	Held []event.Event
 	// Stderr is the tail of claude's stderr, briefly, when Swap is set.
 	Stderr string
+	// Write are lines to write on claude's stdin now (control responses
+	// the machine decides alone).
+	Write [][]byte
+	// Ask: the session decides this permission request (its mode, maybe
+	// the operator); the answer goes to stdin when it comes.
+	Ask *PermissionRequest
+	// Withdraw: claude no longer waits for the answer to this request.
+	Withdraw string
+	// CloseInput: close claude's stdin (after the first result, or when
+	// the turn stops); no steering message is taken afterwards.
+	CloseInput bool
 }
 
 // machineConfig are the rules' parameters.
@@ -94,6 +106,8 @@ type machine struct {
 	// held are the events before system/init: dropped if claude refuses
 	// the session flag, emitted otherwise.
 	held []event.Event
+	// inputClosed is set once CloseInput was asked for.
+	inputClosed bool
 }
 
 func newMachine(cfg machineConfig, start time.Time) *machine {
@@ -154,10 +168,36 @@ func (m *machine) line(in inLine) step {
 	if t.Init {
 		m.initSeen = true
 	}
+	st := step{Emit: m.out(evs)}
 	if t.Result != nil {
 		m.result = t.Result
+		// WARNING: the turn is over once claude has answered every message
+		// it read before its stdin closed (docs/operator-loop.md): close
+		// stdin at the first result, and a steering message sent before it
+		// still gets its own answer (TestRunnerSteerLate).
+		st.CloseInput = m.closeInput()
 	}
-	return step{Emit: m.out(evs)}
+	if c := t.Control; c != nil {
+		switch {
+		case c.Permission == nil:
+			st.Write = append(st.Write, encodeControlError(c.RequestID, "breakglass does not serve control requests of type "+strconvQuote(c.Subtype)))
+		case m.stop != stopNone:
+			st.Write = append(st.Write, encodePermission(*c.Permission, PermissionAnswer{Message: "The turn is being stopped; this command was not run."}))
+		default:
+			st.Ask = c.Permission
+		}
+	}
+	st.Withdraw = t.CancelRequest
+	return st
+}
+
+// closeInput reports whether stdin is to be closed now (the first time).
+func (m *machine) closeInput() bool {
+	if m.inputClosed {
+		return false
+	}
+	m.inputClosed = true
+	return true
 }
 
 // out decides which of a line's events go out now.
@@ -205,7 +245,7 @@ func (m *machine) stopWith(why stopReason) step {
 		return step{}
 	}
 	m.stop = why
-	return step{Interrupt: true}
+	return step{Interrupt: true, CloseInput: m.closeInput()}
 }
 
 // exit decides the attempt's outcome.
@@ -301,3 +341,5 @@ func briefly(s string) string {
 }
 
 func utfStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func strconvQuote(s string) string { return strconv.Quote(capString(s, 64)) }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -38,8 +39,14 @@ const (
 	DefaultMaxStderr   = 16 << 10
 )
 
-// Tools is the fixed tool list of every turn (--tools and --allowedTools).
+// Tools is the fixed tool list of every turn (--tools). Whether a call runs
+// is the session's mode's decision (Turn.Permit): there is no
+// --allowedTools.
 const Tools = "Bash,Read,Grep,Glob"
+
+// DefaultBashTimeout is the Bash tool's time limit when Config.BashTimeout
+// is zero: above the longest wait of a `pve` verb for the operator.
+const DefaultBashTimeout = 15 * time.Minute
 
 // Errors of New and Run. Run reports them as error events too.
 var (
@@ -101,6 +108,11 @@ type Config struct {
 	MaxLine int
 	// MaxStderr bounds the stderr kept (its tail). Default 16 KiB.
 	MaxStderr int
+	// BashTimeout is the Bash tool's default and maximum time limit
+	// (BASH_DEFAULT_TIMEOUT_MS, BASH_MAX_TIMEOUT_MS): it must be above the
+	// longest a command may wait for the operator (an approval). Default
+	// DefaultBashTimeout.
+	BashTimeout time.Duration
 }
 
 // Runner runs claude turns. It is safe for concurrent use; the caller
@@ -138,6 +150,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.MaxStderr <= 0 {
 		cfg.MaxStderr = DefaultMaxStderr
+	}
+	if cfg.BashTimeout <= 0 {
+		cfg.BashTimeout = DefaultBashTimeout
 	}
 	switch {
 	case cfg.Sandbox == nil && (cfg.Home == "" || !filepath.IsAbs(cfg.Home)):
@@ -230,10 +245,12 @@ func (r *Runner) childEnv(t Turn) []string {
 	if r.cfg.BinDir != "" {
 		path = r.cfg.BinDir + string(os.PathListSeparator) + path
 	}
-	env = append(env, "HOME="+r.cfg.Home, "PATH="+path)
+	bashMS := strconv.FormatInt(r.cfg.BashTimeout.Milliseconds(), 10)
+	env = append(env, "HOME="+r.cfg.Home, "PATH="+path,
+		"BASH_DEFAULT_TIMEOUT_MS="+bashMS, "BASH_MAX_TIMEOUT_MS="+bashMS)
 	for _, kv := range t.Env {
 		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || k == "HOME" || k == "PATH" || k == "CLAUDECODE" {
+		if !ok || k == "" || k == "HOME" || k == "PATH" || k == "CLAUDECODE" || strings.HasPrefix(k, "BASH_") {
 			r.log.Warn("turn environment entry refused", "key", k)
 			continue
 		}
@@ -243,8 +260,10 @@ func (r *Runner) childEnv(t Turn) []string {
 }
 
 // Args returns claude's argv (without the program name) for a turn. The
-// prompt comes last, after "--", so a prompt that starts with "-" is text,
-// never an option.
+// prompt is not in it: it is the first stream-json user message on stdin,
+// which stays open for the turn, and claude asks the web (on stdout, answered
+// on stdin) before any tool call it would ask permission for
+// (docs/operator-loop.md).
 func (r *Runner) Args(t Turn, resume bool) []string {
 	idFlag := "--session-id"
 	if resume {
@@ -253,6 +272,7 @@ func (r *Runner) Args(t Turn, resume bool) []string {
 	args := []string{
 		"-p",
 		idFlag, t.SessionID,
+		"--input-format", "stream-json",
 		"--output-format", "stream-json",
 		"--verbose",
 		"--include-partial-messages",
@@ -261,12 +281,14 @@ func (r *Runner) Args(t Turn, resume bool) []string {
 	args = append(args,
 		"--model", r.cfg.Model,
 		"--tools", Tools,
-		"--allowedTools", Tools,
+		"--permission-prompt-tool", "stdio",
+		"--permission-prompts", "host",
+		"--permission-mode", "default",
 	)
 	if r.cfg.MaxBudgetUSD > 0 {
 		args = append(args, "--max-budget-usd", strconv.FormatFloat(r.cfg.MaxBudgetUSD, 'f', -1, 64))
 	}
-	return append(args, "--", t.Prompt)
+	return args
 }
 
 // binary resolves the CLI: a name is looked up in the child's PATH.
@@ -336,11 +358,12 @@ func (r *Runner) Run(ctx context.Context, t Turn, emit func(event.Event)) Outcom
 		emit(errorEvent(err.Error()))
 		return Outcome{Outcome: event.OutcomeError, ExitCode: -1}
 	}
-	end := r.attempt(ctx, t.SessionID, r.command(bin, env, t, t.Resume), t.Resume, emit)
+	end := r.attempt(ctx, t, r.command(bin, env, t, t.Resume), t.Resume, emit)
 	if end.Swap {
 		r.log.Info("retrying with the other session flag", "session", t.SessionID, "resume", !t.Resume)
-		end = r.attempt(ctx, t.SessionID, r.command(bin, env, t, !t.Resume), !t.Resume, emit)
+		end = r.attempt(ctx, t, r.command(bin, env, t, !t.Resume), !t.Resume, emit)
 	}
+	t.Input.Close()
 	if end.Swap {
 		for _, e := range end.Held {
 			emit(e)
@@ -369,7 +392,8 @@ func (r *Runner) checkTurn(t Turn) (Turn, error) {
 
 // attempt runs one claude process to its end and returns the machine's
 // last step.
-func (r *Runner) attempt(ctx context.Context, session string, c command, resume bool, emit func(event.Event)) step {
+func (r *Runner) attempt(ctx context.Context, t Turn, c command, resume bool, emit func(event.Event)) step {
+	session := t.SessionID
 	if ctx.Err() != nil {
 		return notStarted(ctx, emit)
 	}
@@ -389,9 +413,11 @@ func (r *Runner) attempt(ctx context.Context, session string, c command, resume 
 		r.cfg.Started(ch.PGID())
 	}
 	l := &turnLoop{
-		r: r, ch: ch, log: log, emit: emit, tr: NewTranslator(), ctx: ctx,
-		m: newMachine(machineConfig{InitTimeout: r.cfg.InitTimeout, RetryCutoff: r.cfg.RetryCutoff, Resume: resume}, time.Now()),
+		r: r, ch: ch, log: log, emit: emit, tr: NewTranslator(), ctx: ctx, turn: t, cwd: c.Dir,
+		m:       newMachine(machineConfig{InitTimeout: r.cfg.InitTimeout, RetryCutoff: r.cfg.RetryCutoff, Resume: resume}, time.Now()),
+		permits: make(chan permitDone), asks: map[string]context.CancelFunc{},
 	}
+	l.pctx, l.pcancel = context.WithCancel(ctx)
 	return l.run()
 }
 
@@ -420,14 +446,44 @@ type turnLoop struct {
 	deadline time.Time
 	kill     *time.Timer // SIGKILL after SIGINT's grace
 	drain    *time.Timer // EOF forced after claude exited
+
+	// turn carries the prompt, Permit and Input; cwd is claude's folder.
+	turn Turn
+	cwd  string
+	// permits brings Permit's answers back to the loop, which alone writes
+	// stdin. pctx ends every pending Permit when the turn ends.
+	permits chan permitDone
+	pctx    context.Context
+	pcancel context.CancelFunc
+	pwg     sync.WaitGroup
+	// asks are the permission requests waiting for Permit, by request id.
+	asks map[string]context.CancelFunc
+}
+
+// permitDone is Permit's answer to one request.
+type permitDone struct {
+	req PermissionRequest
+	ans PermissionAnswer
 }
 
 func (l *turnLoop) run() step {
 	defer l.stopTimers()
+	defer l.stopAsks()
 	lines, exited, ctxDone := l.ch.Lines(), l.ch.Exited(), l.ctx.Done()
+	l.write(encodeUser(l.turn.Prompt))
 	l.rearm()
 	for lines != nil || exited != nil {
 		select {
+		case <-l.turn.Input.readyC():
+			for _, text := range l.turn.Input.take() {
+				l.write(encodeUser(text))
+			}
+		case d := <-l.permits:
+			if cancel, ok := l.asks[d.req.RequestID]; ok {
+				delete(l.asks, d.req.RequestID)
+				cancel()
+				l.write(encodePermission(d.req, d.ans))
+			}
 		case b, ok := <-lines:
 			if !ok {
 				lines = nil
@@ -472,10 +528,28 @@ func (l *turnLoop) line(b []byte) inLine {
 	return inLine{T: t, Text: capString(string(b), 200), Now: time.Now()}
 }
 
-// apply carries out a step: its events, and stopping claude.
+// apply carries out a step: its events, its stdin, and stopping claude.
 func (l *turnLoop) apply(s step) {
 	for _, e := range s.Emit {
 		l.emit(e)
+	}
+	for _, b := range s.Write {
+		l.write(b)
+	}
+	if s.Ask != nil {
+		l.ask(*s.Ask)
+	}
+	if cancel, ok := l.asks[s.Withdraw]; ok && s.Withdraw != "" {
+		delete(l.asks, s.Withdraw)
+		cancel()
+	}
+	if s.CloseInput {
+		// Messages accepted before the close still go in: claude answers
+		// them before it exits.
+		for _, text := range l.turn.Input.Close() {
+			l.write(encodeUser(text))
+		}
+		l.ch.CloseInput()
 	}
 	if s.Interrupt {
 		l.log.Info("stopping claude", "reason", l.m.stop)
@@ -483,6 +557,45 @@ func (l *turnLoop) apply(s step) {
 		l.kill = time.NewTimer(l.r.cfg.KillGrace)
 	}
 	l.rearm()
+}
+
+// write puts one line on claude's stdin. A failure is logged: claude has
+// exited or stopped reading, and the exit or the watchdog ends the turn.
+func (l *turnLoop) write(b []byte) {
+	if err := l.ch.WriteInput(b); err != nil {
+		l.log.Warn("write to claude's stdin", "error", err)
+	}
+}
+
+// ask hands a permission request to the turn's Permit, in its own
+// goroutine: the answer may wait for the operator, and the loop goes on.
+func (l *turnLoop) ask(req PermissionRequest) {
+	permit := l.turn.Permit
+	if permit == nil {
+		l.write(encodePermission(req, PermissionAnswer{Message: "Nobody can approve commands in this turn; this command was not run."}))
+		return
+	}
+	if _, dup := l.asks[req.RequestID]; dup {
+		return
+	}
+	req.Cwd = l.cwd
+	ctx, cancel := context.WithCancel(l.pctx)
+	l.asks[req.RequestID] = cancel
+	l.pwg.Add(1)
+	go func() {
+		defer l.pwg.Done()
+		a := permit(ctx, req)
+		select {
+		case l.permits <- permitDone{req: req, ans: a}:
+		case <-l.pctx.Done():
+		}
+	}()
+}
+
+// stopAsks ends every pending Permit and waits for them.
+func (l *turnLoop) stopAsks() {
+	l.pcancel()
+	l.pwg.Wait()
 }
 
 // rearm points the watchdog at the machine's next deadline.

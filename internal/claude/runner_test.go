@@ -171,8 +171,17 @@ func (h *harness) run(ctx context.Context, turn Turn) (Outcome, []event.Event) {
 	if turn.Dir == "" {
 		turn.Dir = h.dir
 	}
+	if turn.Permit == nil {
+		turn.Permit = autopilot
+	}
 	out := h.runner.Run(ctx, turn, func(e event.Event) { evs = append(evs, e) })
 	return out, evs
+}
+
+// autopilot allows every permission request, as a session in autopilot
+// mode does: the tests that are not about permissions never wait on one.
+func autopilot(context.Context, PermissionRequest) PermissionAnswer {
+	return PermissionAnswer{Allow: true}
 }
 
 // assertGroupsGone checks that no process of any claude group is left.
@@ -359,7 +368,7 @@ func TestRealCancel(t *testing.T) {
 	go func() {
 		var evs []event.Event
 		once := sync.Once{}
-		out := h.runner.Run(ctx, Turn{SessionID: id, Prompt: "start something slow", Dir: h.dir}, func(e event.Event) {
+		out := h.runner.Run(ctx, Turn{SessionID: id, Prompt: "start something slow", Dir: h.dir, Permit: autopilot}, func(e event.Event) {
 			evs = append(evs, e)
 			if e.Type == event.Text {
 				once.Do(func() { close(sawText) })
@@ -554,8 +563,8 @@ func TestRealTurnEnvironment(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{
 		"PATH", "HOME", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
-		"DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER", "TURN_VAR", MarkVar,
-	}, keys, "claude's environment is the allowlist, HOME, the turn's variables and the mark; never CLAUDECODE")
+		"DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER", "TURN_VAR", MarkVar, "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS",
+	}, keys, "claude's environment is the allowlist, HOME, the Bash time limits, the turn's variables and the mark; never CLAUDECODE")
 }
 
 // TestKillAfterGrace: a claude that ignores SIGINT is SIGKILLed after the
@@ -570,7 +579,7 @@ func TestKillAfterGrace(t *testing.T) {
 	done := make(chan Outcome, 1)
 	go func() {
 		var once sync.Once
-		done <- h.runner.Run(ctx, Turn{SessionID: uuid.New(), Prompt: "x", Dir: h.dir, Env: []string{"FAKECLAUDE_MODE=ignore-sigint"}},
+		done <- h.runner.Run(ctx, Turn{SessionID: uuid.New(), Prompt: "x", Dir: h.dir, Permit: autopilot, Env: []string{"FAKECLAUDE_MODE=ignore-sigint"}},
 			func(e event.Event) {
 				if e.Type == event.Session {
 					once.Do(func() { close(started) })

@@ -31,15 +31,19 @@ func TestFilterEnv(t *testing.T) {
 	}, FilterEnv(in))
 }
 
+// The Bash tool's time limit is above the longest wait for the operator
+// (DefaultBashTimeout, 15 minutes).
+const bashDefault, bashMax = "BASH_DEFAULT_TIMEOUT_MS=900000", "BASH_MAX_TIMEOUT_MS=900000"
+
 func TestChildEnv(t *testing.T) {
 	r, err := New(Config{Home: "/srv/home", BinDir: "/srv/home/bin", Environ: []string{"PATH=/usr/bin:/bin", "CLAUDECODE=1", "HOME=/root"}})
 	require.NoError(t, err)
-	env := r.childEnv(Turn{Env: []string{"PVE_TOKEN=t", "HOME=/etc", "PATH=/tmp", "CLAUDECODE=1", "junk"}})
-	assert.Equal(t, []string{"HOME=/srv/home", "PATH=/srv/home/bin:/usr/bin:/bin", "PVE_TOKEN=t"}, env)
+	env := r.childEnv(Turn{Env: []string{"PVE_TOKEN=t", "HOME=/etc", "PATH=/tmp", "CLAUDECODE=1", "BASH_MAX_TIMEOUT_MS=1", "junk"}})
+	assert.Equal(t, []string{"HOME=/srv/home", "PATH=/srv/home/bin:/usr/bin:/bin", bashDefault, bashMax, "PVE_TOKEN=t"}, env)
 
 	r, err = New(Config{Home: "/srv/home"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"HOME=/srv/home", "PATH=" + defaultPath}, r.childEnv(Turn{}), "no ambient PATH: a fixed one")
+	assert.Equal(t, []string{"HOME=/srv/home", "PATH=" + defaultPath, bashDefault, bashMax}, r.childEnv(Turn{}), "no ambient PATH: a fixed one")
 }
 
 func TestArgs(t *testing.T) {
@@ -48,12 +52,13 @@ func TestArgs(t *testing.T) {
 	turn := Turn{SessionID: "0b6f3c1e-8a5d-4e21-9c3a-5f0e2d7b9a11", Prompt: "-rf /; $(id)"}
 	assert.Equal(t, []string{
 		"-p", "--session-id", turn.SessionID,
+		"--input-format", "stream-json",
 		"--output-format", "stream-json", "--verbose", "--include-partial-messages",
 		"--setting-sources", "", "--strict-mcp-config",
 		"--model", "sonnet",
-		"--tools", "Bash,Read,Grep,Glob", "--allowedTools", "Bash,Read,Grep,Glob",
+		"--tools", "Bash,Read,Grep,Glob",
+		"--permission-prompt-tool", "stdio", "--permission-prompts", "host", "--permission-mode", "default",
 		"--max-budget-usd", "2.5",
-		"--", "-rf /; $(id)",
 	}, r.Args(turn, false))
 	args := r.Args(turn, true)
 	assert.Equal(t, []string{"-p", "--resume", turn.SessionID}, args[:3])

@@ -78,6 +78,22 @@ type Translated struct {
 	Retry *Retry
 	// Result is set on a result line.
 	Result *event.ResultData
+	// Control is set on a control_request line: claude waits for its
+	// answer on stdin.
+	Control *Control
+	// CancelRequest is the request_id of a control_cancel_request: claude
+	// no longer waits for that answer.
+	CancelRequest string
+}
+
+// Control is one control request of claude.
+type Control struct {
+	// RequestID is echoed in the answer.
+	RequestID string
+	// Subtype is the request's kind; only can_use_tool is served.
+	Subtype string
+	// Permission is set for can_use_tool.
+	Permission *PermissionRequest
 }
 
 // Retry is one API retry claude announced.
@@ -116,6 +132,16 @@ type (
 		NumTurns     int      `json:"num_turns"`
 		TotalCostUSD float64  `json:"total_cost_usd"`
 		Errors       []string `json:"errors"`
+		// control_request, control_cancel_request
+		RequestID string          `json:"request_id"`
+		Request   *controlRequest `json:"request"`
+	}
+
+	controlRequest struct {
+		Subtype     string          `json:"subtype"`
+		ToolName    string          `json:"tool_name"`
+		Input       json.RawMessage `json:"input"`
+		Description string          `json:"description"`
 	}
 
 	streamEvent struct {
@@ -186,6 +212,13 @@ func (t *Translator) typed(l *line) Translated {
 		tr.Kind = LineKnown
 	case "rate_limit_event":
 		tr.Kind = LineKnown
+	case "control_request":
+		tr.Control, tr.Kind = controlLine(l)
+	case "control_cancel_request":
+		tr.CancelRequest, tr.Kind = l.RequestID, LineKnown
+		if l.RequestID == "" {
+			tr.Kind = LineUnknown
+		}
 	default:
 		tr.Kind = LineUnknown
 	}
@@ -315,6 +348,29 @@ func (t *Translator) assistant(m *message) ([]event.Event, LineKind) {
 		}
 	}
 	return out, LineKnown
+}
+
+// controlLine reads a control_request. One without a request_id cannot be
+// answered: it is an unknown line.
+func controlLine(l *line) (*Control, LineKind) {
+	if l.RequestID == "" || l.Request == nil {
+		return nil, LineUnknown
+	}
+	c := &Control{RequestID: l.RequestID, Subtype: l.Request.Subtype}
+	if c.Subtype == "can_use_tool" {
+		in := bytes.TrimSpace(l.Request.Input)
+		if len(in) == 0 || in[0] != '{' {
+			in = json.RawMessage("{}")
+		}
+		c.Permission = &PermissionRequest{
+			RequestID:   l.RequestID,
+			Tool:        l.Request.ToolName,
+			Input:       in,
+			Display:     toolInput(l.Request.ToolName, in),
+			Description: capString(l.Request.Description, 1024),
+		}
+	}
+	return c, LineKnown
 }
 
 // toolInput is what the operator sees of a tool call: the command for Bash,

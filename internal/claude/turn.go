@@ -1,6 +1,7 @@
 package claude
 
 import (
+	"context"
 	"errors"
 
 	"breakglass/internal/event"
@@ -10,7 +11,8 @@ import (
 type Turn struct {
 	// SessionID is the session's UUID v4; it is also claude's session id.
 	SessionID string
-	// Prompt is the operator's text, passed as one argv element.
+	// Prompt is the operator's text, the first user message on claude's
+	// stdin (stream-json input).
 	Prompt string
 	// Resume selects --resume (a later turn) over --session-id (the first).
 	Resume bool
@@ -20,6 +22,14 @@ type Turn struct {
 	// per-turn token of the agent's `pve` command), added after the
 	// allowlisted environment.
 	Env []string
+	// Permit answers claude's permission requests (control_request
+	// can_use_tool) by the session's mode at that moment, asking the
+	// operator in careful mode. It may block until ctx ends; it must then
+	// return at once. Nil denies every request.
+	Permit func(ctx context.Context, req PermissionRequest) PermissionAnswer
+	// Input, if set, carries steering messages into the turn; the runner
+	// closes it when claude's stdin closes.
+	Input *Input
 }
 
 // Outcome is how a turn ended. The caller turns it into the `done` event.
