@@ -58,6 +58,8 @@ func TestBreakglassBody(t *testing.T) {
 		"untrusted data",
 		"no web access",
 		"Report",
+		"The operator may refuse a command",
+		"Do not try\n  to reach the same result another way",
 	} {
 		assert.Contains(t, body, want)
 	}

@@ -85,6 +85,9 @@ func TestEndToEndInChromium(t *testing.T) {
 			"DISABLE_TELEMETRY=1",
 			"DISABLE_AUTOUPDATER=1",
 			"BREAKGLASS_AGENT_MUTATING_VERBS=approve",
+			// Nobody answers permission questions unless a test sets
+			// its session's mode.
+			"BREAKGLASS_AGENT_MODE=autopilot",
 		},
 		Out:       logs,
 		Origins:   []string{cutterOrigin, signinOrigin},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"breakglass/internal/claude"
 	"breakglass/internal/power"
 	"breakglass/internal/sandbox"
 )
@@ -45,6 +46,9 @@ type config struct {
 	AgentMutatingVerbs power.Policy
 	SessionIdle        time.Duration
 	RetainFor          time.Duration
+	// The operator in the loop (docs/operator-loop.md).
+	AgentMode         claude.Mode
+	PermissionTimeout time.Duration
 	// Notifications (docs/notifications.md).
 	NtfyURL       string
 	NtfyTokenFile string
@@ -79,6 +83,8 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		APIRetryCutoff:     p.seconds("BREAKGLASS_API_RETRY_CUTOFF_SECONDS", 300, 1, 24*3600),
 		AgentMutatingVerbs: p.policy("BREAKGLASS_AGENT_MUTATING_VERBS"),
 		SessionIdle:        p.seconds("BREAKGLASS_SESSION_IDLE_SECONDS", 300, 1, 7*24*3600),
+		AgentMode:          p.mode("BREAKGLASS_AGENT_MODE"),
+		PermissionTimeout:  p.seconds("BREAKGLASS_PERMISSION_TIMEOUT_SECONDS", 600, 1, 24*3600),
 		// Retention archives, never deletes; unset or 0 is off.
 		RetainFor:     time.Duration(p.intIn("BREAKGLASS_RETAIN_DAYS", 0, 0, 36500)) * 24 * time.Hour,
 		NtfyURL:       p.httpURL("BREAKGLASS_NTFY_URL"),
@@ -194,6 +200,20 @@ func (p *envParser) intIn(name string, def, lo, hi int) int {
 		return def
 	}
 	return n
+}
+
+// mode reads an agent mode: autopilot, careful (the default) or read-only.
+func (p *envParser) mode(name string) claude.Mode {
+	v := p.getenv(name)
+	if v == "" {
+		return claude.DefaultMode
+	}
+	m := claude.Mode(v)
+	if !m.Valid() {
+		p.fail(name, fmt.Sprintf("%q: autopilot, careful or read-only expected", v))
+		return claude.DefaultMode
+	}
+	return m
 }
 
 func (p *envParser) seconds(name string, def, lo, hi int) time.Duration {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/claude"
 	"breakglass/internal/power"
 )
 
@@ -33,21 +34,25 @@ func TestConfigDefaults(t *testing.T) {
 		AgentMutatingVerbs: power.PolicyApprove,
 		SessionIdle:        300 * time.Second,
 		WatchInterval:      60 * time.Second,
+		AgentMode:          claude.ModeCareful,
+		PermissionTimeout:  600 * time.Second,
 	}, cfg)
 }
 
 func TestConfigValues(t *testing.T) {
 	env := map[string]string{
-		"BREAKGLASS_TRUSTED_PROXIES":      "10.42.0.0/16, 192.168.1.5,::1",
-		"BREAKGLASS_MAX_BUDGET_USD":       "2.5",
-		"API_BEARER_TOKEN":                "0123456789abcdef0123",
-		"BREAKGLASS_AGENT_MUTATING_VERBS": "deny",
-		"BREAKGLASS_SESSION_IDLE_SECONDS": "60",
-		"BREAKGLASS_RETAIN_DAYS":          "90",
-		"BREAKGLASS_NTFY_URL":             "https://ntfy.example/breakglass",
-		"BREAKGLASS_NTFY_TOKEN_FILE":      "/etc/breakglass/ntfy-token",
-		"BREAKGLASS_PUBLIC_URL":           "https://bg.example",
-		"BREAKGLASS_WATCH_SECONDS":        "15",
+		"BREAKGLASS_TRUSTED_PROXIES":            "10.42.0.0/16, 192.168.1.5,::1",
+		"BREAKGLASS_MAX_BUDGET_USD":             "2.5",
+		"API_BEARER_TOKEN":                      "0123456789abcdef0123",
+		"BREAKGLASS_AGENT_MUTATING_VERBS":       "deny",
+		"BREAKGLASS_SESSION_IDLE_SECONDS":       "60",
+		"BREAKGLASS_RETAIN_DAYS":                "90",
+		"BREAKGLASS_NTFY_URL":                   "https://ntfy.example/breakglass",
+		"BREAKGLASS_NTFY_TOKEN_FILE":            "/etc/breakglass/ntfy-token",
+		"BREAKGLASS_PUBLIC_URL":                 "https://bg.example",
+		"BREAKGLASS_WATCH_SECONDS":              "15",
+		"BREAKGLASS_AGENT_MODE":                 "read-only",
+		"BREAKGLASS_PERMISSION_TIMEOUT_SECONDS": "90",
 	}
 	cfg, err := configFromEnv(func(k string) string { return env[k] })
 	require.NoError(t, err)
@@ -64,6 +69,8 @@ func TestConfigValues(t *testing.T) {
 	assert.Equal(t, "/etc/breakglass/ntfy-token", cfg.NtfyTokenFile)
 	assert.Equal(t, "https://bg.example", cfg.PublicURL)
 	assert.Equal(t, 15*time.Second, cfg.WatchInterval)
+	assert.Equal(t, claude.ModeReadOnly, cfg.AgentMode)
+	assert.Equal(t, 90*time.Second, cfg.PermissionTimeout)
 }
 
 func TestConfigRefusals(t *testing.T) {
@@ -95,6 +102,9 @@ func TestConfigRefusals(t *testing.T) {
 		{"ntfy-token-relative", "BREAKGLASS_NTFY_TOKEN_FILE", "token"},
 		{"public-url-scheme", "BREAKGLASS_PUBLIC_URL", "ftp://bg.example"},
 		{"watch-zero", "BREAKGLASS_WATCH_SECONDS", "0"},
+		{"mode-unknown", "BREAKGLASS_AGENT_MODE", "yolo"},
+		{"mode-case", "BREAKGLASS_AGENT_MODE", "Careful"},
+		{"permission-timeout-zero", "BREAKGLASS_PERMISSION_TIMEOUT_SECONDS", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,16 +51,18 @@ func newStack(t testing.TB, script ...apidouble.Turn) *stack {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600))
 	return &stack{dir: dir, double: d, env: map[string]string{
-		"PATH":                                     os.Getenv("PATH"),
-		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",
-		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
-		"BREAKGLASS_SESSIONS_DIR":                  filepath.Join(dir, "sessions"),
-		"BREAKGLASS_SOCKET_DIR":                    filepath.Join(dir, "run"),
-		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
-		"BREAKGLASS_DEVVM_HOST":                    "127.0.0.1",
-		"BREAKGLASS_DEVVM_PORT":                    "9",
-		"BREAKGLASS_KNOWN_HOSTS":                   filepath.Join(dir, "known_hosts"),
-		"BREAKGLASS_TRUSTED_PROXIES":               "127.0.0.1/32,::1/128",
+		"PATH":                       os.Getenv("PATH"),
+		"BREAKGLASS_LISTEN":          "127.0.0.1:0",
+		"BREAKGLASS_METRICS_LISTEN":  "127.0.0.1:0",
+		"BREAKGLASS_SESSIONS_DIR":    filepath.Join(dir, "sessions"),
+		"BREAKGLASS_SOCKET_DIR":      filepath.Join(dir, "run"),
+		"BREAKGLASS_CLAUDE_BIN":      testbin.Claude(t),
+		"BREAKGLASS_DEVVM_HOST":      "127.0.0.1",
+		"BREAKGLASS_DEVVM_PORT":      "9",
+		"BREAKGLASS_KNOWN_HOSTS":     filepath.Join(dir, "known_hosts"),
+		"BREAKGLASS_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+		// Nobody answers permission questions in these tests.
+		"BREAKGLASS_AGENT_MODE":                    "autopilot",
 		"ANTHROPIC_BASE_URL":                       d.URL(),
 		"ANTHROPIC_API_KEY":                        "test-key",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

@@ -160,6 +160,8 @@ func run(ctx context.Context, cfg config, environ []string, log hclog.Logger) er
 		TurnTimeout:        cfg.TurnTimeout,
 		IdleTimeout:        cfg.SessionIdle,
 		RetainFor:          cfg.RetainFor,
+		Mode:               cfg.AgentMode,
+		PermissionTimeout:  cfg.PermissionTimeout,
 		TurnEnv:            func(id string) ([]string, func()) { return tokens.TurnEnv(id, pveURL, pveWait) },
 		Logger:             log.Named("session"),
 		Metrics:            sm,
@@ -282,6 +284,9 @@ func newAgent(cfg config, environ []string, reg prometheus.Registerer, log hclog
 		Logger:       log,
 		Registerer:   reg,
 		RetryCutoff:  cfg.APIRetryCutoff,
+		// Above every wait of a Bash command for the operator: an
+		// approval of a verb or a permission question.
+		BashTimeout: max(claude.DefaultBashTimeout, cfg.PermissionTimeout+time.Minute),
 	})
 	if err != nil {
 		return a, fmt.Errorf("claude runner: %w", err)

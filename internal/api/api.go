@@ -208,6 +208,7 @@ func (s *Server) Handler() http.Handler {
 	op.HandleFunc("/api/sessions/{id}/stream", s.stream).Methods(http.MethodGet)
 	op.HandleFunc("/api/sessions/{id}/prompt", s.prompt).Methods(http.MethodPost)
 	op.HandleFunc("/api/sessions/{id}/cancel", s.cancel).Methods(http.MethodPost)
+	op.HandleFunc("/api/sessions/{id}/permissions/{request_id}", s.answerPermission).Methods(http.MethodPost)
 	op.HandleFunc("/api/sessions/{id}", s.patchSession).Methods(http.MethodPatch)
 	op.HandleFunc("/api/sessions/{id}", s.archiveSession).Methods(http.MethodDelete)
 	op.HandleFunc("/api/sessions/{id}/restore", s.restoreSession).Methods(http.MethodPost)

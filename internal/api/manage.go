@@ -9,14 +9,15 @@ import (
 	"github.com/gorilla/mux"
 
 	"breakglass/internal/api/wire"
+	"breakglass/internal/claude"
 	"breakglass/internal/session"
 )
 
 // patchBody is PATCH /api/sessions/{id}'s body: the fields to change.
 type patchBody struct {
 	Title *string `json:"title"`
-	// Mode is the agent's mode (docs/sessions.md); accepted in the body's
-	// shape, refused until the web has modes.
+	// Mode is the agent's mode (docs/operator-loop.md): autopilot,
+	// careful or read-only.
 	Mode *string `json:"mode"`
 }
 
@@ -28,6 +29,8 @@ func writeManageError(w http.ResponseWriter, err error) {
 		fail(w, http.StatusBadRequest, wire.CodeBadTitle, err.Error())
 	case errors.Is(err, session.ErrBadQuery):
 		fail(w, http.StatusBadRequest, wire.CodeBadQuery, err.Error())
+	case errors.Is(err, session.ErrBadMode):
+		fail(w, http.StatusBadRequest, wire.CodeBadMode, err.Error())
 	case errors.Is(err, session.ErrBusy):
 		fail(w, http.StatusConflict, wire.CodeTurnRunning, "a turn is running in this session: stop it first")
 	default:
@@ -35,8 +38,9 @@ func writeManageError(w http.ResponseWriter, err error) {
 	}
 }
 
-// patchSession answers PATCH /api/sessions/{id} {"title"}: 200 with the
-// session renamed.
+// patchSession answers PATCH /api/sessions/{id} {"title"} or {"mode"}: 200
+// with the session renamed or its agent mode changed (effective at the
+// next tool request).
 func (s *Server) patchSession(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	if _, err := s.sessions.Get(id); err != nil {
@@ -49,11 +53,20 @@ func (s *Server) patchSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case body.Mode != nil && body.Title != nil:
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `one change at a time: {"title"} or {"mode"}`)
+		return
 	case body.Mode != nil:
-		fail(w, http.StatusNotImplemented, wire.CodeNotImplemented, "agent modes are not available in this release")
+		info, err := s.sessions.SetMode(id, claude.Mode(*body.Mode))
+		if err != nil {
+			writeManageError(w, err)
+			return
+		}
+		s.log.Info("agent mode changed", "session", id, "mode", info.Mode, "actor", Identity(r))
+		wire.WriteJSON(w, http.StatusOK, info)
 		return
 	case body.Title == nil:
-		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `nothing to change: {"title"} expected`)
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `nothing to change: {"title"} or {"mode"} expected`)
 		return
 	}
 	info, err := s.sessions.Rename(id, *body.Title)

@@ -110,7 +110,10 @@ func TestPatchSessionRefusals(t *testing.T) {
 		{"title-control", `{"title":"a\u001b[2Jb"}`, http.StatusBadRequest, wire.CodeBadTitle},
 		{"title-10k", `{"title":"` + strings.Repeat("x", 10<<10) + `"}`, http.StatusBadRequest, wire.CodeBadTitle},
 		{"title-body-over-limit", `{"title":"` + strings.Repeat("x", 20<<10) + `"}`, http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge},
-		{"mode", `{"mode":"careful"}`, http.StatusNotImplemented, wire.CodeNotImplemented},
+		{"mode-unknown", `{"mode":"yolo"}`, http.StatusBadRequest, wire.CodeBadMode},
+		{"mode-case", `{"mode":"Careful"}`, http.StatusBadRequest, wire.CodeBadMode},
+		{"mode-null", `{"mode":null}`, http.StatusBadRequest, wire.CodeBadRequest},
+		{"mode-and-title", `{"mode":"careful","title":"x"}`, http.StatusBadRequest, wire.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

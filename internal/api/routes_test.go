@@ -70,7 +70,8 @@ func TestPromptAndCancelStatuses(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	<-started
 	resp, body = e.req(t, http.MethodPost, "/api/sessions/"+a+"/prompt", `{"text":"again"}`, nil)
-	assert.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	assert.JSONEq(t, `{"status":"steered"}`, body, "a prompt while a turn runs steers it")
 	resp, body = e.req(t, http.MethodPost, "/api/sessions/"+b+"/prompt", `{"text":"other"}`, nil)
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, body)
 	resp, body = e.req(t, http.MethodPost, "/api/sessions/"+a+"/cancel", `{}`, nil)

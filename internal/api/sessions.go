@@ -31,6 +31,14 @@ func writeSessionError(w http.ResponseWriter, err error) {
 		fail(w, http.StatusConflict, wire.CodeArchived, err.Error())
 	case errors.Is(err, session.ErrNotRunning):
 		fail(w, http.StatusConflict, wire.CodeNotRunning, err.Error())
+	case errors.Is(err, session.ErrTurnEnding):
+		fail(w, http.StatusConflict, wire.CodeTurnEnding, err.Error())
+	case errors.Is(err, session.ErrPermissionNotFound):
+		fail(w, http.StatusNotFound, wire.CodePermissionNotFound, err.Error())
+	case errors.Is(err, session.ErrPermissionAnswered):
+		fail(w, http.StatusConflict, wire.CodeAnswered, err.Error())
+	case errors.Is(err, session.ErrMessageTooLarge):
+		fail(w, http.StatusRequestEntityTooLarge, wire.CodeNoteTooLarge, err.Error())
 	case errors.Is(err, session.ErrTooManyTurns):
 		fail(w, http.StatusTooManyRequests, wire.CodeTooManyTurns, "too many turns running: wait for one to finish")
 	case errors.Is(err, session.ErrEmptyPrompt):
@@ -89,7 +97,8 @@ type promptBody struct {
 	Text string `json:"text"`
 }
 
-// prompt answers POST /api/sessions/{id}/prompt: 202 once the turn started.
+// prompt answers POST /api/sessions/{id}/prompt: 202 once the turn started,
+// or, while a turn runs, once the text went into it (steered).
 func (s *Server) prompt(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	if _, err := s.sessions.Get(id); err != nil {
@@ -101,11 +110,54 @@ func (s *Server) prompt(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, err)
 		return
 	}
-	if err := s.sessions.Prompt(id, body.Text, Identity(r)); err != nil {
+	steered, err := s.sessions.PromptOrSteer(id, body.Text, Identity(r))
+	if err != nil {
 		writeSessionError(w, err)
 		return
 	}
-	wire.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "started"})
+	status := "started"
+	if steered {
+		status = "steered"
+	}
+	wire.WriteJSON(w, http.StatusAccepted, map[string]string{"status": status})
+}
+
+// permissionBody is POST /api/sessions/{id}/permissions/{request_id}'s body.
+type permissionBody struct {
+	Allow   *bool  `json:"allow"`
+	Message string `json:"message"`
+}
+
+// maxPermissionBody leaves room for JSON escaping of the largest note.
+const maxPermissionBody = 8 * session.MaxPermissionMessage
+
+// answerPermission answers POST /api/sessions/{id}/permissions/{request_id}
+// {"allow":bool,"message"?}: 200 answered; 404 unknown (another session's,
+// not a UUID); 409 already answered.
+func (s *Server) answerPermission(w http.ResponseWriter, r *http.Request) {
+	id, reqID := mux.Vars(r)["id"], mux.Vars(r)["request_id"]
+	if _, err := s.sessions.Get(id); err != nil {
+		writeSessionError(w, err)
+		return
+	}
+	var body permissionBody
+	if err := wire.ReadJSON(w, r, maxPermissionBody, &body, false); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	if body.Allow == nil {
+		fail(w, http.StatusBadRequest, wire.CodeBadRequest, `{"allow":true} or {"allow":false} expected`)
+		return
+	}
+	if err := s.sessions.AnswerPermission(id, reqID, *body.Allow, body.Message, Identity(r)); err != nil {
+		writeSessionError(w, err)
+		return
+	}
+	state := "denied"
+	if *body.Allow {
+		state = "allowed"
+	}
+	wire.WriteJSON(w, http.StatusOK, map[string]string{"request_id": reqID, "state": state})
 }
 
 // cancel answers POST /api/sessions/{id}/cancel: 202 cancelling, 409

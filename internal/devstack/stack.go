@@ -468,7 +468,7 @@ func passThrough(environ []string) []string {
 			name == "HTTPS_PROXY", name == "NO_PROXY",
 			strings.HasPrefix(name, "ANTHROPIC_"),
 			name == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", name == "DISABLE_TELEMETRY", name == "DISABLE_AUTOUPDATER",
-			name == "BREAKGLASS_AGENT_MUTATING_VERBS", name == "BREAKGLASS_MODEL":
+			name == "BREAKGLASS_AGENT_MUTATING_VERBS", name == "BREAKGLASS_MODEL", name == "BREAKGLASS_AGENT_MODE":
 			out = append(out, kv)
 		}
 	}

@@ -19,6 +19,7 @@ const (
 	Result     Type = "result"
 	Verb       Type = "verb"
 	Approval   Type = "approval"
+	Permission Type = "permission"
 	Error      Type = "error"
 	Done       Type = "done"
 )
@@ -49,6 +50,8 @@ type SessionData struct {
 type UserData struct {
 	Text  string `json:"text"`
 	Actor string `json:"actor"`
+	// Steer is set when the prompt was sent into a running turn.
+	Steer bool `json:"steer,omitempty"`
 }
 
 // State is what claude is doing with the API, in a status event.
@@ -129,6 +132,35 @@ type ApprovalData struct {
 	// Args is guest-exec's exact argv: what the operator approves.
 	Args  []string `json:"args,omitempty"`
 	State string   `json:"state"`
+}
+
+// Permission states.
+const (
+	PermissionPending = "pending"
+	PermissionAllowed = "allowed"
+	PermissionDenied  = "denied"
+	PermissionExpired = "expired"
+)
+
+// PermissionData is a tool call claude asked about, waiting for or
+// resolved by the operator (docs/operator-loop.md). Every event of one
+// request carries the same RequestID; its last says how it ended.
+type PermissionData struct {
+	RequestID string `json:"request_id"`
+	Tool      string `json:"tool"`
+	// Input is what the operator decides on: for Bash the whole command,
+	// compact JSON otherwise.
+	Input string `json:"input"`
+	State string `json:"state"`
+	// By is who decided: the operator's name, or the mode (read-only) or
+	// "timeout".
+	By string `json:"by,omitempty"`
+	// Message is the operator's note to the agent, if any.
+	Message string `json:"message,omitempty"`
+	// Cwd is the folder the command runs in.
+	Cwd string `json:"cwd,omitempty"`
+	// Description is claude's own description of the call.
+	Description string `json:"description,omitempty"`
 }
 
 // ErrorData says what went wrong, in words for the operator.

@@ -77,6 +77,7 @@ func newAgentWorld(t *testing.T, cfg power.Config, script []apidouble.Turn) *age
 	w.mgr, err = session.New(session.Config{
 		Dir:    t.TempDir(),
 		Runner: runner,
+		Mode:   claude.ModeAutopilot, // nobody answers permission questions here
 		TurnEnv: func(id string) ([]string, func()) {
 			return w.web.tokens.TurnEnv(id, w.web.url, cfg.MaxWait()+time.Minute)
 		},

@@ -60,6 +60,8 @@ type Info struct {
 	Archived    bool      `json:"archived"`
 	// UpdatedAt is the time of the last event, created_at when none.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Mode is the agent mode (autopilot, careful, read-only).
+	Mode string `json:"mode"`
 }
 
 // Config configures a Manager. Dir and Runner are required; every other zero
@@ -107,6 +109,12 @@ type Config struct {
 	// holdRebuild, when set (tests), makes the background rebuild wait
 	// until it is closed.
 	holdRebuild chan struct{}
+	// Mode is the agent mode of a session that has none set
+	// ($BREAKGLASS_AGENT_MODE); zero means claude.DefaultMode (careful).
+	Mode claude.Mode
+	// PermissionTimeout bounds the wait for the operator's answer to a
+	// permission request; zero means DefaultPermissionTimeout.
+	PermissionTimeout time.Duration
 }
 
 // Observer is told of each event a session appends, with the number of
@@ -153,6 +161,8 @@ type Manager struct {
 	metrics     *Metrics
 	now         func() time.Time
 	observer    Observer
+	mode        claude.Mode
+	permTimeout time.Duration
 
 	base    context.Context
 	stop    context.CancelCauseFunc
@@ -194,6 +204,12 @@ type sess struct {
 	pending   []event.Event
 	subs      map[*Subscription]struct{}
 	turn      *turn
+	// defMode is the mode when the summary has none.
+	defMode claude.Mode
+	// perms are the permission requests asked of the operator, by id;
+	// permOrder keeps their order to bound how many are kept.
+	perms     map[string]*permission
+	permOrder []string
 	// touched is the last time the session was in use.
 	touched time.Time
 	closed  bool
@@ -207,6 +223,8 @@ type turn struct {
 	cancel context.CancelCauseFunc
 	start  time.Time
 	ended  bool // set with the done event: later emits are dropped
+	// input takes the operator's steering messages.
+	input *claude.Input
 }
 
 // New validates cfg, reads the summary of every session found in cfg.Dir
@@ -234,7 +252,21 @@ func New(cfg Config) (*Manager, error) {
 		now:         cfg.Now,
 		observer:    cfg.Observer,
 		hold:        cfg.holdRebuild,
+		mode:        cfg.Mode,
+		permTimeout: cfg.PermissionTimeout,
 		sessions:    map[string]*sess{},
+	}
+	switch {
+	case m.mode == "":
+		m.mode = claude.DefaultMode
+	case !m.mode.Valid():
+		return nil, fmt.Errorf("session: agent mode %q: %w", m.mode, ErrBadMode)
+	}
+	switch {
+	case m.permTimeout == 0:
+		m.permTimeout = DefaultPermissionTimeout
+	case m.permTimeout < 0:
+		return nil, fmt.Errorf("session: permission timeout %v: must be positive", m.permTimeout)
 	}
 	switch {
 	case m.maxTurns == 0:
@@ -325,7 +357,7 @@ func (m *Manager) load(id string) (*sess, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sess{id: id, dir: sdir, sum: sum, subs: map[*Subscription]struct{}{}, touched: m.now()}
+	s := &sess{id: id, dir: sdir, sum: sum, subs: map[*Subscription]struct{}{}, touched: m.now(), defMode: m.mode}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if fresh {
@@ -667,7 +699,7 @@ func (m *Manager) Create() (Info, error) {
 	now := m.now()
 	created := now.UTC()
 	sdir := mustSessionDir(m.dir, id)
-	sum := summary{ID: id, CreatedAt: created, State: StateIdle, UpdatedAt: created}
+	sum := summary{ID: id, CreatedAt: created, State: StateIdle, UpdatedAt: created, Mode: string(m.mode)}
 	f, err := createFiles(sdir, sum)
 	if err != nil {
 		return Info{}, fmt.Errorf("create session: %w", err)
@@ -679,6 +711,7 @@ func (m *Manager) Create() (Info, error) {
 		file:    f,
 		subs:    map[*Subscription]struct{}{},
 		touched: now,
+		defMode: m.mode,
 	}
 	m.sessions[id] = s
 	m.metrics.Sessions.Set(float64(len(m.sessions)))
@@ -732,6 +765,7 @@ func (s *sess) info() Info {
 		LastEventID: s.last,
 		Archived:    s.sum.Archived,
 		UpdatedAt:   s.sum.UpdatedAt,
+		Mode:        string(s.modeLocked()),
 	}
 }
 
@@ -867,46 +901,67 @@ func (m *Manager) dropLocked(s *sess, sub *Subscription) {
 
 // Prompt starts a turn in session id with text from actor. It returns once
 // the `user` event is in the log; the turn runs on without any client.
+// While a turn runs, the text steers it instead (see Steer).
 func (m *Manager) Prompt(id, text, actor string) error {
+	_, err := m.PromptOrSteer(id, text, actor)
+	return err
+}
+
+// PromptOrSteer is Prompt, and reports whether text went into the running
+// turn (steered) rather than starting one: delivered on claude's stdin as a
+// new user message and logged as a `user` event with steer set. A turn
+// that already has its result takes no more: ErrTurnEnding.
+func (m *Manager) PromptOrSteer(id, text, actor string) (steered bool, err error) {
 	if strings.TrimSpace(text) == "" {
-		return ErrEmptyPrompt
+		return false, ErrEmptyPrompt
 	}
 	if len(text) > MaxPromptBytes {
-		return ErrPromptTooLarge
+		return false, ErrPromptTooLarge
 	}
 	s, err := m.lookup(id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	if err := m.freshLocked(s); err != nil {
-		return err
+		return false, err
 	}
-	if s.turn != nil {
-		return ErrBusy
+	if t := s.turn; t != nil {
+		if t.input == nil {
+			return false, ErrBusy
+		}
+		if err := t.input.Steer(text); err != nil {
+			return false, ErrTurnEnding
+		}
+		m.appendLocked(s, event.New(event.User, event.UserData{Text: text, Actor: actor, Steer: true}))
+		m.log.Info("turn steered", "session", s.id, "actor", actor)
+		return true, nil
 	}
 	if s.sum.Archived {
-		return ErrArchived
+		return false, ErrArchived
 	}
 	if err := m.acquire(); err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithCancelCause(m.base)
-	t := &turn{cancel: cancel, start: m.now()}
+	t := &turn{cancel: cancel, start: m.now(), input: claude.NewInput()}
 	s.turn = t
 	m.appendLocked(s, event.New(event.User, event.UserData{Text: text, Actor: actor}))
 	s.sum.State = StateRunning
 	s.sum.TurnStart = s.sum.UpdatedAt
 	m.saveLocked(s)
-	spec := claude.Turn{SessionID: s.id, Prompt: text, Resume: s.sum.Conversation, Dir: s.dir}
+	spec := claude.Turn{SessionID: s.id, Prompt: text, Resume: s.sum.Conversation, Dir: s.dir, Input: t.input}
+	spec.Permit = func(pctx context.Context, req claude.PermissionRequest) claude.PermissionAnswer {
+		return m.permit(pctx, s, t, req)
+	}
 	m.metrics.TurnsRunning.Inc()
 	m.log.Info("turn started", "session", s.id, "actor", actor, "resume", spec.Resume)
 	go m.runTurn(ctx, s, t, spec)
-	return nil
+	return false, nil
 }
 
 // acquire takes one of the turn slots and registers the turn with wg.
@@ -961,6 +1016,7 @@ func (m *Manager) runTurn(ctx context.Context, s *sess, t *turn, spec claude.Tur
 	m.metrics.TurnsRunning.Dec()
 	s.mu.Lock()
 	dur := m.now().Sub(t.start)
+	m.expireLocked(s)
 	t.ended = true
 	// Counted before the done goes out: a client that saw it finds it in
 	// the metrics (TestMetrics).

@@ -110,7 +110,9 @@ func TestPromptRefusals(t *testing.T) {
 	assert.ErrorIs(t, m.Cancel(a.ID), ErrNotRunning)
 	require.NoError(t, m.Prompt(a.ID, strings.Repeat("x", MaxPromptBytes), "alice"))
 	<-started
-	assert.ErrorIs(t, m.Prompt(a.ID, "again", "alice"), ErrBusy)
+	steered, err := m.PromptOrSteer(a.ID, "again", "alice")
+	require.NoError(t, err)
+	assert.True(t, steered, "a prompt while a turn runs steers it")
 	assert.ErrorIs(t, m.Prompt(b.ID, "other", "alice"), ErrTooManyTurns)
 	info, err := m.Get(a.ID)
 	require.NoError(t, err)

@@ -20,6 +20,10 @@ type Metrics struct {
 	Sessions prometheus.Gauge
 	// Subscribers is breakglass_sse_subscribers.
 	Subscribers prometheus.Gauge
+	// Permissions is breakglass_permissions_total{tool,outcome}: claude's
+	// permission requests asked of the operator, and how each ended
+	// (allowed, denied, expired), by tool.
+	Permissions *prometheus.CounterVec
 }
 
 // NewMetrics creates the session collectors and registers them on reg.
@@ -46,8 +50,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "breakglass_sse_subscribers",
 			Help: "Clients attached to a session's stream now.",
 		}),
+		Permissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakglass_permissions_total",
+			Help: "Tool calls claude asked permission for: asked (of the operator), allowed, denied, expired; by tool (Bash, Read, Grep, Glob, other).",
+		}, []string{"tool", "outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.Turns, m.TurnDuration, m.TurnsRunning, m.Sessions, m.Subscribers} {
+	for _, c := range []prometheus.Collector{m.Turns, m.TurnDuration, m.TurnsRunning, m.Sessions, m.Subscribers, m.Permissions} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register session metrics: %w", err)
 		}

@@ -179,11 +179,13 @@ func newWorld(t testing.TB, o options) *world {
 		"BREAKGLASS_PRESENCE": "off",
 	})
 	w.webEnv = merge(common, map[string]string{
-		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",
-		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
-		"BREAKGLASS_SESSIONS_DIR":                  w.sessionsDir,
-		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
-		"BREAKGLASS_TRUSTED_PROXIES":               "127.0.0.1/32,::1/128",
+		"BREAKGLASS_LISTEN":          "127.0.0.1:0",
+		"BREAKGLASS_METRICS_LISTEN":  "127.0.0.1:0",
+		"BREAKGLASS_SESSIONS_DIR":    w.sessionsDir,
+		"BREAKGLASS_CLAUDE_BIN":      testbin.Claude(t),
+		"BREAKGLASS_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+		// Nobody answers permission questions in these tests.
+		"BREAKGLASS_AGENT_MODE":                    "autopilot",
 		"ANTHROPIC_BASE_URL":                       w.double.URL(),
 		"ANTHROPIC_API_KEY":                        "test-key",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

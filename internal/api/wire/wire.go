@@ -39,6 +39,13 @@ const (
 	CodeShuttingDown    Code = "shutting_down"     // 503
 	CodeBadTitle        Code = "bad_title"         // 400: a title empty, over 200 characters, or with control characters
 	CodeBadQuery        Code = "bad_query"         // 400: a search over 256 bytes or not UTF-8
+	CodeBadMode         Code = "bad_mode"          // 400: not autopilot, careful or read-only
+	CodeTurnEnding      Code = "turn_ending"       // 409: the running turn has its answer and takes no more messages
+
+	// The operator's answers to the agent's permission questions.
+	CodePermissionNotFound Code = "permission_not_found" // 404: no such pending question in this session
+	CodeAnswered           Code = "already_answered"     // 409: the question was answered or expired
+	CodeNoteTooLarge       Code = "note_too_large"       // 413: the note over 4 KiB
 
 	// Power verbs and approvals.
 	CodeToken          Code = "token_rejected"   // 401: no turn token, a dead one, or another session's
