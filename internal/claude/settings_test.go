@@ -1,6 +1,7 @@
 package claude
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -33,7 +34,7 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 	r, err := New(Config{Binary: testbin.Claude(t), Home: "/unused", AgentDefinition: agents.Breakglass})
 	require.NoError(t, err)
 
-	run := func(t *testing.T, args []string) (home, work string) {
+	run := func(t *testing.T, args []string, stdin []byte) (home, work string) {
 		home, work = t.TempDir(), t.TempDir()
 		hook := `{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"touch ` + work + `/HOOK-RAN"}]}]}}`
 		mcp := `{"mcpServers":{"planted":{"type":"stdio","command":"/bin/sh","args":["-c","touch ` + work + `/MCP-RAN; sleep 5"]}}}`
@@ -52,6 +53,7 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 		cmd := exec.CommandContext(ctx, testbin.Claude(t), args...)
 		cmd.Dir = work
 		cmd.Env = append(FilterEnv(testEnviron(d.URL())), "HOME="+home)
+		cmd.Stdin = bytes.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		return home, work
@@ -59,7 +61,7 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 
 	t.Run("default-sources-control", func(t *testing.T) {
 		before := len(d.MessageRequests())
-		_, work := run(t, []string{"-p", "--output-format", "stream-json", "--verbose", "--", "hi"})
+		_, work := run(t, []string{"-p", "--output-format", "stream-json", "--verbose", "--", "hi"}, nil)
 		assert.FileExists(t, filepath.Join(work, "HOOK-RAN"), "without --setting-sources \"\" a planted hook runs")
 		found := slices.ContainsFunc(d.MessageRequests()[before:], func(req apidouble.Request) bool {
 			return strings.Contains(string(req.Body), "PLANTED-MEMORY")
@@ -68,7 +70,8 @@ func TestRealSettingSourcesKeepPlantedFilesOut(t *testing.T) {
 	})
 	t.Run("runner-argv", func(t *testing.T) {
 		before := len(d.MessageRequests())
-		_, work := run(t, r.Args(Turn{SessionID: uuid.New(), Prompt: "hi"}, false))
+		// The prompt is the stream-json line the runner writes on stdin.
+		_, work := run(t, r.Args(Turn{SessionID: uuid.New(), Prompt: "hi"}, false), encodeUser("hi"))
 		assert.NoFileExists(t, filepath.Join(work, "HOOK-RAN"))
 		assert.NoFileExists(t, filepath.Join(work, "MCP-RAN"))
 		reqs := d.MessageRequests()[before:]

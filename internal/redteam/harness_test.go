@@ -169,11 +169,13 @@ func newWorld(t testing.TB, script []apidouble.Turn) *world {
 		"BREAKGLASS_PRESENCE": "off",
 	})
 	w.webEnv = merge(common, map[string]string{
-		"BREAKGLASS_LISTEN":                        "127.0.0.1:0",
-		"BREAKGLASS_METRICS_LISTEN":                "127.0.0.1:0",
-		"BREAKGLASS_SESSIONS_DIR":                  w.sessionsDir,
-		"BREAKGLASS_CLAUDE_BIN":                    testbin.Claude(t),
-		"BREAKGLASS_TRUSTED_PROXIES":               "127.0.0.1/32,::1/128",
+		"BREAKGLASS_LISTEN":          "127.0.0.1:0",
+		"BREAKGLASS_METRICS_LISTEN":  "127.0.0.1:0",
+		"BREAKGLASS_SESSIONS_DIR":    w.sessionsDir,
+		"BREAKGLASS_CLAUDE_BIN":      testbin.Claude(t),
+		"BREAKGLASS_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+		// Autopilot: every attack runs unasked, the agent's widest reach.
+		"BREAKGLASS_AGENT_MODE":                    "autopilot",
 		"API_BEARER_TOKEN_FILE":                    w.secretFile,
 		"API_BEARER_TOKEN":                         w.tokenEnv,
 		"ANTHROPIC_BASE_URL":                       w.double.URL(),
