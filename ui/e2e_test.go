@@ -136,6 +136,16 @@ func TestEndToEndInChromium(t *testing.T) {
 			"signinURL":  signinOrigin,
 		})
 	}).Methods(http.MethodGet)
+	ctl.HandleFunc("/model-saw", func(w http.ResponseWriter, r *http.Request) {
+		// Whether a request to the model carried the text (a steering
+		// message reaching the running turn).
+		text := r.URL.Query().Get("text")
+		saw := false
+		for _, req := range double.MessageRequests() {
+			saw = saw || (text != "" && strings.Contains(string(req.Body), text))
+		}
+		fmt.Fprintf(w, `{"saw":%t}`, saw)
+	}).Methods(http.MethodGet)
 	ctl.HandleFunc("/qm", func(w http.ResponseWriter, r *http.Request) {
 		// The qm commands the simulated Proxmox host ran that change the VM.
 		calls := []string{}
@@ -245,6 +255,25 @@ var scenarios = map[string]func() []apidouble.Turn{
 	"slow": func() []apidouble.Turn {
 		return []apidouble.Turn{
 			apidouble.T(apidouble.Text(strings.Repeat("Still reading the journal of the devvm. ", 20)).Every(250 * time.Millisecond)),
+		}
+	},
+	// A command the claude CLI asks about (it writes outside the work
+	// folder): in careful mode it waits for the operator's Allow or Deny.
+	"permission": func() []apidouble.Turn {
+		return []apidouble.Turn{
+			apidouble.T(
+				apidouble.Text("I need to write a marker outside my folder."),
+				apidouble.Bash("touch /tmp/breakglass-e2e-permission && echo touched"),
+			),
+			apidouble.AfterToolResult(apidouble.Text("Noted.")),
+		}
+	},
+	// A tool that takes a few seconds, so a message can be sent into the
+	// turn while it runs.
+	"steer": func() []apidouble.Turn {
+		return []apidouble.Turn{
+			apidouble.T(apidouble.Text("Looking at the load first."), apidouble.Bash("sleep 5; echo load-ok")),
+			apidouble.AfterToolResult(apidouble.Text("Load is fine, and dmesg is clean.")),
 		}
 	},
 	// The agent asks for a reset through `pve`, which waits for approval.

@@ -115,6 +115,11 @@ export async function fetchExport(id, format) {
   return new File([blob], name, { type: blob.type || 'text/plain' });
 }
 
+/** setMode sets a session's agent mode: autopilot, careful or read-only. */
+export const setMode = (id, mode) => call('PATCH', sessionPath(id), { mode });
+/** answerPermission allows or denies a command the agent asked to run. */
+export const answerPermission = (id, requestId, allow, message) =>
+  call('POST', `${sessionPath(id)}/permissions/${encodeURIComponent(requestId)}`, message ? { allow, message } : { allow });
 /** cancelTurn asks the running turn to stop. */
 export const cancelTurn = (id) => call('POST', `${sessionPath(id)}/cancel`, {});
 /**

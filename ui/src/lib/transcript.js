@@ -14,7 +14,7 @@
 /** Event types of the server's vocabulary (internal/event). */
 export const EVENT_TYPES = Object.freeze([
   'session', 'user', 'status', 'text', 'tool', 'tool_result',
-  'result', 'verb', 'approval', 'error', 'done',
+  'result', 'verb', 'approval', 'permission', 'error', 'done',
 ]);
 
 /** empty returns a transcript with no events. */
@@ -127,7 +127,7 @@ function step(t, ev) {
     case 'user':
       t.running = true;
       t.status = null;
-      msgs.push({ kind: 'user', key: ev.id, text: str(d.text), actor: str(d.actor) });
+      msgs.push({ kind: 'user', key: ev.id, text: str(d.text), actor: str(d.actor), steer: d.steer === true });
       break;
     case 'status':
       t.status = {
@@ -195,6 +195,22 @@ function step(t, ev) {
       else msgs.push({ kind: 'approval', key: ev.id, approvalId: aid, verb: str(d.verb), args: strs(d.args), state });
       break;
     }
+    case 'permission': {
+      // One card per request id: its pending event makes it, the event
+      // that resolves it (same id) updates it in place.
+      const rid = str(d.request_id);
+      const state = str(d.state) || 'pending';
+      const i = findLast(msgs, (m) => m.kind === 'permission' && m.requestId === rid);
+      if (i >= 0) {
+        msgs[i] = { ...msgs[i], state, by: str(d.by), message: str(d.message) };
+      } else {
+        msgs.push({
+          kind: 'permission', key: ev.id, requestId: rid, tool: str(d.tool), input: str(d.input),
+          cwd: str(d.cwd), description: str(d.description), state, by: str(d.by), message: str(d.message),
+        });
+      }
+      break;
+    }
     case 'error':
       msgs.push({ kind: 'error', key: ev.id, message: str(d.message) });
       break;
@@ -207,9 +223,9 @@ function step(t, ev) {
         const r = findLast(msgs, (m) => m.kind === 'result' || m.kind === 'user');
         if (r >= 0 && msgs[r].kind === 'result') msgs[r] = { ...msgs[r], interrupted: str(d.outcome) };
       }
-      // A pending approval cannot outlive its turn.
+      // A pending approval or permission cannot outlive its turn.
       for (let i = 0; i < msgs.length; i++) {
-        if (msgs[i].kind === 'approval' && msgs[i].state === 'pending') {
+        if ((msgs[i].kind === 'approval' || msgs[i].kind === 'permission') && msgs[i].state === 'pending') {
           msgs[i] = { ...msgs[i], state: 'expired' };
         }
       }

@@ -42,6 +42,10 @@ suite(async () => {
   toolCommand: /echo 'up 2 days, load average: 0\.08'/,
   toolOutput: /up 2 days, load average: 0\.08/,
   manageSessions: true,
+  // The operator in the loop: modes, permission cards, steering.
+  operatorLoop: {
+    modelSaw: async (text) => (await (await fetch(`${control}/model-saw?text=${encodeURIComponent(text)}`)).json()).saw,
+  },
   ladder: true,
   };
 });

@@ -396,6 +396,82 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  // The operator in the loop (docs/operator-loop.md): the mode switch in
+  // the header, a permission card in careful mode, Allow and Deny, and a
+  // message sent into a running turn.
+  async function carefulSession(page) {
+    const sid = await newSession(page);
+    const mode = page.getByRole('combobox', { name: 'Agent mode' });
+    await mode.waitFor({ timeout: T() });
+    assert.equal(await mode.inputValue(), 'autopilot', "the stack's default mode");
+    await mode.selectOption('careful');
+    await page.waitForFunction(
+      async (sid) => (await (await fetch(`/api/sessions/${sid}`)).json()).mode === 'careful',
+      sid,
+      { timeout: T() },
+    );
+    return sid;
+  }
+
+  test('permission-allow', async (t) => {
+    if (!target.operatorLoop) return t.skip('the stand-in has no agent modes');
+    const { page } = await open(browser.context, target.url);
+    await carefulSession(page);
+    await target.prepare('permission');
+    await page.locator('#prompt').fill('leave a marker');
+    await page.keyboard.press('Enter');
+    const card = page.locator('[data-kind="permission"]').first();
+    await card.getByRole('button', { name: 'Allow' }).waitFor({ timeout: 120_000 });
+    assert.match(await card.locator('pre').textContent(), /^touch \/tmp\/breakglass-e2e-permission && echo touched$/, 'the whole command, as it will run');
+    assert.equal(await card.locator('pre').evaluate((e) => getComputedStyle(e).fontFamily.includes('mono')), true, 'in monospace');
+    assert.match(await card.textContent(), /in \//, 'the folder it runs in');
+    const [deny, allow] = [await card.getByRole('button', { name: 'Deny' }).boundingBox(), await card.getByRole('button', { name: 'Allow' }).boundingBox()];
+    assert.ok(allow.height >= 48 && deny.height >= 48, 'big targets');
+    assert.ok(allow.x - (deny.x + deny.width) >= 40, 'Allow and Deny far apart');
+    await shot(page, '20-permission');
+    await card.getByRole('button', { name: 'Allow' }).click();
+    await card.getByText(/Allowed/).waitFor({ timeout: T() });
+    await waitTurnEnd(page);
+    await page.close();
+  });
+
+  test('permission-deny-with-note', async (t) => {
+    if (!target.operatorLoop) return t.skip('the stand-in has no agent modes');
+    const { page } = await open(browser.context, target.url);
+    await carefulSession(page);
+    await target.prepare('permission');
+    await page.locator('#prompt').fill('leave a marker');
+    await page.keyboard.press('Enter');
+    const card = page.locator('[data-kind="permission"]').first();
+    await card.getByRole('button', { name: 'Deny' }).waitFor({ timeout: 120_000 });
+    await card.getByRole('textbox').fill('not in /tmp, please');
+    await card.getByRole('button', { name: 'Deny' }).click();
+    await card.getByText(/Denied/).waitFor({ timeout: T() });
+    await waitTurnEnd(page);
+    assert.ok(await target.operatorLoop.modelSaw('not in /tmp, please'), 'the model read the note');
+    await page.close();
+  });
+
+  test('steer-a-running-turn', async (t) => {
+    if (!target.operatorLoop) return t.skip('the stand-in has no steering');
+    const { page } = await open(browser.context, target.url);
+    await newSession(page);
+    await target.prepare('steer');
+    await page.locator('#prompt').fill('check the load');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-kind="tool"]').first().waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#prompt').isEnabled(), true, 'the composer stays open while the turn runs');
+    await page.locator('#prompt').fill('also check dmesg');
+    await page.getByRole('button', { name: 'Steer', exact: true }).click();
+    await page.getByText('sent during the turn').waitFor({ timeout: T() });
+    await waitTurnEnd(page);
+    assert.ok(await target.operatorLoop.modelSaw('also check dmesg'), 'the model saw it within the same turn');
+    const users = await page.locator('[data-kind="user"]').allTextContents();
+    assert.equal(users.filter((u) => u.includes('also check dmesg')).length, 1, 'once in the transcript');
+    assert.equal(await page.locator('[data-kind="done"]').count(), 1, 'one turn');
+    await page.close();
+  });
+
   test('prompt-html-renders-as-text', async () => {
     const { page, dialogs } = await open(browser.context, target.url, target.passkey);
     await newSession(page);

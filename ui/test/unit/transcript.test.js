@@ -20,6 +20,9 @@ function turn() {
     ev('approval', { approval_id: 'a1', verb: 'reset', state: 'pending' }),
     ev('approval', { approval_id: 'a1', verb: 'reset', state: 'approved' }),
     ev('verb', { verb: 'reset', actor: 'agent', exit_code: 0, output: 'ok', duration_ms: 1200 }),
+    ev('permission', { request_id: 'r1', tool: 'Bash', input: 'systemctl restart nginx', state: 'pending', cwd: '/work' }),
+    ev('user', { text: 'also check dmesg', actor: 'alice', steer: true }),
+    ev('permission', { request_id: 'r1', tool: 'Bash', state: 'denied', by: 'alice', message: 'reload instead' }),
     ev('error', { message: 'something odd' }),
     ev('result', { subtype: 'success', is_error: false, text: 'It is up.', duration_ms: 4200, num_turns: 2, total_cost_usd: 0.0123 }),
     ev('done', { exit_code: 0, outcome: 'success', duration_ms: 4300 }),
@@ -48,9 +51,17 @@ test('every-type', () => {
   );
   const t = fold(evs);
   assert.deepEqual(t.messages.map((m) => m.kind), [
-    'user', 'text', 'tool', 'retry', 'text', 'approval', 'verb', 'error', 'result', 'done',
+    'user', 'text', 'tool', 'retry', 'text', 'approval', 'verb', 'permission', 'user', 'error', 'result', 'done',
   ]);
-  const [user, text1, tool, retry, text2, approval, verb, error, result, done] = t.messages;
+  const [user, text1, tool, retry, text2, approval, verb, permission, steer, error, result, done] = t.messages;
+  assert.equal(permission.requestId, 'r1');
+  assert.equal(permission.input, 'systemctl restart nginx', 'the pending event carries the command');
+  assert.equal(permission.cwd, '/work');
+  assert.equal(permission.state, 'denied', 'the resolution (same id) updates the card, once');
+  assert.equal(permission.by, 'alice');
+  assert.equal(permission.message, 'reload instead');
+  assert.equal(steer.steer, true);
+  assert.equal(user.steer, false);
   assert.equal(user.text, 'why is the devvm down?');
   assert.equal(user.actor, 'alice');
   assert.equal(text1.text, 'Let me check.');
@@ -73,6 +84,16 @@ test('every-type', () => {
   assert.deepEqual(t.session, { sessionId: 's1', model: 'sonnet', tools: ['Bash', 'Read'] });
   assert.equal(t.running, false);
   assert.equal(t.lastId, evs.length);
+});
+
+test('pending-permission-expires-with-its-turn', () => {
+  const t = fold([
+    { id: 1, type: 'user', data: { text: 'go' } },
+    { id: 2, type: 'permission', data: { request_id: 'r', tool: 'Bash', input: 'rm x', state: 'pending' } },
+  ]);
+  assert.equal(t.messages.at(-1).state, 'pending');
+  const done = apply(t, { id: 3, type: 'done', data: { outcome: 'cancelled' } });
+  assert.equal(done.messages.find((m) => m.kind === 'permission').state, 'expired');
 });
 
 test('running', () => {
@@ -245,7 +266,7 @@ test('two-turns', () => {
   const first = turn();
   const second = turn().map((e) => ({ ...e, id: e.id + first.length }));
   const t = fold([...first, ...second]);
-  assert.equal(t.messages.filter((m) => m.kind === 'user').length, 2);
+  assert.equal(t.messages.filter((m) => m.kind === 'user' && !m.steer).length, 2);
   assert.equal(t.messages.filter((m) => m.kind === 'result').length, 2);
   assert.equal(t.lastId, first.length * 2);
 });
