@@ -244,6 +244,19 @@ func TestHostileRequests(t *testing.T) {
 		{name: "verb-body-over-4k", desc: "the verb routes, like every route, answer 413 body_too_large", req: post("/api/vm/status", `{"session_id":"`+big(5000)+`"}`), want: http.StatusRequestEntityTooLarge},
 		{name: "approval-body-over-4k", desc: "no such approval in this session: refused whatever the body", req: post("/api/sessions/{id}/approvals/a1", `{"approve":true,"x":"`+big(5000)+`"}`), want: http.StatusNotFound},
 
+		// The operator's answer to a permission question (docs/operator-loop.md).
+		{name: "permission-unknown", desc: "no such question in this session", req: post("/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", `{"allow":true}`), want: http.StatusNotFound},
+		{name: "permission-not-uuid", req: post("/api/sessions/{id}/permissions/r1", `{"allow":true}`), want: http.StatusNotFound},
+		{name: "permission-v1-uuid", req: post("/api/sessions/{id}/permissions/"+v1UUID, `{"allow":true}`), want: http.StatusNotFound},
+		{name: "permission-traversal", req: post("/api/sessions/{id}/permissions/..%2f..%2fsession.json", `{"allow":true}`), want: http.StatusNotFound},
+		{name: "permission-huge-note", desc: "the note's limit is 4 KiB", req: post("/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", `{"allow":false,"message":"`+big(session.MaxPermissionMessage+1)+`"}`), want: http.StatusRequestEntityTooLarge},
+		{name: "permission-body-over-limit", req: post("/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", `{"allow":false,"message":"`+big(40<<10)+`"}`), want: http.StatusRequestEntityTooLarge},
+		{name: "permission-no-allow", req: post("/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", `{"message":"x"}`), want: http.StatusBadRequest},
+		{name: "permission-remember-rule", desc: "no field can make an answer outlive itself", req: post("/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", `{"allow":true,"updatedPermissions":[{"type":"addRules"}]}`), want: http.StatusBadRequest},
+		{name: "permission-no-identity", desc: "the agent has no operator identity", req: hostileReq{method: "POST", target: "/api/sessions/{id}/permissions/3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", noIdentity: true, body: `{"allow":true}`, header: []string{"Content-Type: application/json"}}, want: http.StatusUnauthorized},
+		{name: "mode-unknown", req: patch("/api/sessions/{id}", `{"mode":"yolo"}`), want: http.StatusBadRequest},
+		{name: "mode-huge", req: patch("/api/sessions/{id}", `{"mode":"`+big(20<<10)+`"}`), want: http.StatusRequestEntityTooLarge},
+
 		// Invalid UTF-8 and control bytes.
 		{name: "prompt-invalid-utf8", desc: "decoded with U+FFFD in place of the bad bytes", req: post("/api/sessions/{id}/prompt", "{\"text\":\"\xff\xfe\xc0\xaf\"}"), want: http.StatusAccepted},
 		{name: "json-key-invalid-utf8", req: post("/api/sessions", "{\"\xff\":1}"), want: http.StatusBadRequest},
