@@ -27,7 +27,7 @@ const (
 // Types lists the event vocabulary in a fixed order (the UI's EVENT_TYPES
 // is held to it by a test).
 func Types() []Type {
-	return []Type{Session, User, Status, Text, Tool, ToolResult, Result, Verb, Approval, Error, Done}
+	return []Type{Session, User, Status, Text, Tool, ToolResult, Result, Verb, Approval, Permission, Error, Done}
 }
 
 // Event is one entry of a session's append-only log. IDs start at 1 and grow
