@@ -125,8 +125,8 @@ type Runner struct {
 	inlineAgent string // the --agents value, "" for none
 }
 
-// New validates cfg and fills its defaults.
-func New(cfg Config) (*Runner, error) {
+// withDefaults fills every empty field of cfg that has a default.
+func withDefaults(cfg Config) Config {
 	if cfg.Binary == "" {
 		cfg.Binary = DefaultBinary
 	}
@@ -154,6 +154,12 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.BashTimeout <= 0 {
 		cfg.BashTimeout = DefaultBashTimeout
 	}
+	return cfg
+}
+
+// New validates cfg and fills its defaults.
+func New(cfg Config) (*Runner, error) {
+	cfg = withDefaults(cfg)
 	switch {
 	case cfg.Sandbox == nil && (cfg.Home == "" || !filepath.IsAbs(cfg.Home)):
 		return nil, fmt.Errorf("%w: Home must be an absolute path, got %q", ErrConfig, cfg.Home)
