@@ -116,12 +116,15 @@ type VerbData struct {
 	Image string `json:"image,omitempty"`
 }
 
+// ApprovalState is where an agent's mutating verb stands with the operator.
+type ApprovalState string
+
 // Approval states.
 const (
-	ApprovalPending  = "pending"
-	ApprovalApproved = "approved"
-	ApprovalDenied   = "denied"
-	ApprovalExpired  = "expired"
+	ApprovalPending  ApprovalState = "pending"
+	ApprovalApproved ApprovalState = "approved"
+	ApprovalDenied   ApprovalState = "denied"
+	ApprovalExpired  ApprovalState = "expired"
 )
 
 // ApprovalData is an agent's mutating verb waiting for, or resolved by, the
@@ -130,8 +133,8 @@ type ApprovalData struct {
 	ApprovalID string `json:"approval_id"`
 	Verb       string `json:"verb"`
 	// Args is guest-exec's exact argv: what the operator approves.
-	Args  []string `json:"args,omitempty"`
-	State string   `json:"state"`
+	Args  []string      `json:"args,omitempty"`
+	State ApprovalState `json:"state"`
 }
 
 // Permission states.

@@ -34,7 +34,7 @@ type approval struct {
 	// decided is closed by Resolve once state is approved or denied.
 	decided chan struct{}
 	// state is guarded by Service.mu: pending until Resolve or expiry.
-	state string
+	state event.ApprovalState
 	// presence is the operator's assertion given with his approval,
 	// relayed to the keyholder with the verb (guarded by Service.mu).
 	presence *ipc.Presence
@@ -83,7 +83,7 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, 
 	s.retireLocked(a.id)
 	s.mu.Unlock()
 
-	s.log.Info("approval "+state, "approval_id", a.id, "verb", verb, "session_id", sessionID)
+	s.log.Info("approval "+string(state), "approval_id", a.id, "verb", verb, "session_id", sessionID)
 	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: state}))
 	switch state {
 	case event.ApprovalApproved:

@@ -128,7 +128,7 @@ func (f *fakeTranscript) All() int {
 }
 
 // waitApproval returns the next approval event in the given state.
-func (f *fakeTranscript) waitApproval(t *testing.T, state string) event.ApprovalData {
+func (f *fakeTranscript) waitApproval(t *testing.T, state event.ApprovalState) event.ApprovalData {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -162,7 +162,7 @@ func summary(t *testing.T, es []event.Event) []string {
 	for _, e := range es {
 		switch e.Type {
 		case event.Approval:
-			out = append(out, "approval:"+decode[event.ApprovalData](t, e).State)
+			out = append(out, "approval:"+string(decode[event.ApprovalData](t, e).State))
 		case event.Verb:
 			d := decode[event.VerbData](t, e)
 			s := "verb:" + d.Verb + ":" + d.Actor

@@ -150,8 +150,8 @@ func dataOf[T any](t *testing.T, es []event.Event, typ event.Type) []T {
 	return out
 }
 
-func approvalStates(t *testing.T, es []event.Event) []string {
-	var out []string
+func approvalStates(t *testing.T, es []event.Event) []event.ApprovalState {
+	var out []event.ApprovalState
 	for _, d := range dataOf[event.ApprovalData](t, es, event.Approval) {
 		out = append(out, d.State)
 	}
@@ -191,7 +191,7 @@ func TestAgentPveStatusAndApprovedReset(t *testing.T) {
 	evs = w.turn(t, info.ID, "reset it", func(id string) {
 		assert.NoError(t, w.web.svc.Resolve(info.ID, id, true))
 	})
-	assert.Equal(t, []string{event.ApprovalPending, event.ApprovalApproved}, approvalStates(t, evs))
+	assert.Equal(t, []event.ApprovalState{event.ApprovalPending, event.ApprovalApproved}, approvalStates(t, evs))
 	verbsRun = dataOf[event.VerbData](t, evs, event.Verb)
 	require.Len(t, verbsRun, 1)
 	assert.Equal(t, "reset", verbsRun[0].Verb)
@@ -206,11 +206,11 @@ func TestAgentPveResetDeniedExpiredRefused(t *testing.T) {
 		name   string
 		cfg    power.Config
 		answer *bool
-		states []string
+		states []event.ApprovalState
 		want   string
 	}{
-		{"denied", power.Config{}, ptr(false), []string{event.ApprovalPending, event.ApprovalDenied}, "denied by the operator"},
-		{"expired", power.Config{ApprovalTimeout: 300 * time.Millisecond}, nil, []string{event.ApprovalPending, event.ApprovalExpired}, "approval expired"},
+		{"denied", power.Config{}, ptr(false), []event.ApprovalState{event.ApprovalPending, event.ApprovalDenied}, "denied by the operator"},
+		{"expired", power.Config{ApprovalTimeout: 300 * time.Millisecond}, nil, []event.ApprovalState{event.ApprovalPending, event.ApprovalExpired}, "approval expired"},
 		{"policy-deny", power.Config{Policy: power.PolicyDeny}, nil, nil, "refused"},
 	}
 	for _, tc := range tests {
