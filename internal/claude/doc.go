@@ -15,7 +15,13 @@
 //     cutoff, timeout vs cancel vs crash, is_error results, the session-flag
 //     retry) is a table test that needs no process.
 //   - translate.go: the Translator, fed one line at a time, which hands back
-//     events and typed signals (init, answered, retrying, result).
+//     events and typed signals (init, answered, retrying, result, a
+//     control request).
+//   - control.go: the operator in the loop (docs/operator-loop.md): the
+//     agent modes and their pure rule (Decide), the lines the web writes on
+//     claude's stdin (the prompt, steering messages through Input, control
+//     responses that never carry a rule), and the permission request and
+//     answer that Turn.Permit exchanges with the session.
 //   - confine.go: the confinement (Config.Sandbox): the session's own
 //     home, tmp and work folders, the launcher in front of claude, the
 //     shell prefix and the policy in its environment, the setting flags
@@ -29,6 +35,8 @@
 // It must never run a shell, never pass the parent's environment through
 // unfiltered (CLAUDECODE and secrets never reach claude), never let a line
 // of claude's output panic or grow without bound, and never let a child
-// outlive its turn; with a Sandbox, never start claude outside it. It emits every event of a turn except user and done,
+// outlive its turn; with a Sandbox, never start claude outside it; never
+// let a control request go unanswered, nor allow a tool call the session
+// did not allow. It emits every event of a turn except user and done,
 // which the session manager owns.
 package claude
