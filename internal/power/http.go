@@ -116,6 +116,7 @@ func (s *Service) serveApproval(w http.ResponseWriter, r *http.Request, p wire.P
 		// An approval with nothing to sign is refused here, before it
 		// is used up, when the keyholder would refuse the verb anyway.
 		if _, _, err = s.pendingVerb(sid, aid); err == nil && s.PresenceRequired(r.Context()) {
+			s.log.Warn("approval refused: no operator presence", "approval_id", aid, "session_id", sid, "remote", r.RemoteAddr)
 			fail(w, http.StatusForbidden, wire.CodePresenceRequired, "operator presence: approving needs your passkey (ask for the approval's challenge first)")
 			return
 		}
