@@ -14,8 +14,10 @@ import (
 const (
 	// ChallengeTTL is how long an issued challenge may be answered.
 	ChallengeTTL = 120 * time.Second
-	// MaxOutstanding bounds the challenges waiting for an answer; issuing
-	// one more drops the oldest.
+	// MaxOutstanding bounds the challenges of one purpose waiting for an
+	// answer; issuing one more drops the oldest of that purpose. Login
+	// challenges are minted for anyone who opens the sign-in page, so they
+	// never push out a verb's challenge while the operator taps.
 	MaxOutstanding = 16
 	// maxUsed bounds the ids remembered as used, so a replay is told apart
 	// from a guess; the oldest is forgotten first.
@@ -94,8 +96,8 @@ type usedID struct {
 	expires time.Time
 }
 
-// issue makes a challenge for b, dropping the oldest when MaxOutstanding
-// are waiting.
+// issue makes a challenge for b, dropping the oldest of b's purpose when
+// MaxOutstanding of that purpose are waiting.
 func (s *challenges) issue(b Binding, now time.Time) (Challenge, error) {
 	s.pruneLocked(now)
 	var rnd [32]byte
@@ -111,9 +113,7 @@ func (s *challenges) issue(b Binding, now time.Time) (Challenge, error) {
 	h.Write(b.encode())
 	b.Args = slices.Clone(b.Args)
 	c := Challenge{ID: Encode(id[:]), Challenge: h.Sum(nil), Binding: b, ExpiresAt: now.Add(ChallengeTTL)}
-	if len(s.live) >= MaxOutstanding {
-		s.live = slices.Delete(s.live, 0, len(s.live)-MaxOutstanding+1)
-	}
+	s.dropOldestLocked(b.Purpose)
 	s.live = append(s.live, c)
 	return c, nil
 }
@@ -157,4 +157,24 @@ func (s *challenges) pruneLocked(now time.Time) {
 		i++
 	}
 	s.used = slices.Delete(s.used, 0, i)
+}
+
+// dropOldestLocked makes room for one more challenge of purpose p: while
+// MaxOutstanding of p wait, the oldest of p goes. Other purposes' stay.
+func (s *challenges) dropOldestLocked(p Purpose) {
+	for {
+		n, oldest := 0, -1
+		for i, c := range s.live {
+			if c.Binding.Purpose == p {
+				if oldest < 0 {
+					oldest = i
+				}
+				n++
+			}
+		}
+		if n < MaxOutstanding {
+			return
+		}
+		s.live = slices.Delete(s.live, oldest, oldest+1)
+	}
 }

@@ -113,6 +113,20 @@ func TestChallengeOutstandingBounded(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// Sign-in challenges, which anyone who reaches the sign-in page can mint,
+// never push a verb's challenge out while the operator taps: each purpose
+// has its own MaxOutstanding.
+func TestChallengeLoginFloodKeepsVerbChallenge(t *testing.T) {
+	f := newFixture(t)
+	ch := f.issue(t, verb("reset"))
+	for range 4 * presence.MaxOutstanding {
+		_, err := f.v.Issue(presence.Binding{Purpose: presence.PurposeLogin})
+		require.NoError(t, err)
+	}
+	_, err := f.v.Verify(verb("reset"), assertion(t, f.alice.Get(ch)))
+	require.NoError(t, err, "the verb's challenge outlived a flood of sign-in challenges")
+}
+
 // Each challenge is fresh, and different bindings never share one.
 func TestChallengeFresh(t *testing.T) {
 	f := newFixture(t)
