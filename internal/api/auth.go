@@ -107,7 +107,7 @@ func (a *authenticator) authenticate(r *http.Request) (principal, string) {
 		// with the SSO down; like the header it comes from a browser,
 		// so state changes must be same-origin.
 		if a.signIn != nil {
-			if name, ok := a.signIn.Operator(r); ok {
+			if name, ok := a.signIn.Operator(r); ok && name != "" {
 				return principal{Name: name, ViaHeader: true}, ""
 			}
 		}

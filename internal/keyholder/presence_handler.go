@@ -2,6 +2,7 @@ package keyholder
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -66,6 +67,13 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request, a *audit) {
 		return
 	}
 	if writePresenceError(w, err, a) {
+		return
+	}
+	if err != nil || op == "" {
+		// Only a verified assertion names an operator; anything else is
+		// no sign-in (fail closed).
+		a.err = fmt.Errorf("login: no operator: %v", err)
+		writeError(w, http.StatusInternalServerError, "the sign-in could not be checked")
 		return
 	}
 	a.operator = op

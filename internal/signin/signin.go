@@ -123,6 +123,10 @@ func (s *Service) Routes() []wire.Route {
 	}
 }
 
+// errNoOperator is a keyholder answer to a sign-in that names nobody: never
+// a sign-in (fail closed).
+var errNoOperator = errors.New("the keyholder's sign-in answer names no operator")
+
 // Operator returns the operator a request's sign-in cookie names, if it is
 // a live one.
 func (s *Service) Operator(r *http.Request) (string, bool) {
@@ -139,7 +143,7 @@ func (s *Service) Operator(r *http.Request) (string, bool) {
 			ok = false
 		}
 		s.mu.Unlock()
-		if ok {
+		if ok && sess.operator != "" {
 			return sess.operator, true
 		}
 	}
@@ -206,6 +210,9 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l, err := s.kh.Login(r.Context(), *req.Presence)
+	if err == nil && l.Operator == "" {
+		err = errNoOperator
+	}
 	if err != nil {
 		s.log.Warn("passkey sign-in refused", "error", err)
 		s.keyholderError(w, err)

@@ -269,3 +269,28 @@ func TestEnrollRelay(t *testing.T) {
 	resp, body = w.post(t, "/api/enroll/options", `{"name":"carol"}`)
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "enrollment closed after the first success: %s", body)
 }
+
+// nobodyKeyholder answers every sign-in with 200 and no operator: a
+// keyholder that is broken, or a socket someone else answers.
+type nobodyKeyholder struct{ signin.Keyholder }
+
+func (nobodyKeyholder) Login(context.Context, ipc.Presence) (ipc.Login, error) {
+	return ipc.Login{}, nil
+}
+
+// A sign-in answer that names no operator is no sign-in: 502 and no
+// cookie, so an empty principal never reaches the operator's routes.
+func TestSignInNamingNobodyIsRefused(t *testing.T) {
+	svc, err := signin.New(signin.Config{Keyholder: nobodyKeyholder{}})
+	require.NoError(t, err)
+	r := mux.NewRouter()
+	for _, rt := range svc.Routes() {
+		r.HandleFunc(rt.Path, rt.Open).Methods(rt.Method)
+	}
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	w := &world{url: srv.URL}
+	resp, body := w.post(t, "/api/login", `{"presence":{"challenge_id":"x","credential_id":"x","client_data_json":"x","authenticator_data":"x","signature":"x"}}`)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, body)
+	assert.Empty(t, resp.Cookies(), "no cookie for a sign-in that names nobody")
+}
