@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"breakglass/internal/claude"
+	"breakglass/internal/notify"
 	"breakglass/internal/power"
 	"breakglass/internal/sandbox"
 )
@@ -98,7 +100,10 @@ func configFromEnv(getenv func(string) string) (config, error) {
 	if cfg.BearerToken != "" && len(cfg.BearerToken) < 16 {
 		p.fail("API_BEARER_TOKEN", "must be at least 16 characters when set")
 	}
-	for _, f := range []string{cfg.BearerTokenFile, cfg.NtfyTokenFile} {
+	// The VAPID private key is made at first start, so it need not exist
+	// yet; where it will lie is checked all the same.
+	vapid := filepath.Join(cfg.SessionsDir, pushDir, notify.VAPIDFile)
+	for _, f := range []string{cfg.BearerTokenFile, cfg.NtfyTokenFile, vapid} {
 		if f != "" {
 			cfg.SecretFiles = append(cfg.SecretFiles, f)
 		}

@@ -36,6 +36,7 @@ func TestConfigDefaults(t *testing.T) {
 		WatchInterval:      60 * time.Second,
 		AgentMode:          claude.ModeCareful,
 		PermissionTimeout:  600 * time.Second,
+		SecretFiles:        []string{"/workspace/sessions/push/vapid.json"},
 	}, cfg)
 }
 

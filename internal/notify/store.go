@@ -16,7 +16,9 @@ import (
 
 // Files under Config.Dir.
 const (
-	vapidFile = "vapid.json"
+	// VAPIDFile holds the VAPID private key: a secret, which the web keeps
+	// out of the agent's reach.
+	VAPIDFile = "vapid.json"
 	subsFile  = "subscriptions.json"
 )
 
@@ -35,7 +37,7 @@ type vapidKeys struct {
 // loadOrCreateVAPID reads dir/vapid.json, or makes a new key pair and writes
 // it (0600) when there is none. A key file readable by others is refused.
 func loadOrCreateVAPID(dir string) (vapidKeys, error) {
-	path := filepath.Join(dir, vapidFile)
+	path := filepath.Join(dir, VAPIDFile)
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		priv, pub, err := webpush.GenerateVAPIDKeys()
@@ -46,21 +48,21 @@ func loadOrCreateVAPID(dir string) (vapidKeys, error) {
 		b, _ := json.Marshal(k)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return vapidKeys{}, fmt.Errorf("create %s: %w", vapidFile, err)
+			return vapidKeys{}, fmt.Errorf("create %s: %w", VAPIDFile, err)
 		}
 		_, werr := f.Write(b)
 		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 			_ = os.Remove(path)
-			return vapidKeys{}, fmt.Errorf("write %s: %w", vapidFile, err)
+			return vapidKeys{}, fmt.Errorf("write %s: %w", VAPIDFile, err)
 		}
 		return k, nil
 	}
 	if err != nil {
-		return vapidKeys{}, fmt.Errorf("read %s: %w", vapidFile, err)
+		return vapidKeys{}, fmt.Errorf("read %s: %w", VAPIDFile, err)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return vapidKeys{}, fmt.Errorf("stat %s: %w", vapidFile, err)
+		return vapidKeys{}, fmt.Errorf("stat %s: %w", VAPIDFile, err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return vapidKeys{}, fmt.Errorf("%s is mode %v: it must be readable by its owner only (0600)", path, st.Mode().Perm())
