@@ -138,7 +138,7 @@ func (c *Client) RunRequest(ctx context.Context, verb string, req RunRequest) (R
 	if _, err := verbs.Parse(verb); err != nil {
 		return Result{}, err
 	}
-	body, err := json.Marshal(req)
+	body, err := encode(req)
 	if err != nil {
 		return Result{}, fmt.Errorf("encode run request: %w", err)
 	}
@@ -178,7 +178,7 @@ func (c *Client) FinishEnrollment(ctx context.Context, id string, f EnrollmentFi
 
 // post sends v as JSON and decodes the 200 or 201 answer into out.
 func (c *Client) post(ctx context.Context, path string, v, out any) error {
-	body, err := json.Marshal(v)
+	body, err := encode(v)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", path, err)
 	}
@@ -265,4 +265,17 @@ func statusError(status int, body []byte) error {
 		msg = eb.Error
 	}
 	return &StatusError{Status: status, Message: msg, Reason: eb.Reason}
+}
+
+// encode is v as compact JSON without the HTML escaping json.Marshal does:
+// a guest-exec argv full of <, > and & must fit the body cap it was
+// validated for, not grow sixfold on the way.
+func encode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

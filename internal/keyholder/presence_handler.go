@@ -20,7 +20,8 @@ const maxEnrollmentID = 22
 // challenge answers POST /v1/challenges.
 func (h *handler) challenge(w http.ResponseWriter, r *http.Request, a *audit) {
 	var req ipc.ChallengeRequest
-	if status, err := decodeBody(w, r, ipc.MaxRequestBody, &req); err != nil {
+	// guest-exec's argv rides in its challenge as in the verb: the same cap.
+	if status, err := decodeBody(w, r, verbs.MaxBodyArgs, &req); err != nil {
 		a.err = err
 		writeRefusal(w, status, reasonOf(status, err), err.Error())
 		return

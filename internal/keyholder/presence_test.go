@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"breakglass/internal/keyholder"
 	"breakglass/internal/presence"
 	"breakglass/internal/testing/passkey"
+	"breakglass/internal/verbs"
 )
 
 // testClock is a settable clock.
@@ -126,4 +128,28 @@ func TestPresenceWrongArgv(t *testing.T) {
 
 	_, _, err = e.kh.Challenge(ipc.ChallengeRequest{Verb: "guest-exec"})
 	assert.ErrorIs(t, err, keyholder.ErrChallengeRequest, "guest-exec needs its argv")
+}
+
+// TestPresenceLargestArgv: the largest argv guest-exec takes (8 × 512
+// bytes, 4 KiB in all, of characters json.Marshal would escape sixfold)
+// gets a challenge and runs with the operator's assertion through the
+// socket, sent by the web's own client: the challenge's body cap is
+// guest-exec's own and the client sends the argv unescaped, so no valid
+// argv is one that can never be approved.
+func TestPresenceLargestArgv(t *testing.T) {
+	e, alice, _ := newPresenceEnv(t)
+	arg := strings.Repeat("<&>", verbs.MaxArgLen/3) + strings.Repeat("x", verbs.MaxArgLen%3)
+	argv := make([]string, verbs.MaxArgsLen/verbs.MaxArgLen)
+	for i := range argv {
+		argv[i] = arg
+	}
+	require.NoError(t, verbs.ValidateArgs(argv))
+	ctx := context.Background()
+	ch, err := e.client.Challenge(ctx, ipc.ChallengeRequest{Verb: "guest-exec", Args: argv, Actor: "operator:test"})
+	require.NoError(t, err)
+	p := alice.Get(ch)
+	res, err := e.client.RunRequest(ctx, "guest-exec", ipc.RunRequest{Actor: "operator:test", Args: argv, Presence: &p})
+	require.NoError(t, err)
+	assert.Zero(t, res.ExitCode)
+	assert.Equal(t, [][]string{argv}, e.vm.GuestExecs())
 }

@@ -112,12 +112,14 @@ func (s *Service) challenge(ctx context.Context, verb string, args []string, act
 // request options for a keyholder challenge bound to this verb (and argv).
 func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request, p wire.Principal) {
 	verb := mux.Vars(r)["verb"]
-	if _, err := verbs.Parse(verb); err != nil {
+	v, err := verbs.Parse(verb)
+	if err != nil {
 		fail(w, http.StatusBadRequest, wire.CodeInvalidVerb, err.Error())
 		return
 	}
 	var req ChallengeRequest
-	if err := wire.ReadJSON(w, r, maxBody, &req, true); err != nil {
+	// The argv rides in the challenge's body as in the verb's: its cap.
+	if err := wire.ReadJSON(w, r, v.MaxBody, &req, true); err != nil {
 		wire.WriteError(w, err)
 		return
 	}
