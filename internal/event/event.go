@@ -135,6 +135,9 @@ type ApprovalData struct {
 	// Args is guest-exec's exact argv: what the operator approves.
 	Args  []string      `json:"args,omitempty"`
 	State ApprovalState `json:"state"`
+	// By names the operator who approved or denied (empty while pending
+	// and on expiry).
+	By string `json:"by,omitempty"`
 }
 
 // Permission states.

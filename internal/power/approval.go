@@ -38,6 +38,8 @@ type approval struct {
 	// presence is the operator's assertion given with his approval,
 	// relayed to the keyholder with the verb (guarded by Service.mu).
 	presence *ipc.Presence
+	// by is who approved or denied (guarded by Service.mu).
+	by string
 }
 
 // await posts a pending approval for verb in the session and blocks until the
@@ -79,12 +81,12 @@ func (s *Service) await(ctx context.Context, sessionID string, verb verbs.Name, 
 		// Resolve did not get there first: the approval expires.
 		a.state = event.ApprovalExpired
 	}
-	state, presence := a.state, a.presence
+	state, presence, by := a.state, a.presence, a.by
 	s.retireLocked(a.id)
 	s.mu.Unlock()
 
-	s.log.Info("approval "+string(state), "approval_id", a.id, "verb", verb, "session_id", sessionID)
-	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: state}))
+	s.log.Info("approval "+string(state), "approval_id", a.id, "verb", verb, "session_id", sessionID, "by", by)
+	s.emit(sessionID, event.New(event.Approval, event.ApprovalData{ApprovalID: a.id, Verb: string(verb), Args: args, State: state, By: by}))
 	switch state {
 	case event.ApprovalApproved:
 		return presence, nil
@@ -108,12 +110,13 @@ func (s *Service) retireLocked(id string) {
 // ErrNotFound when the session has no such approval (malformed ids included),
 // and ErrResolved when it was already approved, denied or expired.
 func (s *Service) Resolve(sessionID, approvalID string, approve bool) error {
-	return s.Answer(sessionID, approvalID, approve, nil)
+	return s.Answer(sessionID, approvalID, approve, nil, "")
 }
 
 // Answer is Resolve with the operator's presence, relayed to the keyholder
-// with the approved verb (a deny needs none and keeps none).
-func (s *Service) Answer(sessionID, approvalID string, approve bool, presence *ipc.Presence) error {
+// with the approved verb (a deny needs none and keeps none), and by, the
+// operator who answered, named in the resolved `approval` event.
+func (s *Service) Answer(sessionID, approvalID string, approve bool, presence *ipc.Presence, by string) error {
 	if !uuid.Valid(sessionID) || !uuid.Valid(approvalID) {
 		return ErrNotFound
 	}
@@ -126,7 +129,7 @@ func (s *Service) Answer(sessionID, approvalID string, approve bool, presence *i
 	if a.state != event.ApprovalPending {
 		return ErrResolved
 	}
-	a.state = event.ApprovalDenied
+	a.state, a.by = event.ApprovalDenied, by
 	if approve {
 		a.state, a.presence = event.ApprovalApproved, presence
 	}

@@ -122,7 +122,7 @@ func (s *Service) serveApproval(w http.ResponseWriter, r *http.Request, p wire.P
 		}
 	}
 	if err == nil {
-		err = s.Answer(sid, aid, *req.Approve, req.Presence)
+		err = s.Answer(sid, aid, *req.Approve, req.Presence, p.Name)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):

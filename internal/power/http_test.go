@@ -272,6 +272,7 @@ func TestApprovalRoute(t *testing.T) {
 	got := waitReply(t, pve)
 	require.Equal(t, http.StatusOK, got.status, got.body)
 	assert.Contains(t, got.body, `"output":"ran reset\n"`)
+	assert.Equal(t, "alice", s.tr.waitApproval(t, event.ApprovalApproved).By, "the resolved approval names who approved")
 	assert.Equal(t, http.StatusConflict, s.do(t, "POST", path, asAlice, `{"approve":false}`).status)
 }
 
