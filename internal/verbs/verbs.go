@@ -176,7 +176,13 @@ func check(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < 'a' || c > 'z') && c != '-' {
-			return fmt.Errorf("%q (byte %d is not a-z or -)", s, i)
+			// Echo up to the first bad byte only: quoted, 32 bytes of
+			// non-ASCII would grow fourfold.
+			more := ""
+			if i+1 < len(s) {
+				more = "…"
+			}
+			return fmt.Errorf("%q%s (byte %d is not a-z or -)", s[:i+1], more, i)
 		}
 	}
 	return nil
