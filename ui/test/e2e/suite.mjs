@@ -500,6 +500,21 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  // composerWithin waits (at most 5 s) for the composer's bottom edge to be
+  // inside a viewport height h once the page has laid out after a resize.
+  async function composerWithin(page, h) {
+    await page
+      .waitForFunction(
+        (limit) => {
+          const c = document.querySelector('.composer');
+          return c !== null && c.getBoundingClientRect().bottom <= limit + 0.5;
+        },
+        h,
+        { timeout: 5000 },
+      )
+      .catch(() => {});
+  }
+
   test('narrow-320-no-horizontal-scroll', async () => {
     const { page } = await open(browser.context, target.url, target.passkey);
     await newSession(page);
@@ -509,9 +524,13 @@ export function suite(getTarget) {
     assert.ok(w.scrollWidth <= w.innerWidth && w.bodyScrollWidth <= w.innerWidth, JSON.stringify(w));
     // The composer is inside the viewport (the layout is 100dvh, so it sits
     // above the on-screen keyboard when the viewport shrinks).
+    await composerWithin(page, 640);
     const box = await page.locator('.composer').boundingBox();
     assert.ok(box.y + box.height <= 640 + 0.5, `composer bottom ${box.y + box.height} within 640`);
     await page.setViewportSize({ width: 320, height: 360 }); // a keyboard takes half the screen
+    // The page lays out again after the resize: wait for that frame (it
+    // never comes when the layout is wrong, and the assertion says so).
+    await composerWithin(page, 360);
     const small = await page.locator('.composer').boundingBox();
     assert.ok(small.y + small.height <= 360 + 0.5, `composer bottom ${small.y + small.height} within 360`);
     await shot(page, '10-narrow-320');
