@@ -62,12 +62,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request, a *audit) {
 		return
 	}
 	op, err := h.k.Login(req.Presence)
-	if errors.Is(err, ErrPresenceOff) {
-		a.err = err
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	if writePresenceError(w, err, a) {
+	if writeRefusedPresence(w, err, a) {
 		return
 	}
 	if err != nil || op == "" {
@@ -90,12 +85,7 @@ func (h *handler) beginEnrollment(w http.ResponseWriter, r *http.Request, a *aud
 		return
 	}
 	e, err := h.k.BeginEnrollment(req.Name)
-	if errors.Is(err, ErrPresenceOff) {
-		a.err = err
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	if writePresenceError(w, err, a) {
+	if writeRefusedPresence(w, err, a) {
 		return
 	}
 	if err != nil {
@@ -121,15 +111,22 @@ func (h *handler) finishEnrollment(w http.ResponseWriter, r *http.Request, id st
 		return
 	}
 	line, name, err := h.k.FinishEnrollment(id, req)
-	if errors.Is(err, ErrPresenceOff) {
-		a.err = err
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	if writePresenceError(w, err, a) {
+	if writeRefusedPresence(w, err, a) {
 		return
 	}
 	a.operator = name
 	a.extra = append(a.extra, "enrollment_id", id, "credential_id", req.CredentialID, "appended", line.Appended)
 	writeJSON(w, http.StatusCreated, line)
+}
+
+// writeRefusedPresence answers the refusals the presence routes share: 409
+// when presence is off, 403 with the reason when a check failed. It reports
+// whether it wrote an answer.
+func writeRefusedPresence(w http.ResponseWriter, err error, a *audit) bool {
+	if errors.Is(err, ErrPresenceOff) {
+		a.err = err
+		writeError(w, http.StatusConflict, err.Error())
+		return true
+	}
+	return writePresenceError(w, err, a)
 }
