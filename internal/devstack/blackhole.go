@@ -10,8 +10,10 @@ import (
 // keyholder's verbs hang until their timeout.
 type blackhole struct {
 	addr string
-	ln   net.Listener
-	wg   sync.WaitGroup
+	// accepted receives once per accepted connection, without blocking.
+	accepted chan struct{}
+	ln       net.Listener
+	wg       sync.WaitGroup
 	// mu protects the following.
 	mu    sync.Mutex
 	conns []net.Conn
@@ -22,7 +24,7 @@ func startBlackhole() (*blackhole, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blackholed Proxmox host: %w", err)
 	}
-	b := &blackhole{addr: ln.Addr().String(), ln: ln}
+	b := &blackhole{addr: ln.Addr().String(), ln: ln, accepted: make(chan struct{}, 16)}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -34,6 +36,10 @@ func startBlackhole() (*blackhole, error) {
 			b.mu.Lock()
 			b.conns = append(b.conns, c)
 			b.mu.Unlock()
+			select {
+			case b.accepted <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	return b, nil

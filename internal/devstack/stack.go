@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,7 +59,8 @@ type Config struct {
 	Operators []string
 	// PVE is the Proxmox host the keyholder reaches: "" (PVESimulated)
 	// runs the real pve-gate logic against the simulated VM;
-	// PVEBlackholed accepts TCP and never answers.
+	// PVEBlackholed accepts TCP and never answers; PVEDown is a closed
+	// port.
 	PVE string
 	// DevvmDown closes the devvm's port (its host key stays pinned).
 	DevvmDown bool
@@ -74,12 +77,20 @@ type Config struct {
 	// Origins are more origins the keyholder accepts besides the edge's
 	// (tests that put a proxy of their own in front: http://localhost:<port>).
 	Origins []string
+	// RunAs, when set, is the user both binaries run as; the stack's
+	// folder is handed to it (tests that run as root and want the
+	// deployment's non-root uid).
+	RunAs *syscall.Credential
+	// StopGrace is how long a binary gets between SIGTERM and SIGKILL
+	// (0 = 5 s); Close reports a binary that needed SIGKILL.
+	StopGrace time.Duration
 }
 
 // The Proxmox hosts Config.PVE names.
 const (
 	PVESimulated  = ""
 	PVEBlackholed = "blackholed"
+	PVEDown       = "down"
 )
 
 // Incidents are the values Config.Incident takes besides "".
@@ -112,16 +123,31 @@ const RPID = "localhost"
 // DevvmUser is the login the simulated devvm accepts.
 const DevvmUser = "breakglass"
 
-// Stack is a running local stack.
+// Stack is a local stack: the hosts around the two binaries, and the
+// binaries once started.
 type Stack struct {
-	// URL is where the browser goes (the edge).
+	// URL is where the browser goes (the edge), once Start has run.
 	URL string
 	// Dir is the temporary folder with keys, sockets and sessions; it is
 	// removed by Close.
 	Dir string
+	// SocketDir, SessionsDir and AgentDir are the keyholder's sockets, the
+	// web's sessions and the agent's web-owned folder inside it.
+	SocketDir, SessionsDir, AgentDir string
+	// KnownHosts pins both hosts; PVEKey and DevvmKey are the keyholder's
+	// private keys (files in Dir).
+	KnownHosts, PVEKey, DevvmKey string
+	// PVEAddr and DevvmAddr are the hosts' loopback addresses.
+	PVEAddr, DevvmAddr string
 	// VM is the simulated VM 102 behind the simulated Proxmox host.
 	VM *pvesim.VM
-	// MetricsURL is the web's metrics listener.
+	// PVE and Devvm are the simulated hosts (nil when blackholed or down).
+	PVE   *pvesim.Server
+	Devvm *devvmsim.Server
+	// Blackholed receives once per connection the blackholed host accepts
+	// (without blocking; nil unless Config.PVE is PVEBlackholed).
+	Blackholed <-chan struct{}
+	// MetricsURL is the web's metrics listener (the latest web started).
 	MetricsURL string
 	// Origin is the browser's origin, http://localhost:<port>.
 	Origin string
@@ -134,38 +160,31 @@ type Stack struct {
 	// identity header (for passkey sign-in tests).
 	WebURL string
 
-	log       hclog.Logger
-	pve       *pvesim.Server
+	cfg       Config
 	blackhole *blackhole
-	devvm     *devvmsim.Server
-	keyholder *process
-	web       *process
+	ln        net.Listener // the edge's, bound by New
 	edge      *http.Server
 	edgeDone  chan error
-
-	// Set while starting.
-	cfg                  Config
-	pveAddr, devvmAddr   string
-	pveKey, devvmKey     key
-	knownHosts, sockDir  string
-	ln                   net.Listener
-	webAddr, metricsAddr string
+	keyholder *Process // the latest of each, for Done
+	web       *Web
+	mu        sync.Mutex // guards procs
+	procs     []*Process // every child started, for Close
 }
 
-// Start brings the stack up and returns once the edge serves the UI. On
-// error, everything started so far is stopped and the folder removed.
+// Web is a running web binary.
+type Web struct {
+	*Process
+	// URL is its listener (http://127.0.0.1:<port>, no trailing slash);
+	// MetricsURL its metrics page.
+	URL, MetricsURL string
+}
+
+// Start brings the whole stack up and returns once the edge serves the
+// UI. On error, everything started so far is stopped and the folder
+// removed.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
-	cfg, err = withDefaults(cfg)
+	s, err := New(cfg)
 	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "breakglass-devstack-")
-	if err != nil {
-		return nil, fmt.Errorf("temp folder: %w", err)
-	}
-	s := &Stack{Dir: dir, log: cfg.Logger, VM: pvesim.NewVM(verbs.DefaultVMID), cfg: cfg}
-	if err := applyIncident(s.VM, cfg.Incident); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer func() {
@@ -173,25 +192,58 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Close()
 		}
 	}()
-	for _, step := range []func() error{s.startHosts, s.writeFiles} {
-		if err := step(); err != nil {
-			return nil, err
-		}
-	}
 	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := s.startKeyholder(readyCtx); err != nil {
+	if _, err := s.StartKeyholder(readyCtx); err != nil {
 		return nil, err
 	}
-	if err := s.startWeb(readyCtx); err != nil {
+	if _, err := s.StartWeb(readyCtx); err != nil {
 		return nil, err
 	}
 	s.URL = s.Origin + "/"
-	s.edge = edgeServer(edge(&url.URL{Scheme: "http", Host: s.webAddr}, cfg.User))
+	webURL, _ := url.Parse(s.WebURL)
+	s.edge = edgeServer(edge(webURL, s.cfg.User))
 	s.edgeDone = make(chan error, 1)
 	ln := s.ln
 	s.ln = nil
 	go func() { s.edgeDone <- s.edge.Serve(ln) }()
+	return s, nil
+}
+
+// New builds the hosts, keys, pins and files, and binds the edge's
+// address, but starts no binary: StartKeyholder and StartWeb do, as often
+// as a test needs (a restart is another call). On error, everything is
+// undone.
+func New(cfg Config) (_ *Stack, err error) {
+	cfg, err = withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bg-stack-")
+	if err != nil {
+		return nil, fmt.Errorf("temp folder: %w", err)
+	}
+	s := &Stack{
+		Dir:         dir,
+		SocketDir:   filepath.Join(dir, "run"),
+		SessionsDir: filepath.Join(dir, "sessions"),
+		AgentDir:    filepath.Join(dir, "sessions", "agent"),
+		VM:          pvesim.NewVM(verbs.DefaultVMID),
+		cfg:         cfg,
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := applyIncident(s.VM, cfg.Incident); err != nil {
+		return nil, err
+	}
+	for _, step := range []func() error{s.startHosts, s.writeFiles, s.handOver} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -204,9 +256,9 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, err
 	}
 	switch cfg.PVE {
-	case PVESimulated, PVEBlackholed:
+	case PVESimulated, PVEBlackholed, PVEDown:
 	default:
-		return cfg, fmt.Errorf("unknown Proxmox host %q: %q or %q", cfg.PVE, PVESimulated, PVEBlackholed)
+		return cfg, fmt.Errorf("unknown Proxmox host %q: %q, %q or %q", cfg.PVE, PVESimulated, PVEBlackholed, PVEDown)
 	}
 	if cfg.BinDir == "" {
 		exe, err := os.Executable()
@@ -218,6 +270,9 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.ClaudeBin == "" {
 		cfg.ClaudeBin = "claude"
 	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = defaultStopGrace
+	}
 	if cfg.User == "" {
 		cfg.User = "operator"
 	}
@@ -228,72 +283,6 @@ func withDefaults(cfg Config) (Config, error) {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	return cfg, nil
-}
-
-// startHosts generates the keys and starts the Proxmox host (simulated or
-// blackholed) and the devvm (simulated, or a closed port).
-func (s *Stack) startHosts() error {
-	keysDir := filepath.Join(s.Dir, "keys")
-	if err := os.Mkdir(keysDir, 0o700); err != nil {
-		return fmt.Errorf("keys folder: %w", err)
-	}
-	var err error
-	if s.pveKey, err = newKey(keysDir, "pve"); err != nil {
-		return err
-	}
-	if s.devvmKey, err = newKey(keysDir, "devvm"); err != nil {
-		return err
-	}
-	pveHost, err := newKey("", "")
-	if err != nil {
-		return err
-	}
-	devvmHost, err := newKey("", "")
-	if err != nil {
-		return err
-	}
-	if s.cfg.PVE == PVEBlackholed {
-		if s.blackhole, err = startBlackhole(); err != nil {
-			return err
-		}
-		s.pveAddr = s.blackhole.addr
-	} else {
-		s.pve, err = pvesim.Start(pvesim.Config{
-			VM:            s.VM,
-			AuthorizedKey: s.pveKey.signer.PublicKey(),
-			HostKey:       pveHost.signer,
-			Logger:        s.cfg.Logger.Named("pve"),
-			// The local stack shows every rung, guest-exec included.
-			AllowGuestExec: true,
-		})
-		if err != nil {
-			return fmt.Errorf("simulated Proxmox host: %w", err)
-		}
-		s.pveAddr = s.pve.Addr
-	}
-	if s.cfg.DevvmDown {
-		if s.devvmAddr, err = freeLoopbackAddr(); err != nil {
-			return err
-		}
-	} else {
-		s.devvm, err = devvmsim.Start(devvmsim.Config{
-			User:          DevvmUser,
-			AuthorizedKey: s.devvmKey.signer.PublicKey(),
-			HostKey:       devvmHost.signer,
-			// ssh fails whenever the simulated VM's sshd would not answer.
-			Reachable: s.VM.SSHUp,
-		})
-		if err != nil {
-			return fmt.Errorf("simulated devvm: %w", err)
-		}
-		s.devvmAddr = s.devvm.Addr
-	}
-	s.knownHosts = filepath.Join(s.Dir, "known_hosts")
-	pins := knownHostsLine(s.pveAddr, pveHost.signer.PublicKey()) + knownHostsLine(s.devvmAddr, devvmHost.signer.PublicKey())
-	if err := os.WriteFile(s.knownHosts, []byte(pins), 0o644); err != nil {
-		return fmt.Errorf("known_hosts: %w", err)
-	}
-	return nil
 }
 
 // writeFiles binds the edge (its port is part of the WebAuthn origin the
@@ -314,25 +303,39 @@ func (s *Stack) writeFiles() error {
 	if err := os.WriteFile(s.OperatorsFile, []byte(ops), 0o644); err != nil {
 		return fmt.Errorf("operators file: %w", err)
 	}
-	s.sockDir = filepath.Join(s.Dir, "run")
 	return nil
+}
+
+// handOver gives the folder to Config.RunAs, so binaries running as that
+// user own their keys and can make their sockets and sessions.
+func (s *Stack) handOver() error {
+	if s.cfg.RunAs == nil {
+		return nil
+	}
+	uid, gid := int(s.cfg.RunAs.Uid), int(s.cfg.RunAs.Gid)
+	return filepath.WalkDir(s.Dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
 }
 
 // devvmEnv is what both binaries need to reach the devvm.
 func (s *Stack) devvmEnv() []string {
-	devvmIP, devvmPort, _ := net.SplitHostPort(s.devvmAddr)
+	devvmIP, devvmPort, _ := net.SplitHostPort(s.DevvmAddr)
 	return []string{
 		"BREAKGLASS_DEVVM_HOST=" + devvmIP,
 		"BREAKGLASS_DEVVM_PORT=" + devvmPort,
 		"BREAKGLASS_DEVVM_USER=" + DevvmUser,
-		"BREAKGLASS_KNOWN_HOSTS=" + s.knownHosts,
-		"BREAKGLASS_SOCKET_DIR=" + s.sockDir,
+		"BREAKGLASS_KNOWN_HOSTS=" + s.KnownHosts,
+		"BREAKGLASS_SOCKET_DIR=" + s.SocketDir,
 	}
 }
 
-// startKeyholder starts the keyholder and waits for its socket (and, with
-// presence required, its enrollment code).
-func (s *Stack) startKeyholder(ctx context.Context) error {
+// KeyholderEnv is the keyholder's whole environment: the stack's own
+// entries, then Config.KeyholderEnv, then extra (a later entry wins).
+func (s *Stack) KeyholderEnv(extra ...string) []string {
 	presenceEnv := []string{"BREAKGLASS_PRESENCE=off"}
 	if s.cfg.Presence != "off" {
 		presenceEnv = []string{
@@ -342,54 +345,62 @@ func (s *Stack) startKeyholder(ctx context.Context) error {
 			"BREAKGLASS_ENROLL=open",
 		}
 	}
-	pveHostIP, pvePort, _ := net.SplitHostPort(s.pveAddr)
-	env := slices.Concat([]string{
+	pveHostIP, pvePort, _ := net.SplitHostPort(s.PVEAddr)
+	return slices.Concat([]string{
+		"PATH=" + environPath(s.cfg.Environ),
 		"BREAKGLASS_PVE_HOST=" + pveHostIP,
 		"BREAKGLASS_PVE_PORT=" + pvePort,
 		"BREAKGLASS_PVE_USER=root",
-		"BREAKGLASS_PVE_KEY=" + s.pveKey.path,
-		"BREAKGLASS_DEVVM_KEY=" + s.devvmKey.path,
+		"BREAKGLASS_PVE_KEY=" + s.PVEKey,
+		"BREAKGLASS_DEVVM_KEY=" + s.DevvmKey,
 		"BREAKGLASS_VMID=" + strconv.Itoa(verbs.DefaultVMID),
 		"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS=30",
-	}, presenceEnv, s.devvmEnv(), s.cfg.KeyholderEnv)
+	}, presenceEnv, s.devvmEnv(), s.cfg.KeyholderEnv, extra)
+}
+
+// StartKeyholder starts a keyholder with KeyholderEnv(extra...) and waits
+// for its socket (and, with presence required, its enrollment code).
+func (s *Stack) StartKeyholder(ctx context.Context, extra ...string) (*Process, error) {
+	env := s.KeyholderEnv(extra...)
 	codeSeen := make(chan string, 1)
-	var err error
-	s.keyholder, err = startProcess("keyholder", filepath.Join(s.cfg.BinDir, "keyholder"), env,
-		codeWatcher{out: s.out(), code: codeSeen})
+	watch := func(line []byte) {
+		if strings.HasPrefix(jsonField(line, "@message"), "enrollment open") {
+			code := jsonField(line, "code")
+			select {
+			case codeSeen <- code:
+			default:
+			}
+		}
+	}
+	p, err := s.start(ctx, "keyholder", env, watch, func() error {
+		return dialUnix(filepath.Join(s.SocketDir, "keyholder.sock"))
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sock := filepath.Join(s.sockDir, "keyholder.sock")
-	if err := s.keyholder.waitReady(ctx, func() error { return dialUnix(sock) }); err != nil {
-		return err
-	}
-	if s.cfg.Presence != "off" {
+	s.keyholder = p
+	if lookup(env, "BREAKGLASS_ENROLL") == "open" {
 		// The keyholder logs its code before it serves; its output is
 		// copied through a pipe, so the line may trail the socket a little.
 		select {
 		case s.EnrollCode = <-codeSeen:
+		case <-p.done:
+			return nil, fmt.Errorf("keyholder %w without an enrollment code", errExited)
 		case <-ctx.Done():
-			return errors.New("the keyholder printed no enrollment code")
+			return nil, errors.New("the keyholder printed no enrollment code")
 		}
 	}
-	return nil
+	return p, nil
 }
 
-// startWeb starts the web on free loopback ports and waits for /healthz.
-func (s *Stack) startWeb(ctx context.Context) error {
-	var err error
-	if s.webAddr, err = freeLoopbackAddr(); err != nil {
-		return err
-	}
-	if s.metricsAddr, err = freeLoopbackAddr(); err != nil {
-		return err
-	}
-	s.MetricsURL = "http://" + s.metricsAddr + "/metrics"
-	s.WebURL = "http://" + s.webAddr
+// WebEnv is the web's whole environment: the stack's own entries, the
+// pass-through part of Config.Environ, Config.APIBaseURL, Config.WebEnv,
+// then extra (a later entry wins). It listens on free loopback ports.
+func (s *Stack) WebEnv(extra ...string) []string {
 	env := slices.Concat([]string{
-		"BREAKGLASS_LISTEN=" + s.webAddr,
-		"BREAKGLASS_METRICS_LISTEN=" + s.metricsAddr,
-		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(s.Dir, "sessions"),
+		"BREAKGLASS_LISTEN=127.0.0.1:0",
+		"BREAKGLASS_METRICS_LISTEN=127.0.0.1:0",
+		"BREAKGLASS_SESSIONS_DIR=" + s.SessionsDir,
 		"BREAKGLASS_CLAUDE_BIN=" + s.cfg.ClaudeBin,
 		// The edge stand-in reaches the web on loopback; the web trusts no
 		// proxy unless told, so the local stack names it.
@@ -398,23 +409,63 @@ func (s *Stack) startWeb(ctx context.Context) error {
 	if s.cfg.APIBaseURL != "" {
 		env = append(env, "ANTHROPIC_BASE_URL="+s.cfg.APIBaseURL)
 	}
-	env = append(env, s.cfg.WebEnv...)
-	if s.web, err = startProcess("web", filepath.Join(s.cfg.BinDir, "web"), env, s.out()); err != nil {
-		return err
-	}
-	return s.web.waitReady(ctx, func() error { return httpOK("http://" + s.webAddr + "/healthz") })
+	return slices.Concat(env, s.cfg.WebEnv, extra)
 }
 
-// out is where a child's output goes: as it is, or one readable line per
-// event (Config.Readable).
-func (s *Stack) out() io.Writer {
+// StartWeb starts a web with WebEnv(extra...) and waits until it listens
+// and answers /healthz.
+func (s *Stack) StartWeb(ctx context.Context, extra ...string) (*Web, error) {
+	addrs := make(chan [2]string, 1)
+	watch := func(line []byte) {
+		if jsonField(line, "@message") == "web listening" {
+			select {
+			case addrs <- [2]string{jsonField(line, "addr"), jsonField(line, "metrics_addr")}:
+			default:
+			}
+		}
+	}
+	w := &Web{}
+	p, err := s.start(ctx, "web", s.WebEnv(extra...), watch, func() error {
+		if w.URL == "" {
+			select {
+			case a := <-addrs:
+				w.URL, w.MetricsURL = "http://"+a[0], "http://"+a[1]+"/metrics"
+			default:
+				return errors.New("not listening yet")
+			}
+		}
+		return httpOK(w.URL + "/healthz")
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Process = p
+	s.web, s.WebURL, s.MetricsURL = w, w.URL, w.MetricsURL
+	return w, nil
+}
+
+// start runs one of the stack's binaries and waits for ready; a child
+// that does not get ready is stopped.
+func (s *Stack) start(ctx context.Context, name string, env []string, watch func([]byte), ready func() error) (*Process, error) {
+	out := s.cfg.Out
 	if s.cfg.Readable {
-		return readableWriter{out: s.cfg.Out}
+		out = readableWriter{out: out}
 	}
-	return s.cfg.Out
+	p, err := startProcess(name, filepath.Join(s.cfg.BinDir, name), env, s.cfg, out, watch)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	if err := p.waitReady(ctx, ready); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
 }
 
-// Done is closed when a child process of the stack exits on its own.
+// Done is closed when a child process of Start exits on its own.
 func (s *Stack) Done() <-chan struct{} {
 	out := make(chan struct{})
 	go func() {
@@ -428,33 +479,46 @@ func (s *Stack) Done() <-chan struct{} {
 }
 
 // Close stops everything in reverse order and removes the folder with the
-// keys. It is safe on a partly started stack.
+// keys. It is safe on a partly started stack, and reports a child that had
+// to be killed.
 func (s *Stack) Close() error {
 	var errs []error
 	if s.edge != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopGrace)
 		errs = append(errs, s.edge.Shutdown(ctx))
 		cancel()
 	}
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	for _, p := range []*process{s.web, s.keyholder} {
-		if p != nil {
-			p.stop()
+	s.mu.Lock()
+	procs := s.procs
+	s.procs = nil
+	s.mu.Unlock()
+	for _, p := range slices.Backward(procs) {
+		errs = append(errs, p.Stop())
+	}
+	errs = append(errs, s.closeHosts(), os.RemoveAll(s.Dir))
+	return errors.Join(errs...)
+}
+
+// lookup is name's value in env (the last entry wins), or "".
+func lookup(env []string, name string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
 		}
 	}
-	if s.blackhole != nil {
-		s.blackhole.Close()
+	return v
+}
+
+// environPath is Environ's PATH, or a plain system one.
+func environPath(environ []string) string {
+	if p := lookup(environ, "PATH"); p != "" {
+		return p
 	}
-	if s.devvm != nil {
-		errs = append(errs, s.devvm.Close())
-	}
-	if s.pve != nil {
-		errs = append(errs, s.pve.Close())
-	}
-	errs = append(errs, os.RemoveAll(s.Dir))
-	return errors.Join(errs...)
+	return "/usr/local/bin:/usr/bin:/bin"
 }
 
 // passThrough keeps the variables the web or claude legitimately need from
