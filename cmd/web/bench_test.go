@@ -45,7 +45,7 @@ func rssMiB(b *testing.B, pid int, field string) float64 {
 func BenchmarkMemory10x10k(b *testing.B) {
 	const sessions, events = 10, 10000
 	s := newStack(b)
-	dir := s.env["BREAKGLASS_SESSIONS_DIR"]
+	dir := s.SessionsDir
 	m, err := session.New(session.Config{Dir: dir, Runner: idle{}})
 	require.NoError(b, err)
 	var ids []string
@@ -75,12 +75,12 @@ func BenchmarkMemory10x10k(b *testing.B) {
 	var idleRSS, replayRSS, hwm float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		w := s.start(b, nil)
-		pid := w.cmd.Process.Pid
+		w := s.StartWeb(b)
+		pid := w.Pid()
 		idleRSS += rssMiB(b, pid, "VmRSS")
 		for _, id := range ids {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			st := w.attach(b, ctx, id, 0)
+			st := w.Attach(b, ctx, id, 0)
 			for {
 				e, err := st.Next()
 				require.NoError(b, err)
@@ -92,7 +92,7 @@ func BenchmarkMemory10x10k(b *testing.B) {
 		}
 		replayRSS += rssMiB(b, pid, "VmRSS")
 		hwm += rssMiB(b, pid, "VmHWM")
-		w.stop(b)
+		require.NoError(b, w.Stop())
 	}
 	b.StopTimer()
 	n := float64(b.N)

@@ -20,6 +20,7 @@ import (
 
 	"breakglass/internal/sandbox"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/uuid"
 )
 
@@ -42,14 +43,14 @@ func TestSandboxReported(t *testing.T) {
 		{"missing", "0", 0, sandbox.LevelMissing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := s.start(t, map[string]string{"BREAKGLASS_SANDBOX_MAX_ABI": tc.max})
+			w := s.StartWeb(t, "BREAKGLASS_SANDBOX_MAX_ABI="+tc.max)
 			var line struct {
 				Level string `json:"@level"`
 				Msg   string `json:"@message"`
 				ABI   int    `json:"abi"`
 				Got   string `json:"level"`
 			}
-			for _, l := range strings.Split(w.logs(), "\n") {
+			for _, l := range strings.Split(w.Logs(), "\n") {
 				if strings.Contains(l, "agent sandbox") {
 					require.NoError(t, json.Unmarshal([]byte(l), &line))
 				}
@@ -63,7 +64,7 @@ func TestSandboxReported(t *testing.T) {
 				assert.Contains(t, line.Msg, "confined")
 			}
 
-			resp, err := http.Get(w.url + "/readyz")
+			resp, err := http.Get(w.URL + "/readyz")
 			require.NoError(t, err)
 			defer resp.Body.Close()
 			var ready struct {
@@ -76,7 +77,7 @@ func TestSandboxReported(t *testing.T) {
 				assert.NotEmpty(t, ready.Sandbox.Missing, "/readyz says what is not restricted")
 			}
 
-			mresp, err := http.Get(w.metricsURL + "/metrics")
+			mresp, err := http.Get(w.MetricsURL)
 			require.NoError(t, err)
 			defer mresp.Body.Close()
 			body, err := io.ReadAll(mresp.Body)
@@ -84,32 +85,28 @@ func TestSandboxReported(t *testing.T) {
 			assert.Contains(t, string(body), fmt.Sprintf("\nbreakglass_agent_sandbox_abi %d\n", tc.abi))
 
 			// The web runs: a turn with a Bash tool call completes.
-			s.double.Push(apidouble.T(apidouble.Bash("echo confined-or-not")), apidouble.AfterToolResult(apidouble.Text("ok")))
-			id := w.newSession(t)
-			w.prompt(t, id, "run")
-			evs := w.turn(t, id, 0, 90*time.Second)
+			s.Double.Push(apidouble.T(apidouble.Bash("echo confined-or-not")), apidouble.AfterToolResult(apidouble.Text("ok")))
+			id := w.NewSession(t)
+			w.Prompt(t, id, "run")
+			evs := w.Turn(t, id, 0, 90*time.Second)
 			done := evs[len(evs)-1]
 			assert.Equal(t, "done", done.Type)
 			assert.Equal(t, "success", done.Data["outcome"], "%v", shape(evs))
-			w.stop(t)
+			require.NoError(t, w.Stop())
 		})
 	}
 }
 
 // runToExit runs the web with the stack's environment plus extra and
 // returns its exit status and log; it must exit within a minute.
-func (s *stack) runToExit(t *testing.T, extra map[string]string) (int, string) {
+func runToExit(t *testing.T, s *stacktest.Stack, extra map[string]string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, buildWeb(t))
-	for k, v := range s.env {
-		if _, ok := extra[k]; !ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = s.WebEnv()
 	for k, v := range extra {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		cmd.Env = append(cmd.Env, k+"="+v) // a later entry wins
 	}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -134,7 +131,7 @@ func freePort(t *testing.T) string {
 // agent may connect to.
 func TestRefusesToStartWithinReach(t *testing.T) {
 	s := newStack(t)
-	sessions := s.env["BREAKGLASS_SESSIONS_DIR"]
+	sessions := s.SessionsDir
 	tokenIn := func(dir string) string {
 		require.NoError(t, os.MkdirAll(dir, 0o700))
 		f := filepath.Join(dir, "bearer")
@@ -154,7 +151,7 @@ func TestRefusesToStartWithinReach(t *testing.T) {
 		{"metrics-on-proxy-port", map[string]string{"BREAKGLASS_METRICS_LISTEN": "127.0.0.1:" + port, "HTTPS_PROXY": "http://127.0.0.1:" + port}, "the agent may connect to port " + port},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out := s.runToExit(t, tc.extra)
+			code, out := runToExit(t, s, tc.extra)
 			assert.Equal(t, 1, code, out)
 			assert.Contains(t, out, "the agent's sandbox would reach the web")
 			assert.Contains(t, out, tc.want)
@@ -169,30 +166,30 @@ func TestBearerTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bearer")
 	require.NoError(t, os.WriteFile(file, []byte("from-the-file-0123456789\n"), 0o600))
-	w := s.start(t, map[string]string{"API_BEARER_TOKEN_FILE": file, "API_BEARER_TOKEN": "from-the-env-0123456789"})
+	w := s.StartWeb(t, "API_BEARER_TOKEN_FILE="+file, "API_BEARER_TOKEN=from-the-env-0123456789")
 	get := func(token string) int {
-		req, err := http.NewRequest(http.MethodGet, w.url+"/api/sessions", nil)
+		req, err := http.NewRequest(http.MethodGet, w.URL+"/api/sessions", nil)
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := w.client.Do(req)
+		resp, err := w.Client.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
 	assert.Equal(t, http.StatusOK, get("from-the-file-0123456789"))
 	assert.Equal(t, http.StatusUnauthorized, get("from-the-env-0123456789"), "the file wins")
-	w.stop(t)
+	require.NoError(t, w.Stop())
 
 	for name, content := range map[string]string{"short": "short\n", "two-words": "0123456789abcdef 0123456789abcdef\n"} {
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
-			code, out := s.runToExit(t, map[string]string{"API_BEARER_TOKEN_FILE": file})
+			code, out := runToExit(t, s, map[string]string{"API_BEARER_TOKEN_FILE": file})
 			assert.Equal(t, 2, code)
 			assert.Contains(t, out, "API_BEARER_TOKEN_FILE")
 			assert.NotContains(t, out, strings.TrimSpace(content), "the file's content is not echoed")
 		})
 	}
-	code, out := s.runToExit(t, map[string]string{"API_BEARER_TOKEN_FILE": filepath.Join(dir, "absent")})
+	code, out := runToExit(t, s, map[string]string{"API_BEARER_TOKEN_FILE": filepath.Join(dir, "absent")})
 	assert.Equal(t, 2, code)
 	assert.Contains(t, out, "API_BEARER_TOKEN_FILE")
 }

@@ -49,15 +49,15 @@ func slowloris(t *testing.T, network, addr string, d time.Duration) string {
 // and on the metrics listener alike, and the listener keeps serving.
 func TestSlowlorisOnEveryWebListener(t *testing.T) {
 	t.Parallel()
-	w := newStack(t).start(t, nil)
+	w := newStack(t).StartWeb(t)
 	for _, l := range []struct{ name, url, path string }{
-		{"operator", w.url, "/healthz"},
-		{"metrics", w.metricsURL, "/metrics"},
+		{"operator", w.URL, "/healthz"},
+		{"metrics", strings.TrimSuffix(w.MetricsURL, "/metrics"), "/metrics"},
 	} {
 		t.Run(l.name, func(t *testing.T) {
 			t.Parallel()
 			slowloris(t, "tcp", strings.TrimPrefix(l.url, "http://"), slowlorisWithin)
-			resp, err := w.client.Get(l.url + l.path)
+			resp, err := w.Client.Get(l.url + l.path)
 			require.NoError(t, err)
 			defer resp.Body.Close()
 			assert.Equal(t, http.StatusOK, resp.StatusCode)

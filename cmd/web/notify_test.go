@@ -19,6 +19,7 @@ import (
 	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/ntfydouble"
 	"breakglass/internal/testing/pushdouble"
+	"breakglass/internal/testing/stacktest"
 )
 
 // fakeVM is a keyholder on the socket whose `status` answers the state the
@@ -56,7 +57,7 @@ func (f *fakeVM) serve(t *testing.T, socketDir string) {
 }
 
 // pushed waits for the next push and returns its decrypted message.
-func pushed(t *testing.T, ps *pushdouble.Server, w *web) notify.Message {
+func pushed(t *testing.T, ps *pushdouble.Server, w *stacktest.Web) notify.Message {
 	t.Helper()
 	select {
 	case m := <-ps.Delivered():
@@ -66,7 +67,7 @@ func pushed(t *testing.T, ps *pushdouble.Server, w *web) notify.Message {
 	case r := <-ps.Rejected():
 		t.Fatalf("push refused: %s", r.Reason)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("no push within 60s:\n%s", w.logs())
+		t.Fatalf("no push within 60s:\n%s", w.Logs())
 	}
 	return notify.Message{}
 }
@@ -95,20 +96,15 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		apidouble.AfterToolResult(apidouble.Text("Done.")),
 	)
 	vm := &fakeVM{state: "running"}
-	require.NoError(t, os.MkdirAll(s.env["BREAKGLASS_SOCKET_DIR"], 0o700))
-	vm.serve(t, s.env["BREAKGLASS_SOCKET_DIR"])
+	require.NoError(t, os.MkdirAll(s.SocketDir, 0o700))
+	vm.serve(t, s.SocketDir)
 	nt := ntfydouble.New("ntfy-secret")
 	defer nt.Close()
-	tokenFile := filepath.Join(s.dir, "ntfy-token")
+	tokenFile := filepath.Join(s.Dir, "ntfy-token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("ntfy-secret\n"), 0o600))
-	w := s.start(t, map[string]string{
-		"BREAKGLASS_NTFY_URL":        nt.TopicURL("bg"),
-		"BREAKGLASS_NTFY_TOKEN_FILE": tokenFile,
-		"BREAKGLASS_PUBLIC_URL":      "https://bg.example",
-		"BREAKGLASS_WATCH_SECONDS":   "1",
-	})
+	w := s.StartWeb(t, "BREAKGLASS_NTFY_URL="+nt.TopicURL("bg"), "BREAKGLASS_NTFY_TOKEN_FILE="+tokenFile, "BREAKGLASS_PUBLIC_URL=https://bg.example", "BREAKGLASS_WATCH_SECONDS=1")
 
-	code, body := w.do(t, http.MethodGet, "/api/push/key", "")
+	code, body := w.Do(t, http.MethodGet, "/api/push/key", "")
 	require.Equal(t, http.StatusOK, code, body)
 	var key notify.KeyResponse
 	require.NoError(t, json.Unmarshal([]byte(body), &key))
@@ -119,17 +115,17 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	sub, err := ps.Subscribe()
 	require.NoError(t, err)
 	b, _ := json.Marshal(sub)
-	code, body = w.do(t, http.MethodPost, "/api/push/subscriptions", string(b))
+	code, body = w.Do(t, http.MethodPost, "/api/push/subscriptions", string(b))
 	require.Equal(t, http.StatusCreated, code, body)
 
-	code, body = w.do(t, http.MethodPost, "/api/push/test", "")
+	code, body = w.Do(t, http.MethodPost, "/api/push/test", "")
 	require.Equal(t, http.StatusAccepted, code, body)
 	assert.Equal(t, notify.Test(), pushed(t, ps, w))
 	assert.Equal(t, notify.Test().Title, ntfyed(t, nt).Title)
 
 	// A turn nobody watches ends: pushed with its outcome and link.
-	id := w.newSession(t)
-	w.prompt(t, id, "check it")
+	id := w.NewSession(t)
+	w.Prompt(t, id, "check it")
 	msg := pushed(t, ps, w)
 	assert.Equal(t, notify.TurnEnded(id, "success"), msg)
 	n := ntfyed(t, nt)
@@ -137,13 +133,13 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	assert.NotContains(t, n.Body, "All good")
 
 	// The agent asks for a reset: pushed with the verb name, never argv.
-	w.prompt(t, id, "reset it")
+	w.Prompt(t, id, "reset it")
 	msg = pushed(t, ps, w)
 	assert.Equal(t, notify.Approval(id, "reset"), msg)
 	n = ntfyed(t, nt)
 	assert.Equal(t, msg.Title, n.Title)
 	assert.NotContains(t, n.Body+n.Title, "pve reset")
-	code, body = w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
+	code, body = w.Do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
 	require.Equal(t, http.StatusAccepted, code, body)
 	// That turn's end is not pushed unless nobody is attached: nobody is.
 	assert.Equal(t, notify.TurnEnded(id, "cancelled").Kind, pushed(t, ps, w).Kind)
@@ -157,14 +153,14 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	assert.Equal(t, notify.VMChanged(notify.VMRunning), pushed(t, ps, w))
 	assert.Equal(t, "VM running again", ntfyed(t, nt).Title)
 
-	code, body = w.do(t, http.MethodGet, "/api/push/subscriptions", "")
+	code, body = w.Do(t, http.MethodGet, "/api/push/subscriptions", "")
 	require.Equal(t, http.StatusOK, code)
 	var st notify.Status
 	require.NoError(t, json.Unmarshal([]byte(body), &st))
 	require.Len(t, st.Subscriptions, 1)
 	require.NotNil(t, st.Ntfy)
 
-	resp, err := http.Get(w.metricsURL + "/metrics")
+	resp, err := http.Get(w.MetricsURL)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	mb, err := io.ReadAll(resp.Body)
@@ -174,10 +170,10 @@ func TestNotificationsEndToEnd(t *testing.T) {
 
 	// The key and the subscription are kept 0600 under the sessions folder.
 	for _, f := range []string{"vapid.json", "subscriptions.json"} {
-		fi, err := os.Stat(filepath.Join(s.env["BREAKGLASS_SESSIONS_DIR"], "push", f))
+		fi, err := os.Stat(filepath.Join(s.SessionsDir, "push", f))
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), f)
 	}
-	assert.NotContains(t, w.logs(), "ntfy-secret", "the token is never logged")
-	assert.NotContains(t, w.logs(), sub.Keys.Auth, "subscription keys are never logged")
+	assert.NotContains(t, w.Logs(), "ntfy-secret", "the token is never logged")
+	assert.NotContains(t, w.Logs(), sub.Keys.Auth, "subscription keys are never logged")
 }

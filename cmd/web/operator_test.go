@@ -22,18 +22,15 @@ import (
 // turn steers it.
 func TestRealOperatorInTheLoop(t *testing.T) {
 	s := newStack(t)
-	w := s.start(t, map[string]string{
-		"BREAKGLASS_AGENT_MODE":                 "careful",
-		"BREAKGLASS_PERMISSION_TIMEOUT_SECONDS": "3",
-	})
-	sessions := s.env["BREAKGLASS_SESSIONS_DIR"]
+	w := s.StartWeb(t, "BREAKGLASS_AGENT_MODE=careful", "BREAKGLASS_PERMISSION_TIMEOUT_SECONDS=3")
+	sessions := s.SessionsDir
 
 	// ask scripts a turn whose command writes a marker in the session's
 	// own tmp folder: outside the work folder, so claude asks, and inside
 	// the sandbox, so it can run once allowed.
 	ask := func(t *testing.T, id string) (marker string) {
 		marker = filepath.Join(sessions, id, "tmp", "marker")
-		s.double.Push(
+		s.Double.Push(
 			apidouble.T(apidouble.Bash("touch "+marker+" && echo touched")),
 			apidouble.AfterToolResult(apidouble.Text("Done.")),
 		)
@@ -71,14 +68,14 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 	attach := func(t *testing.T, id string, last int64) *webtest.Stream {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		t.Cleanup(cancel)
-		return w.attach(t, ctx, id, last)
+		return w.Attach(t, ctx, id, last)
 	}
 
 	t.Run("careful-allowed-runs", func(t *testing.T) {
-		id := w.newSession(t)
+		id := w.NewSession(t)
 		marker := ask(t, id)
 		st := attach(t, id, 0)
-		w.prompt(t, id, "leave a marker")
+		w.Prompt(t, id, "leave a marker")
 		p := untilPermission(t, st)
 		assert.Equal(t, "pending", p.Data["state"])
 		assert.Equal(t, "Bash", p.Data["tool"])
@@ -86,9 +83,9 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 		assert.NoFileExists(t, marker, "nothing runs before the answer")
 		st.Close()
 		rid := p.Data["request_id"].(string)
-		code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":true}`)
+		code, body := w.Do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":true}`)
 		require.Equal(t, http.StatusOK, code, body)
-		code, _ = w.do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":true}`)
+		code, _ = w.Do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":true}`)
 		assert.Equal(t, http.StatusConflict, code)
 		// A client reconnecting from the start sees the question and its
 		// answer once each, by the same id.
@@ -103,26 +100,26 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 	})
 
 	t.Run("careful-denied-never-runs", func(t *testing.T) {
-		id := w.newSession(t)
+		id := w.NewSession(t)
 		marker := ask(t, id)
 		st := attach(t, id, 0)
-		w.prompt(t, id, "leave a marker")
+		w.Prompt(t, id, "leave a marker")
 		rid := untilPermission(t, st).Data["request_id"].(string)
-		code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":false,"message":"not today"}`)
+		code, body := w.Do(t, http.MethodPost, "/api/sessions/"+id+"/permissions/"+rid, `{"allow":false,"message":"not today"}`)
 		require.Equal(t, http.StatusOK, code, body)
 		got := st.UntilDone(t)
 		assert.NoFileExists(t, marker)
 		assert.Contains(t, toolOutput(got), "not today")
-		reqs := s.double.MessageRequests()
+		reqs := s.Double.MessageRequests()
 		results := reqs[len(reqs)-1].ToolResults()
 		require.NotEmpty(t, results)
 		assert.Contains(t, results[len(results)-1].Text, "not today", "the model reads the note")
 	})
 
 	t.Run("careful-unanswered-expires", func(t *testing.T) {
-		id := w.newSession(t)
+		id := w.NewSession(t)
 		marker := ask(t, id)
-		w.prompt(t, id, "leave a marker")
+		w.Prompt(t, id, "leave a marker")
 		got := attach(t, id, 0).UntilDone(t)
 		ps := permissions(got)
 		require.Len(t, ps, 2)
@@ -132,11 +129,11 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 	})
 
 	t.Run("read-only-denies-unasked", func(t *testing.T) {
-		id := w.newSession(t)
-		code, body := w.do(t, http.MethodPatch, "/api/sessions/"+id, `{"mode":"read-only"}`)
+		id := w.NewSession(t)
+		code, body := w.Do(t, http.MethodPatch, "/api/sessions/"+id, `{"mode":"read-only"}`)
 		require.Equal(t, http.StatusOK, code, body)
 		marker := ask(t, id)
-		w.prompt(t, id, "leave a marker")
+		w.Prompt(t, id, "leave a marker")
 		got := attach(t, id, 0).UntilDone(t)
 		ps := permissions(got)
 		require.Len(t, ps, 1)
@@ -146,25 +143,25 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 	})
 
 	t.Run("autopilot-never-asks", func(t *testing.T) {
-		id := w.newSession(t)
-		code, body := w.do(t, http.MethodPatch, "/api/sessions/"+id, `{"mode":"autopilot"}`)
+		id := w.NewSession(t)
+		code, body := w.Do(t, http.MethodPatch, "/api/sessions/"+id, `{"mode":"autopilot"}`)
 		require.Equal(t, http.StatusOK, code, body)
 		assert.Contains(t, body, `"mode":"autopilot"`)
 		marker := ask(t, id)
-		w.prompt(t, id, "leave a marker")
+		w.Prompt(t, id, "leave a marker")
 		got := attach(t, id, 0).UntilDone(t)
 		assert.Empty(t, permissions(got))
 		assert.FileExists(t, marker)
 	})
 
 	t.Run("steer-reaches-the-running-turn", func(t *testing.T) {
-		id := w.newSession(t)
-		s.double.Push(
+		id := w.NewSession(t)
+		s.Double.Push(
 			apidouble.T(apidouble.Bash("sleep 3; echo first-step")),
 			apidouble.AfterToolResult(apidouble.Text("Checked dmesg too.")),
 		)
 		st := attach(t, id, 0)
-		w.prompt(t, id, "check the load")
+		w.Prompt(t, id, "check the load")
 		for {
 			e, err := st.Next()
 			require.NoError(t, err)
@@ -172,7 +169,7 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 				break
 			}
 		}
-		code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/prompt", `{"text":"also check dmesg"}`)
+		code, body := w.Do(t, http.MethodPost, "/api/sessions/"+id+"/prompt", `{"text":"also check dmesg"}`)
 		require.Equal(t, http.StatusAccepted, code, body)
 		assert.JSONEq(t, `{"status":"steered"}`, body)
 		got := st.UntilDone(t)
@@ -183,7 +180,7 @@ func TestRealOperatorInTheLoop(t *testing.T) {
 			}
 		}
 		assert.Equal(t, 1, steers, "once in the transcript")
-		reqs := s.double.MessageRequests()
+		reqs := s.Double.MessageRequests()
 		assert.Contains(t, string(reqs[len(reqs)-1].Body), "also check dmesg", "the model saw it in the same turn")
 		assert.Equal(t, "success", got[len(got)-1].Data["outcome"])
 	})

@@ -12,11 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/testing/stacktest"
 )
 
 // standIn serves a keyholder stand-in on the stack's socket that reports
 // presence mode.
-func standIn(t *testing.T, s *stack, mode string) {
+func standIn(t *testing.T, s *stacktest.Stack, mode string) {
 	t.Helper()
 	khMux := http.NewServeMux()
 	khMux.HandleFunc("GET /v1/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -25,7 +26,7 @@ func standIn(t *testing.T, s *stack, mode string) {
 	khMux.HandleFunc("GET /v1/verbs", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"vmid":102,"presence":"`+mode+`","verbs":[{"name":"status","mutating":false}]}`)
 	})
-	ln, err := ipc.Listen(filepath.Join(s.env["BREAKGLASS_SOCKET_DIR"], ipc.SocketName))
+	ln, err := ipc.Listen(filepath.Join(s.SocketDir, ipc.SocketName))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -41,11 +42,7 @@ func standIn(t *testing.T, s *stack, mode string) {
 func TestAllowRefusedWhenPresenceRequired(t *testing.T) {
 	s := newStack(t)
 	standIn(t, s, "required")
-	env := []string{"BREAKGLASS_AGENT_MUTATING_VERBS=allow"}
-	for k, v := range s.env {
-		env = append(env, k+"="+v)
-	}
-	cmd := command(t, buildWeb(t), env...)
+	cmd := command(t, buildWeb(t), append(s.WebEnv(), "BREAKGLASS_AGENT_MUTATING_VERBS=allow")...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "%s", out)
@@ -60,8 +57,8 @@ func TestReadyzSaysPresence(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			s := newStack(t)
 			standIn(t, s, mode)
-			w := s.start(t, nil)
-			code, body := w.do(t, http.MethodGet, "/readyz", "")
+			w := s.StartWeb(t)
+			code, body := w.Do(t, http.MethodGet, "/readyz", "")
 			assert.Equal(t, http.StatusOK, code, body)
 			assert.Contains(t, body, `"presence":"`+mode+`"`)
 			if mode == "off" {

@@ -17,6 +17,7 @@ import (
 
 	"breakglass/internal/event"
 	"breakglass/internal/session"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/uuid"
 )
 
@@ -91,9 +92,9 @@ func needDisk(b *testing.B, dir string, need uint64) {
 }
 
 // listAll reads GET /api/sessions and returns how many sessions it lists.
-func listAll(b *testing.B, w *web) int {
+func listAll(b *testing.B, w *stacktest.Web) int {
 	b.Helper()
-	code, body := w.do(b, http.MethodGet, "/api/sessions", "")
+	code, body := w.Do(b, http.MethodGet, "/api/sessions", "")
 	require.Equal(b, http.StatusOK, code, body)
 	var infos []json.RawMessage
 	require.NoError(b, json.Unmarshal([]byte(body), &infos))
@@ -102,12 +103,12 @@ func listAll(b *testing.B, w *web) int {
 
 // replayWhole attaches to session id from the start and reads its stream to
 // the last event, returning how long that took.
-func replayWhole(b *testing.B, w *web, id string) time.Duration {
+func replayWhole(b *testing.B, w *stacktest.Web, id string) time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	st := w.attach(b, ctx, id, 0)
+	st := w.Attach(b, ctx, id, 0)
 	for {
 		e, err := st.Next()
 		require.NoError(b, err)
@@ -130,7 +131,7 @@ func replayWhole(b *testing.B, w *web, id string) time.Duration {
 // rebuild), so the measured start reads summaries only.
 func benchHistory(b *testing.B, n int) {
 	s := newStack(b)
-	dir := s.env["BREAKGLASS_SESSIONS_DIR"]
+	dir := s.SessionsDir
 	needDisk(b, filepath.Dir(dir), uint64(n)*bytesPerSession*3/2)
 	ids := writeHistory(b, dir, n)
 	buildWeb(b) // not part of any figure
@@ -152,16 +153,16 @@ func benchHistory(b *testing.B, n int) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		w := s.start(b, nil)
+		w := s.StartWeb(b)
 		require.Equal(b, n, listAll(b, w))
 		startup += time.Since(t0).Seconds()
-		pid := w.cmd.Process.Pid
+		pid := w.Pid()
 		rss += rssMiB(b, pid, "VmRSS")
 		for r := 0; r < replays; r++ {
 			times = append(times, replayWhole(b, w, ids[r%len(ids)]))
 		}
 		rssAfter += rssMiB(b, pid, "VmRSS")
-		w.stop(b)
+		require.NoError(b, w.Stop())
 	}
 	b.StopTimer()
 	slices.Sort(times)

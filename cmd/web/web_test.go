@@ -19,6 +19,7 @@ import (
 
 	"breakglass/internal/ipc"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/testing/webtest"
 )
 
@@ -51,10 +52,10 @@ func TestRealTurn(t *testing.T) {
 		apidouble.AfterToolResult(apidouble.Text("The command printed breakglass-ok.")),
 		apidouble.T(apidouble.Text("Second answer.")),
 	)
-	w := s.start(t, nil)
-	id := w.newSession(t)
-	w.prompt(t, id, "first prompt: check the disk")
-	got := w.turn(t, id, 0, 90*time.Second)
+	w := s.StartWeb(t)
+	id := w.NewSession(t)
+	w.Prompt(t, id, "first prompt: check the disk")
+	got := w.Turn(t, id, 0, 90*time.Second)
 
 	for i := range got {
 		require.Equal(t, int64(i+1), got[i].ID, "ids strictly increasing from 1")
@@ -79,16 +80,16 @@ func TestRealTurn(t *testing.T) {
 	assert.Equal(t, float64(0), done.Data["exit_code"])
 	assert.Contains(t, webtest.Types(got), "status")
 
-	w.prompt(t, id, "second prompt")
-	got2 := w.turn(t, id, done.ID, 90*time.Second)
+	w.Prompt(t, id, "second prompt")
+	got2 := w.Turn(t, id, done.ID, 90*time.Second)
 	assert.Equal(t, done.ID+1, got2[0].ID)
 	assert.Equal(t, "success", got2[len(got2)-1].Data["outcome"], "%v", webtest.Types(got2))
-	reqs := s.double.MessageRequests()
+	reqs := s.Double.MessageRequests()
 	last := reqs[len(reqs)-1]
 	assert.Contains(t, strings.Join(last.UserTexts(), "\n"), "first prompt: check the disk", "the second turn resumes the conversation")
 	assert.Contains(t, strings.Join(last.AssistantTexts(), "\n"), "The command printed breakglass-ok.")
 
-	code, body := w.do(t, http.MethodGet, "/api/sessions/"+id, "")
+	code, body := w.Do(t, http.MethodGet, "/api/sessions/"+id, "")
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, `"title":"first prompt: check the disk"`)
 	assert.Contains(t, body, `"state":"idle"`)
@@ -100,63 +101,63 @@ func TestRealCancelAndResume(t *testing.T) {
 		apidouble.T(apidouble.Text("Started. ")),
 		apidouble.T(apidouble.Delay(5*time.Minute), apidouble.Text("never")),
 	)
-	w := s.start(t, nil)
-	id := w.newSession(t)
-	w.prompt(t, id, "remember the word kestrel")
-	first := w.turn(t, id, 0, 90*time.Second)
+	w := s.StartWeb(t)
+	id := w.NewSession(t)
+	w.Prompt(t, id, "remember the word kestrel")
+	first := w.Turn(t, id, 0, 90*time.Second)
 	require.Equal(t, "success", first[len(first)-1].Data["outcome"])
 
-	w.prompt(t, id, "now wait")
+	w.Prompt(t, id, "now wait")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, s.double.WaitMessages(ctx, 2))
-	code, body := w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
+	require.NoError(t, s.Double.WaitMessages(ctx, 2))
+	code, body := w.Do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
 	require.Equal(t, http.StatusAccepted, code, body)
 	cancelled := time.Now()
-	got := w.turn(t, id, first[len(first)-1].ID, 30*time.Second)
+	got := w.Turn(t, id, first[len(first)-1].ID, 30*time.Second)
 	assert.Less(t, time.Since(cancelled), 5*time.Second, "done(cancelled) within 5 s")
 	assert.Equal(t, "cancelled", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
-	assert.Empty(t, webtest.Descendants(w.cmd.Process.Pid), "no process of the turn is left")
-	code, _ = w.do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
+	assert.Empty(t, webtest.Descendants(w.Pid()), "no process of the turn is left")
+	code, _ = w.Do(t, http.MethodPost, "/api/sessions/"+id+"/cancel", "")
 	assert.Equal(t, http.StatusConflict, code, "nothing left to cancel")
 
-	s.double.Push(apidouble.T(apidouble.Text("Resumed.")))
-	w.prompt(t, id, "and now?")
-	got = w.turn(t, id, got[len(got)-1].ID, 90*time.Second)
+	s.Double.Push(apidouble.T(apidouble.Text("Resumed.")))
+	w.Prompt(t, id, "and now?")
+	got = w.Turn(t, id, got[len(got)-1].ID, 90*time.Second)
 	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
-	reqs := s.double.MessageRequests()
+	reqs := s.Double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "remember the word kestrel", "the next prompt resumes the same conversation")
 }
 
 // TestRealTimeout ends a turn on a slow answer after the configured 2 s.
 func TestRealTimeout(t *testing.T) {
 	s := newStack(t, apidouble.T(apidouble.Delay(5*time.Minute), apidouble.Text("never")))
-	w := s.start(t, map[string]string{"BREAKGLASS_TURN_TIMEOUT_SECONDS": "2"})
-	id := w.newSession(t)
-	w.prompt(t, id, "slow")
-	got := w.turn(t, id, 0, 60*time.Second)
+	w := s.StartWeb(t, "BREAKGLASS_TURN_TIMEOUT_SECONDS=2")
+	id := w.NewSession(t)
+	w.Prompt(t, id, "slow")
+	got := w.Turn(t, id, 0, 60*time.Second)
 	assert.Equal(t, "timeout", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
-	assert.Empty(t, webtest.Descendants(w.cmd.Process.Pid), "nothing left running")
+	assert.Empty(t, webtest.Descendants(w.Pid()), "nothing left running")
 }
 
 // TestMissingClaude: BREAKGLASS_CLAUDE_BIN points nowhere; the turn ends
 // with an error saying so, and the server stays up.
 func TestMissingClaude(t *testing.T) {
 	s := newStack(t)
-	w := s.start(t, map[string]string{"BREAKGLASS_CLAUDE_BIN": "/nonexistent/claude"})
-	id := w.newSession(t)
+	w := s.StartWeb(t, "BREAKGLASS_CLAUDE_BIN=/nonexistent/claude")
+	id := w.NewSession(t)
 	for round := 0; round < 2; round++ {
-		w.prompt(t, id, "hello")
+		w.Prompt(t, id, "hello")
 		var last int64
 		if round == 1 {
 			last = 3
 		}
-		got := w.turn(t, id, last, 30*time.Second)
+		got := w.Turn(t, id, last, 30*time.Second)
 		require.Equal(t, []string{"user", "error", "done"}, webtest.Types(got))
 		assert.Contains(t, got[1].Data["message"], "claude")
 		assert.Equal(t, "error", got[2].Data["outcome"])
 	}
-	code, _ := w.do(t, http.MethodGet, "/healthz", "")
+	code, _ := w.Do(t, http.MethodGet, "/healthz", "")
 	assert.Equal(t, http.StatusOK, code)
 }
 
@@ -167,16 +168,16 @@ func TestRestartAfterKill(t *testing.T) {
 		apidouble.T(apidouble.Text("Noted the codeword osprey.")),
 		apidouble.T(apidouble.Text("Working on it "), apidouble.Delay(5*time.Minute)),
 	)
-	a := s.start(t, nil)
-	id := a.newSession(t)
-	a.prompt(t, id, "the codeword is osprey")
-	first := a.turn(t, id, 0, 90*time.Second)
+	a := s.StartWeb(t)
+	id := a.NewSession(t)
+	a.Prompt(t, id, "the codeword is osprey")
+	first := a.Turn(t, id, 0, 90*time.Second)
 	require.Equal(t, "success", first[len(first)-1].Data["outcome"])
 
-	a.prompt(t, id, "keep working")
+	a.Prompt(t, id, "keep working")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st := a.attach(t, ctx, id, first[len(first)-1].ID)
+	st := a.Attach(t, ctx, id, first[len(first)-1].ID)
 	var partial []ev
 	var streamed strings.Builder
 	for streamed.String() != "Working on it " {
@@ -188,16 +189,16 @@ func TestRestartAfterKill(t *testing.T) {
 		}
 	}
 	// The turn is streaming and waits on the API: kill the web now.
-	orphans := webtest.Descendants(a.cmd.Process.Pid)
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
-	<-a.exited
+	orphans := webtest.Descendants(a.Pid())
+	require.NoError(t, a.Signal(syscall.SIGKILL))
+	<-a.Done()
 	// The kernel would take the whole pod down; here, end claude by hand.
 	for _, p := range orphans {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
 
-	b := s.start(t, nil)
-	st = b.attach(t, ctx, id, 0)
+	b := s.StartWeb(t)
+	st = b.Attach(t, ctx, id, 0)
 	var replay []ev
 	for len(replay) < len(first)+len(partial) {
 		e, err := st.Next()
@@ -221,11 +222,11 @@ func TestRestartAfterKill(t *testing.T) {
 	require.Equal(t, []string{"error", "done"}, webtest.Types(end), "the interrupted turn ends with error + done")
 	assert.Equal(t, "error", end[1].Data["outcome"])
 
-	s.double.Push(apidouble.T(apidouble.Text("Back.")))
-	b.prompt(t, id, "are you there?")
-	got := b.turn(t, id, end[1].ID, 90*time.Second)
+	s.Double.Push(apidouble.T(apidouble.Text("Back.")))
+	b.Prompt(t, id, "are you there?")
+	got := b.Turn(t, id, end[1].ID, 90*time.Second)
 	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
-	reqs := s.double.MessageRequests()
+	reqs := s.Double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "the codeword is osprey", "the next prompt resumes the conversation")
 }
 
@@ -233,14 +234,14 @@ func TestRestartAfterKill(t *testing.T) {
 // of the README (Metrics), and keyholder_up 0 when no keyholder answers.
 func TestMetricsListener(t *testing.T) {
 	s := newStack(t)
-	w := s.start(t, nil)
-	code, _ := w.do(t, http.MethodPost, "/api/vm/status", "{}")
+	w := s.StartWeb(t)
+	code, _ := w.Do(t, http.MethodPost, "/api/vm/status", "{}")
 	assert.Equal(t, http.StatusServiceUnavailable, code, "the keyholder is down")
-	code, body := w.do(t, http.MethodGet, "/metrics", "")
+	code, body := w.Do(t, http.MethodGet, "/metrics", "")
 	assert.Equal(t, http.StatusNotFound, code)
 	assert.NotContains(t, body, "breakglass_")
 
-	resp, err := http.Get(w.metricsURL + "/metrics")
+	resp, err := http.Get(w.MetricsURL)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -254,7 +255,7 @@ func TestMetricsListener(t *testing.T) {
 		assert.Contains(t, text, "# TYPE "+name+" ", name)
 	}
 	assert.Contains(t, text, "\nkeyholder_up 0\n")
-	code, _ = w.do(t, http.MethodGet, "/readyz", "")
+	code, _ = w.Do(t, http.MethodGet, "/readyz", "")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 }
 
@@ -286,9 +287,9 @@ func TestRealReconnects(t *testing.T) {
 	}
 	long := strings.Join(words, " ")
 	s := newStack(t, apidouble.T(apidouble.Text(long).Every(10*time.Millisecond)))
-	w := s.start(t, nil)
-	id := w.newSession(t)
-	w.prompt(t, id, "stream a lot")
+	w := s.StartWeb(t)
+	id := w.NewSession(t)
+	w.Prompt(t, id, "stream a lot")
 
 	rng := rand.New(rand.NewPCG(7, 11))
 	cuts := map[int]bool{}
@@ -302,7 +303,7 @@ func TestRealReconnects(t *testing.T) {
 	reconnects := 0
 	for done := false; !done; {
 		cctx, ccancel := context.WithCancel(ctx)
-		st := w.attach(t, cctx, id, last)
+		st := w.Attach(t, cctx, id, last)
 		for {
 			e, err := st.Next()
 			require.NoError(t, err)
@@ -324,7 +325,7 @@ func TestRealReconnects(t *testing.T) {
 		require.Equal(t, int64(i+1), e.ID, "gap or duplicate")
 	}
 	// The union is the log: a fresh full attach gives the same events.
-	full := w.turn(t, id, 0, 30*time.Second)
+	full := w.Turn(t, id, 0, 30*time.Second)
 	require.Len(t, full, len(seen))
 	for i := range full {
 		assert.Equal(t, full[i].Raw, seen[i].Raw)
@@ -338,32 +339,32 @@ func TestRealReconnects(t *testing.T) {
 // before the process exits), leaves no claude behind, and exits 0.
 func TestGracefulShutdown(t *testing.T) {
 	s := newStack(t, apidouble.T(apidouble.Text("Waiting "), apidouble.Delay(5*time.Minute)))
-	w := s.start(t, nil)
-	id := w.newSession(t)
-	w.prompt(t, id, "wait")
+	w := s.StartWeb(t)
+	id := w.NewSession(t)
+	w.Prompt(t, id, "wait")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, s.double.WaitMessages(ctx, 1))
-	st := w.attach(t, ctx, id, 0)
-	turnProcs := webtest.Descendants(w.cmd.Process.Pid)
+	require.NoError(t, s.Double.WaitMessages(ctx, 1))
+	st := w.Attach(t, ctx, id, 0)
+	turnProcs := webtest.Descendants(w.Pid())
 	require.NotEmpty(t, turnProcs, "claude runs under the web")
-	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, w.Signal(syscall.SIGTERM))
 	got := st.UntilDone(t)
 	end := got[len(got)-2:]
 	assert.Equal(t, []string{"error", "done"}, webtest.Types(end), "%v", webtest.Types(got))
 	assert.Contains(t, end[0].Data["message"], "stopped")
 	select {
-	case <-w.exited:
+	case <-w.Done():
 	case <-ctx.Done():
 		t.Fatal("web did not exit after SIGTERM")
 	}
-	assert.Equal(t, 0, w.cmd.ProcessState.ExitCode(), w.logs())
+	assert.Equal(t, 0, w.ExitCode(), w.Logs())
 	for _, p := range turnProcs {
 		assert.False(t, webtest.Alive(p), "process %d of the turn outlived the web", p)
 	}
 
-	b := s.start(t, nil)
-	replay := b.turn(t, id, 0, 30*time.Second)
+	b := s.StartWeb(t)
+	replay := b.Turn(t, id, 0, 30*time.Second)
 	assert.Equal(t, len(got), len(replay), "the shutdown's done was persisted; nothing added on reload")
 }
 
@@ -375,27 +376,27 @@ func TestGracefulShutdown(t *testing.T) {
 func TestAuthWiring(t *testing.T) {
 	s := newStack(t)
 	token := "0123456789abcdef-token"
-	foreign := s.start(t, map[string]string{"BREAKGLASS_TRUSTED_PROXIES": "10.99.0.0/16", "API_BEARER_TOKEN": token, "BREAKGLASS_SESSIONS_DIR": filepath.Join(s.dir, "sessions-foreign")})
-	local := s.start(t, nil)
-	unset := s.start(t, map[string]string{"BREAKGLASS_TRUSTED_PROXIES": "", "API_BEARER_TOKEN": token, "BREAKGLASS_SESSIONS_DIR": filepath.Join(s.dir, "sessions-unset")})
-	assert.Contains(t, unset.logs(), "BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer")
-	assert.NotContains(t, local.logs(), "BREAKGLASS_TRUSTED_PROXIES is empty")
+	foreign := s.StartWeb(t, "BREAKGLASS_TRUSTED_PROXIES=10.99.0.0/16", "API_BEARER_TOKEN="+token, "BREAKGLASS_SESSIONS_DIR="+filepath.Join(s.Dir, "sessions-foreign"))
+	local := s.StartWeb(t)
+	unset := s.StartWeb(t, "BREAKGLASS_TRUSTED_PROXIES=", "API_BEARER_TOKEN="+token, "BREAKGLASS_SESSIONS_DIR="+filepath.Join(s.Dir, "sessions-unset"))
+	assert.Contains(t, unset.Logs(), "BREAKGLASS_TRUSTED_PROXIES is empty: the identity header is refused from every peer")
+	assert.NotContains(t, local.Logs(), "BREAKGLASS_TRUSTED_PROXIES is empty")
 
-	send := func(w *web, method, path string, h map[string]string) int {
-		req, err := http.NewRequest(method, w.url+path, strings.NewReader("{}"))
+	send := func(w *stacktest.Web, method, path string, h map[string]string) int {
+		req, err := http.NewRequest(method, w.URL+path, strings.NewReader("{}"))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
 		for k, v := range h {
 			req.Header.Set(k, v)
 		}
-		resp, err := w.client.Do(req)
+		resp, err := w.Client.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
 	tests := []struct {
 		name   string
-		w      *web
+		w      *stacktest.Web
 		method string
 		path   string
 		h      map[string]string
@@ -440,7 +441,7 @@ func TestKeyholderOverSocket(t *testing.T) {
 	khMux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "# HELP keyholder_agent_signs_total Signs.\n# TYPE keyholder_agent_signs_total counter\nkeyholder_agent_signs_total{outcome=\"signed\"} 4\n")
 	})
-	ln, err := ipc.Listen(filepath.Join(s.env["BREAKGLASS_SOCKET_DIR"], ipc.SocketName))
+	ln, err := ipc.Listen(filepath.Join(s.SocketDir, ipc.SocketName))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -450,14 +451,14 @@ func TestKeyholderOverSocket(t *testing.T) {
 		assert.NoError(t, <-served)
 	})
 
-	w := s.start(t, nil)
-	code, body := w.do(t, http.MethodGet, "/readyz", "")
+	w := s.StartWeb(t)
+	code, body := w.Do(t, http.MethodGet, "/readyz", "")
 	assert.Equal(t, http.StatusOK, code, body)
-	code, body = w.do(t, http.MethodGet, "/api/vm", "")
+	code, body = w.Do(t, http.MethodGet, "/api/vm", "")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, `"vmid":102`)
 
-	resp, err := http.Get(w.metricsURL + "/metrics")
+	resp, err := http.Get(w.MetricsURL)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/testing/webtest"
 )
 
@@ -24,19 +25,19 @@ import (
 // keyholder has loaded them and before the web starts, and nothing under the
 // test's folder (sessions, the agent's HOME, sockets) holds one afterwards.
 func TestAgentSSHDevvmThroughKeyholder(t *testing.T) {
-	w := newWorld(t, options{script: []apidouble.Turn{
+	w := stacktest.New(t, stacktest.Options{Script: []apidouble.Turn{
 		apidouble.T(apidouble.Text("Checking the devvm. "), apidouble.Bash("ssh devvm echo devvm-says-hello")),
 		apidouble.AfterToolResult(apidouble.Text("The devvm answers.")),
 	}})
-	w.startKeyholder(t, nil)
-	for _, k := range []string{w.khEnv["BREAKGLASS_PVE_KEY"], w.khEnv["BREAKGLASS_DEVVM_KEY"]} {
+	w.StartKeyholder(t)
+	for _, k := range []string{w.PVEKey, w.DevvmKey} {
 		require.NoError(t, os.Remove(k))
 	}
-	web := w.startWeb(t, nil)
+	web := w.StartWeb(t)
 
-	id := web.newSession(t)
-	web.prompt(t, id, "is the devvm up?")
-	got := web.turn(t, id, 0, 2*time.Minute)
+	id := web.NewSession(t)
+	web.Prompt(t, id, "is the devvm up?")
+	got := web.Turn(t, id, 0, 2*time.Minute)
 
 	tool, ok := webtest.Find(got, "tool")
 	require.True(t, ok, "%v", webtest.Types(got))
@@ -46,10 +47,10 @@ func TestAgentSSHDevvmThroughKeyholder(t *testing.T) {
 	assert.Equal(t, false, res.Data["is_error"], "ssh devvm failed: %v", res.Data["output"])
 	assert.Contains(t, res.Data["output"], "devvm-says-hello", "the devvm double's answer reaches the agent")
 	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "%v", webtest.Types(got))
-	assert.GreaterOrEqual(t, w.devvm.Logins(), int64(1), "the devvm double saw the login")
+	assert.GreaterOrEqual(t, w.Devvm.Logins(), int64(1), "the devvm double saw the login")
 
 	// No private key file anywhere the web reads or writes.
-	err := filepath.WalkDir(w.dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(w.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/testing/webtest"
 )
 
@@ -63,26 +64,26 @@ func TestSessionsDiskFull(t *testing.T) {
 		words[i] = fmt.Sprintf("w%d", i)
 	}
 	long := strings.Join(words, " ")
-	w := newWorld(t, options{script: []apidouble.Turn{
+	w := stacktest.New(t, stacktest.Options{Script: []apidouble.Turn{
 		apidouble.T(apidouble.Text("First answer.")),
 		apidouble.T(apidouble.Text(long).Every(20 * time.Millisecond)),
 		apidouble.T(apidouble.Text("Back after the disk filled.")),
 	}})
-	a := w.startWeb(t, nil)
-	id := a.newSession(t)
-	logPath := filepath.Join(w.sessionsDir, id, "events.jsonl")
+	a := w.StartWeb(t)
+	id := a.NewSession(t)
+	logPath := filepath.Join(w.SessionsDir, id, "events.jsonl")
 
-	a.prompt(t, id, "first")
-	first := a.turn(t, id, 0, 2*time.Minute)
+	a.Prompt(t, id, "first")
+	first := a.Turn(t, id, 0, 2*time.Minute)
 	require.Equal(t, "success", first[len(first)-1].Data["outcome"])
 	before, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	require.Equal(t, len(first), checkLog(t, before))
 
-	a.prompt(t, id, "second, streaming")
+	a.Prompt(t, id, "second, streaming")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st := a.attach(t, ctx, id, first[len(first)-1].ID)
+	st := a.Attach(t, ctx, id, first[len(first)-1].ID)
 	var second []ev
 	for {
 		e, err := st.Next()
@@ -98,7 +99,7 @@ func TestSessionsDiskFull(t *testing.T) {
 	fi, err := os.Stat(logPath)
 	require.NoError(t, err)
 	limit := uint64(fi.Size()) + 40
-	require.NoError(t, unix.Prlimit(a.pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: limit}, nil))
+	require.NoError(t, unix.Prlimit(a.Pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: limit}, nil))
 
 	second = append(second, st.UntilDone(t)...)
 	done := second[len(second)-1]
@@ -120,17 +121,17 @@ func TestSessionsDiskFull(t *testing.T) {
 	// session.json fits: refused, and nothing half made shows up in the
 	// list, now or after a restart.
 	tiny := uint64(16)
-	require.NoError(t, unix.Prlimit(a.pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: tiny, Max: tiny}, nil))
-	code, body := a.do(t, http.MethodPost, "/api/sessions", "{}")
+	require.NoError(t, unix.Prlimit(a.Pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: tiny, Max: tiny}, nil))
+	code, body := a.Do(t, http.MethodPost, "/api/sessions", "{}")
 	assert.Equal(t, http.StatusInsufficientStorage, code, body)
 	assert.Contains(t, body, "sessions folder cannot be written")
 	t.Logf("new session on the full disk: %d %s", code, body)
-	code, _ = a.do(t, http.MethodGet, "/healthz", "")
+	code, _ = a.Do(t, http.MethodGet, "/healthz", "")
 	assert.Equal(t, http.StatusOK, code, "the web stays up")
-	code, body = a.do(t, http.MethodGet, "/api/sessions", "")
+	code, body = a.Do(t, http.MethodGet, "/api/sessions", "")
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, 1, strings.Count(body, `"id"`), "only the one session: %s", body)
-	code, body = a.do(t, http.MethodGet, "/api/sessions/"+id, "")
+	code, body = a.Do(t, http.MethodGet, "/api/sessions/"+id, "")
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Contains(t, body, `"state":"idle"`)
 
@@ -140,7 +141,7 @@ func TestSessionsDiskFull(t *testing.T) {
 	saved := checkLog(t, after)
 	assert.LessOrEqual(t, uint64(len(after)), limit)
 	t.Logf("saved %d of %d events (%d bytes, cap %d)", saved, len(first)+len(second), len(after), limit)
-	a.stop(t)
+	require.NoError(t, a.Stop())
 
 	// A crash in the middle of a write leaves a torn last line.
 	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
@@ -149,11 +150,11 @@ func TestSessionsDiskFull(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
-	b := w.startWeb(t, nil)
-	code, body = b.do(t, http.MethodGet, "/api/sessions", "")
+	b := w.StartWeb(t)
+	code, body = b.Do(t, http.MethodGet, "/api/sessions", "")
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, 1, strings.Count(body, `"id"`), "the half-made session is not listed after a restart: %s", body)
-	replay := b.turnless(t, id)
+	replay := b.History(t, id)
 	require.Len(t, replay, saved+2, "the saved events, then the interrupted turn closed: %v", webtest.Types(replay))
 	for i := 0; i < saved; i++ {
 		want := first
@@ -169,10 +170,10 @@ func TestSessionsDiskFull(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, saved+2, checkLog(t, fixed), "the torn line is cut off, the closing events saved")
 
-	b.prompt(t, id, "third")
-	third := b.turn(t, id, int64(saved+2), 2*time.Minute)
+	b.Prompt(t, id, "third")
+	third := b.Turn(t, id, int64(saved+2), 2*time.Minute)
 	assert.Equal(t, "success", third[len(third)-1].Data["outcome"], "%v", webtest.Types(third))
-	reqs := w.double.MessageRequests()
+	reqs := w.Double.MessageRequests()
 	assert.Contains(t, strings.Join(reqs[len(reqs)-1].UserTexts(), "\n"), "first", "the conversation resumes")
 	final, err := os.ReadFile(logPath)
 	require.NoError(t, err)

@@ -14,18 +14,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/agenthome"
+	"breakglass/internal/devstack"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/testing/webtest"
 )
 
 // sshDevvm runs `ssh devvm <args>` the way the agent does: through the
 // web's wrapper on the agent's PATH, with the web's ssh config.
-func (w *world) sshDevvm(t testing.TB, args ...string) (string, int) {
+func sshDevvm(t testing.TB, w *stacktest.Stack, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(w.agentDir, "bin", "ssh"), append([]string{"devvm"}, args...)...)
-	cmd.Env = []string{"PATH=" + filepath.Join(w.agentDir, "bin") + ":/usr/bin:/bin", agenthome.ConfigVar + "=" + filepath.Join(w.agentDir, "ssh_config")}
+	cmd := exec.CommandContext(ctx, filepath.Join(w.AgentDir, "bin", "ssh"), append([]string{"devvm"}, args...)...)
+	cmd.Env = []string{"PATH=" + filepath.Join(w.AgentDir, "bin") + ":/usr/bin:/bin", agenthome.ConfigVar + "=" + filepath.Join(w.AgentDir, "ssh_config")}
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
@@ -44,53 +46,53 @@ func (w *world) sshDevvm(t testing.TB, args ...string) (string, int) {
 // fails cleanly; after the restart everything works again with no change
 // on the web's side.
 func TestKeyholderKilled(t *testing.T) {
-	w := newWorld(t, options{})
-	kh := w.startKeyholder(t, nil)
-	web := w.startWeb(t, nil)
-	id := web.newSession(t)
+	w := stacktest.New(t, stacktest.Options{})
+	kh := w.StartKeyholder(t)
+	web := w.StartWeb(t)
+	id := web.NewSession(t)
 
 	check := func(t *testing.T) {
-		code, body := web.do(t, http.MethodGet, "/readyz", "")
+		code, body := web.Do(t, http.MethodGet, "/readyz", "")
 		assert.Equal(t, http.StatusOK, code, body)
-		code, body = web.do(t, http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
+		code, body = web.Do(t, http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
 		assert.Equal(t, http.StatusOK, code, body)
 		assert.Contains(t, body, "status: running")
-		out, exit := w.sshDevvm(t, "echo", "devvm-answers")
+		out, exit := sshDevvm(t, w, "echo", "devvm-answers")
 		assert.Equal(t, 0, exit, out)
 		assert.Contains(t, out, "devvm-answers")
 	}
 	t.Run("before", check)
 
-	kh.kill(t)
+	kh.Kill()
 	t.Run("keyholder-down", func(t *testing.T) {
-		code, body := web.do(t, http.MethodGet, "/healthz", "")
+		code, body := web.Do(t, http.MethodGet, "/healthz", "")
 		assert.Equal(t, http.StatusOK, code, "the web stays up")
-		code, body = web.do(t, http.MethodGet, "/readyz", "")
+		code, body = web.Do(t, http.MethodGet, "/readyz", "")
 		assert.Equal(t, http.StatusServiceUnavailable, code, body)
 		assert.Contains(t, body, "keyholder")
-		code, body = web.do(t, http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
+		code, body = web.Do(t, http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
 		assert.Equal(t, http.StatusServiceUnavailable, code, body)
 		assert.Contains(t, body, "keyholder unreachable: the verb did not run")
-		code, body = web.do(t, http.MethodPost, "/api/vm/reset", "{}")
+		code, body = web.Do(t, http.MethodPost, "/api/vm/reset", "{}")
 		assert.Equal(t, http.StatusServiceUnavailable, code, body)
-		code, body = web.do(t, http.MethodGet, "/api/vm", "")
+		code, body = web.Do(t, http.MethodGet, "/api/vm", "")
 		assert.Equal(t, http.StatusServiceUnavailable, code, body)
-		code, body = web.do(t, http.MethodGet, "/api/sessions/"+id, "")
+		code, body = web.Do(t, http.MethodGet, "/api/sessions/"+id, "")
 		assert.Equal(t, http.StatusOK, code, body)
 
 		began := time.Now()
-		out, exit := w.sshDevvm(t, "echo", "devvm-answers")
+		out, exit := sshDevvm(t, w, "echo", "devvm-answers")
 		t.Logf("ssh devvm with the keyholder down: exit %d after %v:\n%s", exit, time.Since(began).Round(time.Millisecond), out)
 		assert.Equal(t, 255, exit, "ssh's own failure status, not a hang or a crash")
 		assert.NotContains(t, out, "devvm-answers")
 		assert.Contains(t, out, "Permission denied (publickey)", "a clean refusal: no key to offer")
 	})
 
-	w.startKeyholder(t, nil)
+	w.StartKeyholder(t)
 	t.Run("after-restart", check)
 
 	t.Run("transcript", func(t *testing.T) {
-		got := web.turnless(t, id)
+		got := web.History(t, id)
 		var verbs []string
 		for _, e := range got {
 			if e.Type == "verb" {
@@ -102,37 +104,16 @@ func TestKeyholderKilled(t *testing.T) {
 	})
 }
 
-// turnless reads every event of session id that is already in its log.
-func (w *web) turnless(t testing.TB, id string) []ev {
-	t.Helper()
-	code, body := w.do(t, http.MethodGet, "/api/sessions/"+id, "")
-	require.Equal(t, http.StatusOK, code, body)
-	var info struct {
-		LastEventID int64 `json:"last_event_id"`
-	}
-	require.NoError(t, jsonUnmarshal(body, &info))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st := w.attach(t, ctx, id, 0)
-	var got []ev
-	for int64(len(got)) < info.LastEventID {
-		e, err := st.Next()
-		require.NoError(t, err)
-		got = append(got, e)
-	}
-	return got
-}
-
 // TestProxmoxBlackholed: the Proxmox host accepts TCP and never answers. A
 // verb ends in 504 within the verb timeout plus one second, and while it
 // hangs the operator's other controls answer: the session list, a new
 // session, a prompt (whose turn then finishes), the verb list, /readyz.
 func TestProxmoxBlackholed(t *testing.T) {
 	const verbTimeout = 3 * time.Second
-	w := newWorld(t, options{pve: pveBlackhole, script: []apidouble.Turn{apidouble.T(apidouble.Text("Still here."))}})
-	w.startKeyholder(t, map[string]string{"BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS": "3"})
-	web := w.startWeb(t, nil)
-	id := web.newSession(t)
+	w := stacktest.New(t, stacktest.Options{PVE: devstack.PVEBlackholed, Script: []apidouble.Turn{apidouble.T(apidouble.Text("Still here."))}})
+	w.StartKeyholder(t, "BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS=3")
+	web := w.StartWeb(t)
+	id := web.NewSession(t)
 
 	type answer struct {
 		code    int
@@ -143,11 +124,11 @@ func TestProxmoxBlackholed(t *testing.T) {
 	verb := make(chan answer, 1)
 	began := time.Now()
 	go func() {
-		code, body, err := web.doErr(http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
+		code, body, err := web.DoErr(http.MethodPost, "/api/vm/status", `{"session_id":"`+id+`"}`)
 		verb <- answer{code, body, err, time.Since(began)}
 	}()
 	select {
-	case <-w.blackholed:
+	case <-w.Blackholed:
 	case a := <-verb:
 		t.Fatalf("the verb ended before the host was dialled: %d %s %v", a.code, a.body, a.err)
 	case <-time.After(30 * time.Second):
@@ -167,7 +148,7 @@ func TestProxmoxBlackholed(t *testing.T) {
 		{"readyz", http.MethodGet, "/readyz", "", http.StatusOK},
 		{"ui", http.MethodGet, "/", "", http.StatusOK},
 	} {
-		code, body := web.do(t, r.method, r.path, r.body)
+		code, body := web.Do(t, r.method, r.path, r.body)
 		assert.Equal(t, r.want, code, "%s: %s", r.name, body)
 		select {
 		case a := <-verb:
@@ -183,11 +164,11 @@ func TestProxmoxBlackholed(t *testing.T) {
 	assert.Less(t, a.elapsed, verbTimeout+time.Second, "504 within the verb timeout + 1 s")
 	assert.GreaterOrEqual(t, a.elapsed, verbTimeout, "the keyholder waited the whole timeout")
 
-	got := web.turn(t, id, 0, 2*time.Minute)
+	got := web.Turn(t, id, 0, 2*time.Minute)
 	assert.Equal(t, "success", got[len(got)-1].Data["outcome"], "the turn started while the verb hung finished: %v", webtest.Types(got))
-	all := web.turnless(t, id)
+	all := web.History(t, id)
 	v, ok := webtest.Find(all, "verb")
-	require.True(t, ok, "the timed-out verb is in the transcript: %v", webtest.Types(all))
+	require.True(t, ok, "the timed-out verb is in the tranScript: %v", webtest.Types(all))
 	assert.NotEmpty(t, v.Data["error"])
 }
 
@@ -195,18 +176,18 @@ func TestProxmoxBlackholed(t *testing.T) {
 // claude CLI running the scripted Bash call) fails at once with ssh's own
 // message as the tool's error, and the turn still ends with done.
 func TestDevvmDown(t *testing.T) {
-	w := newWorld(t, options{devvm: devvmDown, script: []apidouble.Turn{
+	w := stacktest.New(t, stacktest.Options{DevvmDown: true, Script: []apidouble.Turn{
 		apidouble.T(apidouble.Text("Checking the devvm. "), apidouble.Bash("ssh devvm uptime")),
 		apidouble.AfterToolResult(apidouble.Text("The devvm does not answer on SSH.")),
 	}})
-	w.startKeyholder(t, nil)
-	web := w.startWeb(t, nil)
-	id := web.newSession(t)
-	web.prompt(t, id, "is the devvm up?")
+	w.StartKeyholder(t)
+	web := w.StartWeb(t)
+	id := web.NewSession(t)
+	web.Prompt(t, id, "is the devvm up?")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st := web.attach(t, ctx, id, 0)
+	st := web.Attach(t, ctx, id, 0)
 	var got []ev
 	var toolAt, resultAt time.Time
 	for {
@@ -234,7 +215,7 @@ func TestDevvmDown(t *testing.T) {
 	assert.Contains(t, res.Data["output"], "255")
 	done := got[len(got)-1]
 	assert.Equal(t, "success", done.Data["outcome"], "the turn ends normally: %v", webtest.Types(got))
-	reqs := w.double.MessageRequests()
+	reqs := w.Double.MessageRequests()
 	require.NotEmpty(t, reqs)
 	results := reqs[len(reqs)-1].ToolResults()
 	require.Len(t, results, 1, "the model got the tool's error")
@@ -247,19 +228,19 @@ func TestClaudeWedged(t *testing.T) {
 	// A name no other process has: the hanging command runs under it
 	// (the CLI refuses a standalone sleep, so it is wrapped).
 	mark := "wedged-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
-	w := newWorld(t, options{script: []apidouble.Turn{
+	w := stacktest.New(t, stacktest.Options{Script: []apidouble.Turn{
 		apidouble.T(apidouble.Text("Waiting on the host. "), apidouble.Bash("bash -c 'exec -a "+mark+" sleep 600'")),
 		apidouble.AfterToolResult(apidouble.Text("never")),
 	}})
 	// Long enough for the CLI to start and reach the tool call on a busy
 	// machine: the test checks the order, not the time.
-	web := w.startWeb(t, map[string]string{"BREAKGLASS_TURN_TIMEOUT_SECONDS": "20"})
-	id := web.newSession(t)
-	web.prompt(t, id, "wait for the host")
+	web := w.StartWeb(t, "BREAKGLASS_TURN_TIMEOUT_SECONDS=20")
+	id := web.NewSession(t)
+	web.Prompt(t, id, "wait for the host")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st := web.attach(t, ctx, id, 0)
+	st := web.Attach(t, ctx, id, 0)
 	var got []ev
 	for {
 		e, err := st.Next()
@@ -274,7 +255,7 @@ func TestClaudeWedged(t *testing.T) {
 		rest := st.UntilDone(t)
 		t.Fatalf("the Bash tool's sleep never started: %v", rest)
 	}
-	turnProcs := webtest.Descendants(web.pid())
+	turnProcs := webtest.Descendants(web.Pid())
 	t.Logf("processes of the turn: %v, sleep: %v", turnProcs, procsMatching(mark))
 
 	got = append(got, st.UntilDone(t)...)
@@ -284,11 +265,11 @@ func TestClaudeWedged(t *testing.T) {
 	require.True(t, ok, "a timeout says so: %v", webtest.Types(got))
 	t.Logf("error: %v", e.Data["message"])
 	assert.Empty(t, procsMatching(mark), "the wedged sleep outlived its turn")
-	assert.Empty(t, webtest.Descendants(web.pid()), "a process of the turn outlived it")
+	assert.Empty(t, webtest.Descendants(web.Pid()), "a process of the turn outlived it")
 	for _, p := range turnProcs {
 		assert.False(t, webtest.Alive(p), "process %d of the turn is still alive", p)
 	}
-	code, body := web.do(t, http.MethodGet, "/api/sessions/"+id, "")
+	code, body := web.Do(t, http.MethodGet, "/api/sessions/"+id, "")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, `"state":"idle"`)
 }

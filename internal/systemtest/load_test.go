@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,10 +20,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"breakglass/internal/devstack"
 	"breakglass/internal/ipc"
 	"breakglass/internal/keyholder"
 	"breakglass/internal/presence"
 	"breakglass/internal/testing/apidouble"
+	"breakglass/internal/testing/stacktest"
 	"breakglass/internal/testing/webtest"
 )
 
@@ -65,7 +68,7 @@ type subscriberLog struct {
 // follow reads session id from the start until a done, reconnecting by id
 // whenever the server drops it (a slow client is dropped and resumes), and
 // until ctx ends for a session with no turn.
-func follow(ctx context.Context, w *web, client *http.Client, id string, until string) ([]ev, int, error) {
+func follow(ctx context.Context, w *stacktest.Web, client *http.Client, id string, until string) ([]ev, int, error) {
 	var got []ev
 	reconnects := -1
 	for {
@@ -74,7 +77,7 @@ func follow(ctx context.Context, w *web, client *http.Client, id string, until s
 		if len(got) > 0 {
 			last = got[len(got)-1].ID
 		}
-		st, err := w.attachErr(ctx, client, id, last)
+		st, err := w.AttachErr(ctx, client, id, last)
 		if err != nil {
 			if ctx.Err() != nil && until == "" {
 				return got, reconnects, nil
@@ -122,18 +125,18 @@ func TestSSELoad(t *testing.T) {
 		words[i] = "w" + strconv.Itoa(i)
 	}
 	long := strings.Join(words, " ")
-	w := newWorld(t, options{script: []apidouble.Turn{
+	w := stacktest.New(t, stacktest.Options{Script: []apidouble.Turn{
 		apidouble.T(apidouble.Text(long).Every(every)),
 		apidouble.T(apidouble.Text(long).Every(every)),
 	}})
-	web := w.startWeb(t, map[string]string{"BREAKGLASS_SSE_KEEPALIVE_SECONDS": "1"})
+	web := w.StartWeb(t, "BREAKGLASS_SSE_KEEPALIVE_SECONDS=1")
 	ids := make([]string, sessions)
 	for i := range ids {
-		ids[i] = web.newSession(t)
+		ids[i] = web.NewSession(t)
 	}
-	baseGoroutines := web.metric(t, "go_goroutines")
-	baseHeap := web.metric(t, "go_memstats_heap_inuse_bytes")
-	baseRSS := web.metric(t, "process_resident_memory_bytes")
+	baseGoroutines := web.Metric(t, "go_goroutines")
+	baseHeap := web.Metric(t, "go_memstats_heap_inuse_bytes")
+	baseRSS := web.Metric(t, "process_resident_memory_bytes")
 
 	tr := &http.Transport{MaxIdleConnsPerHost: -1}
 	client := &http.Client{Transport: tr}
@@ -156,18 +159,18 @@ func TestSSELoad(t *testing.T) {
 			}
 		}()
 	}
-	require.True(t, eventually(time.Minute, func() bool { return web.metric(t, "breakglass_sse_subscribers") >= float64(n) }),
-		"not all %d subscribers attached: %v", n, web.metric(t, "breakglass_sse_subscribers"))
-	peakGoroutines := web.metric(t, "go_goroutines")
+	require.True(t, eventually(time.Minute, func() bool { return web.Metric(t, "breakglass_sse_subscribers") >= float64(n) }),
+		"not all %d subscribers attached: %v", n, web.Metric(t, "breakglass_sse_subscribers"))
+	peakGoroutines := web.Metric(t, "go_goroutines")
 
 	began := time.Now()
-	web.prompt(t, ids[0], "stream one")
-	web.prompt(t, ids[1], "stream two")
+	web.Prompt(t, ids[0], "stream one")
+	web.Prompt(t, ids[1], "stream two")
 	var peakHeap, peakRSS float64
 	sample := func() {
-		peakHeap = max(peakHeap, web.metric(t, "go_memstats_heap_inuse_bytes"))
-		peakRSS = max(peakRSS, web.metric(t, "process_resident_memory_bytes"))
-		peakGoroutines = max(peakGoroutines, web.metric(t, "go_goroutines"))
+		peakHeap = max(peakHeap, web.Metric(t, "go_memstats_heap_inuse_bytes"))
+		peakRSS = max(peakRSS, web.Metric(t, "process_resident_memory_bytes"))
+		peakGoroutines = max(peakGoroutines, web.Metric(t, "go_goroutines"))
 	}
 	streamed := make(chan struct{})
 	go func() {
@@ -180,7 +183,7 @@ func TestSSELoad(t *testing.T) {
 		select {
 		case <-tick.C:
 			sample()
-			if web.metric(t, "breakglass_turns_running") == 0 {
+			if web.Metric(t, "breakglass_turns_running") == 0 {
 				streaming = false
 			}
 		case <-ctx.Done():
@@ -196,7 +199,7 @@ func TestSSELoad(t *testing.T) {
 	// The log each subscriber must have seen.
 	want := make([][]ev, 2)
 	for s := range want {
-		want[s] = web.turnless(t, ids[s])
+		want[s] = web.History(t, ids[s])
 		require.Equal(t, "done", want[s][len(want[s])-1].Type)
 		assert.Equal(t, "success", want[s][len(want[s])-1].Data["outcome"], "%v", webtest.Types(want[s]))
 		text, _ := joinText(want[s])
@@ -221,11 +224,11 @@ func TestSSELoad(t *testing.T) {
 	}
 	assert.Zero(t, keepIdle, "the idle sessions' subscribers got events")
 
-	assert.True(t, eventually(30*time.Second, func() bool { return web.metric(t, "breakglass_sse_subscribers") == 0 }),
+	assert.True(t, eventually(30*time.Second, func() bool { return web.Metric(t, "breakglass_sse_subscribers") == 0 }),
 		"subscribers still counted after they left")
 	var afterGoroutines float64
 	assert.True(t, eventually(30*time.Second, func() bool {
-		afterGoroutines = web.metric(t, "go_goroutines")
+		afterGoroutines = web.Metric(t, "go_goroutines")
 		return afterGoroutines <= baseGoroutines+2
 	}), "goroutines after the subscribers left: %v, before: %v", afterGoroutines, baseGoroutines)
 
@@ -274,34 +277,36 @@ func TestVerbSoak(t *testing.T) {
 	}
 
 	t.Run("binary", func(t *testing.T) {
-		w := newWorld(t, options{})
-		kh := w.startKeyholder(t, nil)
-		c := ipc.NewClient(filepath.Join(w.socketDir, ipc.SocketName))
+		w := stacktest.New(t, stacktest.Options{})
+		kh := w.StartKeyholder(t)
+		c := ipc.NewClient(filepath.Join(w.SocketDir, ipc.SocketName))
 		defer c.Close()
-		run(t, c, func() procStat { return statOf(t, kh.pid()) })
-		assert.Equal(t, int64(n+20), w.pve.Connections(), "one SSH connection per verb, nothing retried")
+		run(t, c, func() procStat { return statOf(t, kh.Pid()) })
+		assert.Equal(t, int64(n+20), w.PVE.Connections(), "one SSH connection per verb, nothing retried")
 	})
 
 	t.Run("in-process", func(t *testing.T) {
-		w := newWorld(t, options{})
-		timeout, err := strconv.Atoi(w.khEnv["BREAKGLASS_PVE_VERB_TIMEOUT_SECONDS"])
-		require.NoError(t, err)
-		port, err := strconv.Atoi(w.khEnv["BREAKGLASS_PVE_PORT"])
-		require.NoError(t, err)
-		devvmPort, err := strconv.Atoi(w.khEnv["BREAKGLASS_DEVVM_PORT"])
-		require.NoError(t, err)
+		w := stacktest.New(t, stacktest.Options{})
+		host := func(addr, user string) keyholder.Host {
+			ip, port, err := net.SplitHostPort(addr)
+			require.NoError(t, err)
+			n, err := strconv.Atoi(port)
+			require.NoError(t, err)
+			return keyholder.Host{Host: ip, Port: n, User: user}
+		}
 		kh, err := keyholder.New(keyholder.Config{
-			PVE:            keyholder.Host{Host: w.khEnv["BREAKGLASS_PVE_HOST"], Port: port, User: "root"},
-			PVEKeyPath:     w.khEnv["BREAKGLASS_PVE_KEY"],
-			DevVM:          keyholder.Host{Host: w.khEnv["BREAKGLASS_DEVVM_HOST"], Port: devvmPort, User: "breakglass"},
-			DevVMKeyPath:   w.khEnv["BREAKGLASS_DEVVM_KEY"],
-			KnownHostsPath: w.khEnv["BREAKGLASS_KNOWN_HOSTS"],
-			VerbTimeout:    time.Duration(timeout) * time.Second,
-			Presence:       presence.ModeOff, // not about presence
+			PVE:            host(w.PVEAddr, "root"),
+			PVEKeyPath:     w.PVEKey,
+			DevVM:          host(w.DevvmAddr, devstack.DevvmUser),
+			DevVMKeyPath:   w.DevvmKey,
+			KnownHostsPath: w.KnownHosts,
+			// The binary's timeout in the same stack (devstack's).
+			VerbTimeout: 30 * time.Second,
+			Presence:    presence.ModeOff, // not about presence
 		})
 		require.NoError(t, err)
 		defer kh.Close()
-		ln, err := ipc.Listen(filepath.Join(w.socketDir, ipc.SocketName))
+		ln, err := ipc.Listen(filepath.Join(w.SocketDir, ipc.SocketName))
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		served := make(chan error, 1)
@@ -323,12 +328,12 @@ func TestVerbSoak(t *testing.T) {
 			st := statOf(t, os.Getpid())
 			if beforeG == 0 {
 				beforeG = runtime.NumGoroutine()
-				w.vm.ResetCalls()
+				w.VM.ResetCalls()
 				beforeHeap = heapInuse()
 			}
 			return st
 		})
-		w.vm.ResetCalls()
+		w.VM.ResetCalls()
 		ok := eventually(10*time.Second, func() bool {
 			afterG = runtime.NumGoroutine()
 			return afterG <= beforeG
