@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,8 +19,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"breakglass/internal/ipc"
+	"breakglass/internal/testing/apidouble"
 	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/testbin"
+	"breakglass/internal/testing/webtest"
 )
 
 func TestMain(m *testing.M) {
@@ -48,10 +51,16 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	bin := buildAll(t)
-	cmd := exec.Command(filepath.Join(bin, "devstack"), "-listen", "127.0.0.1:0")
 	// No claude on this PATH: the stack must come up without it.
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "BREAKGLASS_CLAUDE_BIN=" + filepath.Join(t.TempDir(), "no-claude")}
+	return startStackIn(t, buildAll(t), "PATH=/usr/bin:/bin", "BREAKGLASS_CLAUDE_BIN="+filepath.Join(t.TempDir(), "no-claude"))
+}
+
+// startStackIn runs bin/devstack with exactly env and waits until it says
+// it is up.
+func startStackIn(t *testing.T, bin string, env ...string) *stack {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "devstack"), "-listen", "127.0.0.1:0")
+	cmd.Env = env
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	stderr := &syncWriter{}
@@ -225,4 +234,50 @@ func TestStack(t *testing.T) {
 	assert.NoDirExists(t, s.folder)
 	_, err := http.Get(s.url + "/healthz")
 	assert.Error(t, err, "the edge still answers after Ctrl-C")
+}
+
+// TestChatAsMakeRunDoes is a new user's first chat: `make run` built the
+// binaries into bin/ and installed the pinned claude CLI into .tools/, and
+// the environment holds nothing but PATH and ANTHROPIC_API_KEY (plus, here,
+// the base URL of the Messages API double, since tests never leave
+// loopback). The stack finds the pinned CLI by itself and the turn answers.
+func TestChatAsMakeRunDoes(t *testing.T) {
+	built := buildAll(t)
+	checkout := t.TempDir()
+	bin := filepath.Join(checkout, "bin")
+	require.NoError(t, os.Mkdir(bin, 0o755))
+	for _, name := range []string{"devstack", "keyholder", "web"} {
+		require.NoError(t, os.Link(filepath.Join(built, name), filepath.Join(bin, name)))
+	}
+	// The pinned CLI where make deps-claude puts it, next to bin/.
+	pinned := testbin.PinnedClaude(checkout)
+	require.NoError(t, os.MkdirAll(filepath.Dir(pinned), 0o755))
+	require.NoError(t, os.Symlink(testbin.Claude(t), pinned))
+
+	double, err := apidouble.New(apidouble.Config{Script: []apidouble.Turn{apidouble.T(apidouble.Text("Hello from the model."))}})
+	require.NoError(t, err)
+	t.Cleanup(double.Close)
+	const key = "sk-ant-make-run-0123456789"
+	s := startStackIn(t, bin, "PATH=/usr/local/bin:/usr/bin:/bin", "ANTHROPIC_API_KEY="+key, "ANTHROPIC_BASE_URL="+double.URL())
+	t.Cleanup(func() { _ = s.cmd.Process.Signal(syscall.SIGINT); <-s.exited })
+
+	created := postJSON(t, s.url+"/api/sessions", `{}`, http.StatusCreated)
+	id := created["id"].(string)
+	postJSON(t, s.url+"/api/sessions/"+id+"/prompt", `{"text":"hello"}`, http.StatusAccepted)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	st, err := webtest.Attach(ctx, http.DefaultClient, s.url, "operator", id, 0)
+	require.NoError(t, err)
+	defer st.Close()
+	events := st.UntilDone(t)
+	done, ok := webtest.Find(events, "done")
+	require.True(t, ok)
+	assert.Equal(t, "success", done.Data["outcome"], "%v\n%s", webtest.Types(events), s.stderr.String())
+	assert.Contains(t, webtest.Types(events), "text")
+
+	reqs := double.MessageRequests()
+	require.NotEmpty(t, reqs, "the CLI reached the API")
+	assert.Equal(t, key, reqs[0].Header.Get("X-Api-Key"), "with the operator's key")
+	assert.Contains(t, s.stderr.String(), "web.session      info  turn started", "the turn is on the terminal, one readable line")
+	assert.NotContains(t, s.stderr.String(), "using the claude CLI on PATH")
 }

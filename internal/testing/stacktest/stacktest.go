@@ -48,7 +48,7 @@ type Options struct {
 	// WebEnv and KeyholderEnv are extra KEY=value entries, after the
 	// stack's own (a later entry wins).
 	WebEnv, KeyholderEnv []string
-	// Path is the binaries' PATH ("" = this process's).
+	// Path is the binaries' PATH ("" = the image's, /usr/local/bin:/usr/bin:/bin).
 	Path string
 }
 
@@ -77,7 +77,7 @@ func New(t testing.TB, o Options) *Stack {
 	t.Cleanup(double.Close)
 	path := o.Path
 	if path == "" {
-		path = os.Getenv("PATH")
+		path = "/usr/local/bin:/usr/bin:/bin"
 	}
 	presence := o.Presence
 	if presence == "" {
