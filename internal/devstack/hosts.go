@@ -59,7 +59,7 @@ func (s *Stack) startPVE(client, host key) error {
 		}
 		s.PVEAddr, s.Blackholed = s.blackhole.addr, s.blackhole.accepted
 	case PVEDown:
-		s.PVEAddr, err = freeLoopbackAddr()
+		s.PVEAddr, err = s.refuse()
 	default:
 		s.PVE, err = pvesim.Start(pvesim.Config{
 			VM:            s.VM,
@@ -81,7 +81,7 @@ func (s *Stack) startPVE(client, host key) error {
 func (s *Stack) startDevvm(client, host key) error {
 	var err error
 	if s.cfg.DevvmDown {
-		s.DevvmAddr, err = freeLoopbackAddr()
+		s.DevvmAddr, err = s.refuse()
 		return err
 	}
 	s.Devvm, err = devvmsim.Start(devvmsim.Config{
@@ -98,9 +98,23 @@ func (s *Stack) startDevvm(client, host key) error {
 	return nil
 }
 
+// refuse holds a port that refuses connections until Close.
+func (s *Stack) refuse() (string, error) {
+	r, err := holdRefusedPort()
+	if err != nil {
+		return "", err
+	}
+	s.refused = append(s.refused, r)
+	return r.addr, nil
+}
+
 // closeHosts stops whichever hosts were started.
 func (s *Stack) closeHosts() error {
 	var errs []error
+	for _, r := range s.refused {
+		errs = append(errs, r.Close())
+	}
+	s.refused = nil
 	if s.blackhole != nil {
 		s.blackhole.Close()
 	}

@@ -162,7 +162,8 @@ type Stack struct {
 
 	cfg       Config
 	blackhole *blackhole
-	ln        net.Listener // the edge's, bound by New
+	refused   []*refusedPort // the closed ports of hosts that are down
+	ln        net.Listener   // the edge's, bound by New
 	edge      *http.Server
 	edgeDone  chan error
 	keyholder *Process // the latest of each, for Done
@@ -548,15 +549,6 @@ func requireLoopback(addr string) error {
 		return fmt.Errorf("listen address %q: the local stack serves on loopback only", addr)
 	}
 	return nil
-}
-
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func dialUnix(path string) error {

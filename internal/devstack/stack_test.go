@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -161,4 +162,21 @@ func TestLogsKeepTheTail(t *testing.T) {
 	logs := p.Logs()
 	assert.LessOrEqual(t, len(logs), logTail)
 	assert.True(t, strings.HasSuffix(logs, "newest\n"))
+}
+
+// TestRefusedPortStaysRefused: a host that is down refuses connections,
+// and its port cannot be taken by another listener while the stack holds
+// it (a port merely closed could be, and another test's host would
+// answer there with a key that is not pinned).
+func TestRefusedPortStaysRefused(t *testing.T) {
+	r, err := holdRefusedPort()
+	require.NoError(t, err)
+	_, err = net.Dial("tcp", r.addr)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+	_, err = net.Listen("tcp", r.addr)
+	assert.ErrorIs(t, err, syscall.EADDRINUSE)
+	require.NoError(t, r.Close())
+	ln, err := net.Listen("tcp", r.addr)
+	require.NoError(t, err, "free again once closed")
+	ln.Close()
 }
