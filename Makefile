@@ -55,8 +55,16 @@ deps-ui:
 
 export BREAKGLASS_TEST_CLAUDE := $(CLAUDE)
 
+# Most tests wait on other processes (the claude CLI starting, a timeout
+# running out, Chromium), so with go's default of one package per core
+# two cores sit half idle: four packages run at once, the longest named
+# first so that none is left running alone at the end. A package missing
+# from the list still runs (./...); a name that no longer exists fails.
+TEST_PARALLEL ?= 4
+SLOW_PACKAGES := ./ui/ ./internal/systemtest/ ./cmd/web/ ./internal/pvegate/ ./internal/claude/ ./internal/sandbox/
+
 test: deps vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -p $(TEST_PARALLEL) -race -count=1 $(SLOW_PACKAGES) ./...
 	@if [ -f ui/package.json ]; then cd ui && npm test; fi
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
