@@ -83,34 +83,19 @@ fmt:
 bench: deps-apt deps-claude
 	$(GO) run ./cmd/benchtable
 
-# Every fuzz target of the module, one at a time (go test -fuzz takes one
-# target of one package per run); stops at the first failure and says which
-# target failed. A failing input is saved under that package's
-# testdata/fuzz/<target>/ and replays in every later `go test`. A run that
-# fails without a failing input (the engine lost a worker on a starved
-# machine) is tried once more; a real failure never is.
+# Every fuzz target of the module for FUZZTIME each, FUZZ_JOBS targets at
+# once with the cores shared among them (cmd/fuzz: go test -fuzz takes one
+# target per run, and most of a short run is go's start-up). It stops at
+# the first failure and says which target failed; a failing input is saved
+# under that package's testdata/fuzz/<target>/ and replays in every later
+# `go test`. A run that fails without a failing input (the engine lost a
+# worker on a starved machine) is tried once more; a real failure never is.
 TEST_FUZZTIME ?= 3s
 SOAK_FUZZTIME ?= 60s
 FUZZTIME ?= $(TEST_FUZZTIME)
+FUZZ_JOBS ?= 2
 fuzz:
-	@set -e; log=$$(mktemp); trap 'rm -f "$$log"' EXIT; n=0; \
-	pkgs=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | xargs -rn1 dirname | sort -u); \
-	for pkg in $$pkgs; do \
-	  for f in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' $$pkg/*_test.go); do \
-	    n=$$((n+1)); echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
-	    ok=0; for try in 1 2; do \
-	      if $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >"$$log" 2>&1 \
-	         && ! grep -q 'no fuzz tests to fuzz' "$$log"; then ok=1; break; fi; \
-	      grep -q 'Failing input written to' "$$log" && break; \
-	      grep -q 'no fuzz tests to fuzz' "$$log" && break; \
-	      echo "fuzz: $$f: the fuzzing engine failed without a failing input (a worker killed or starved); once more:"; cat "$$log"; \
-	    done; \
-	    if [ $$ok != 1 ]; then \
-	      cat "$$log"; echo "make fuzz: FAILED: $$f in $$pkg (a failing input is saved under $$pkg/testdata/fuzz/$$f/)"; exit 1; fi; \
-	  done; \
-	done; \
-	test $$n -gt 0 || { echo "make fuzz: no fuzz targets found"; exit 1; }; \
-	echo "fuzz: all $$n targets passed, $(FUZZTIME) each"
+	$(GO) run ./cmd/fuzz -fuzztime $(FUZZTIME) -jobs $(FUZZ_JOBS)
 
 # The long forms: the system tests' load and fault runs at full length
 # (BREAKGLASS_SOAK=1, see internal/systemtest), then every fuzz target for
