@@ -30,6 +30,7 @@ import (
 	"breakglass/internal/presence"
 	"breakglass/internal/testing/passkey"
 	"breakglass/internal/testing/sshdtest"
+	"breakglass/internal/testing/testbin"
 )
 
 // fixture is a complete, valid environment: keys, known_hosts and a socket
@@ -241,18 +242,14 @@ func (l *lineWatcher) Write(p []byte) (int, error) {
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "khbin")
+	dir, err := testbin.BuildErr("breakglass/cmd/keyholder")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "keyholder")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build keyholder: %v\n%s", err, out)
-		os.Exit(1)
-	}
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	testbin.Cleanup()
 	os.Exit(code)
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,9 +31,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fakeDir != "" {
-		os.RemoveAll(fakeDir)
-	}
+	testbin.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
@@ -46,42 +43,16 @@ func TestMain(m *testing.M) {
 
 func moduleRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := testbin.ModuleRoot()
 	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		require.NotEqual(t, dir, parent, "go.mod not found")
-		dir = parent
-	}
+	return dir
 }
-
-var (
-	fakeOnce sync.Once
-	fakeDir  string
-	fakeBin  string
-	fakeErr  error
-)
 
 // fakeClaude builds testdata/fakeclaude: only for output the real CLI
 // cannot produce (lines that are not stream-json).
 func fakeClaude(t *testing.T) string {
 	t.Helper()
-	fakeOnce.Do(func() {
-		fakeDir, fakeErr = os.MkdirTemp("", "fakeclaude")
-		if fakeErr != nil {
-			return
-		}
-		fakeBin = filepath.Join(fakeDir, "claude")
-		out, err := exec.Command("go", "build", "-o", fakeBin, "./testdata/fakeclaude").CombinedOutput()
-		if err != nil {
-			fakeErr = errors.New(string(out))
-		}
-	})
-	require.NoError(t, fakeErr, "build fake claude")
-	return fakeBin
+	return filepath.Join(testbin.Build(t, "breakglass/internal/claude/testdata/fakeclaude"), "fakeclaude")
 }
 
 // testEnviron is the ambient environment of the tests' runners; the entries

@@ -19,6 +19,7 @@ import (
 	"text/template"
 	"time"
 
+	"breakglass/internal/testing/testbin"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,18 +28,12 @@ var webBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "edgetest-bin-")
+		dir, err := testbin.BuildErr("breakglass/cmd/web")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "breakglass/cmd/web")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build the web:", err)
-			return 1
-		}
+		defer testbin.Cleanup()
 		webBin = filepath.Join(dir, "web")
 		return m.Run()
 	}())

@@ -20,6 +20,7 @@ import (
 	"breakglass/internal/keyholder"
 	"breakglass/internal/testing/pvesim"
 	"breakglass/internal/testing/sshdtest"
+	"breakglass/internal/testing/testbin"
 )
 
 func pngDecode(b []byte) (image.Image, error) { return png.Decode(bytes.NewReader(b)) }
@@ -110,10 +111,12 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // PNG's size.
 func BenchmarkScreenshotRoundTrip(b *testing.B) {
 	dir := shortDir(b)
-	gate := buildGate(b, dir)
+	gate := buildGate(b)
+	// The fake qm reads <its path>.frame: a copy of its own in dir.
 	qm := filepath.Join(dir, "qm")
-	out, err := exec.Command("go", "build", "-o", qm, "../pvegate/testdata/fakeqm").CombinedOutput()
-	require.NoError(b, err, "go build fakeqm: %s", out)
+	fakeqm, err := os.ReadFile(filepath.Join(testbin.Build(b, "breakglass/internal/pvegate/testdata/fakeqm"), "fakeqm"))
+	require.NoError(b, err)
+	require.NoError(b, os.WriteFile(qm, fakeqm, 0o755))
 	require.NoError(b, os.WriteFile(qm+".frame", pvesim.RenderPPM(pvesim.PanicScreen), 0o600))
 	pvePath, pveKey, devvmPath := newKeys(b, dir)
 	command := fmt.Sprintf(`restrict,command="%s --qm %s --vmid 102 --lock %s --run-dir %s --syslog=false"`,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"breakglass/internal/keyholder"
 	"breakglass/internal/testing/sshdtest"
+	"breakglass/internal/testing/testbin"
 )
 
 // gateSSHD is a stock OpenSSH sshd whose only key runs the built pve-gate as
@@ -27,18 +27,15 @@ type gateSSHD struct {
 	devvm   string
 }
 
-// buildGate builds cmd/pve-gate into dir.
-func buildGate(tb testing.TB, dir string) string {
+// buildGate is cmd/pve-gate, built once per test process.
+func buildGate(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(dir, "pve-gate")
-	out, err := exec.Command("go", "build", "-o", bin, "breakglass/cmd/pve-gate").CombinedOutput()
-	require.NoError(tb, err, "go build pve-gate: %s", out)
-	return bin
+	return filepath.Join(testbin.Build(tb, "breakglass/cmd/pve-gate"), "pve-gate")
 }
 
 func startGateSSHD(tb testing.TB, dir string) *gateSSHD {
 	tb.Helper()
-	gate := buildGate(tb, dir)
+	gate := buildGate(tb)
 	pvePath, pveKey, devvmPath := newKeys(tb, dir)
 	command := fmt.Sprintf(`restrict,command="%s --qm /bin/echo --vmid 102 --lock %s"`, gate, filepath.Join(dir, "gate.lock"))
 	s := sshdtest.Start(tb, sshdtest.Config{AuthorizedKeys: sshdtest.AuthorizedKey(command, pveKey.PublicKey())})

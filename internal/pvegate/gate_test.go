@@ -18,14 +18,13 @@ import (
 	"go.uber.org/goleak"
 
 	"breakglass/internal/pvegate"
+	"breakglass/internal/testing/testbin"
 	"breakglass/internal/verbs"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	testbin.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

@@ -28,43 +28,15 @@ import (
 
 	"breakglass/internal/pvegate"
 	"breakglass/internal/testing/sshdtest"
+	"breakglass/internal/testing/testbin"
 )
 
-// built holds the binaries built once per test run.
-var built struct {
-	once   sync.Once
-	dir    string
-	gate   string
-	fakeqm string
-	err    error
-}
-
-// buildBinaries builds cmd/pve-gate and testdata/fakeqm into a directory
-// that TestMain removes.
+// buildBinaries builds cmd/pve-gate and testdata/fakeqm once per test
+// process (TestMain removes them).
 func buildBinaries(t *testing.T) (gate, fakeqm string) {
 	t.Helper()
-	built.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			built.err = errors.New("go not found on PATH: needed to build pve-gate and the fake qm")
-			return
-		}
-		built.dir, built.err = os.MkdirTemp("", "pvegate-bin-")
-		if built.err != nil {
-			return
-		}
-		built.gate = filepath.Join(built.dir, "pve-gate")
-		built.fakeqm = filepath.Join(built.dir, "fakeqm")
-		for _, b := range [][2]string{{built.gate, "breakglass/cmd/pve-gate"}, {built.fakeqm, "./testdata/fakeqm"}} {
-			out, err := exec.Command(goBin, "build", "-o", b[0], b[1]).CombinedOutput()
-			if err != nil {
-				built.err = errors.New("go build " + b[1] + ": " + err.Error() + "\n" + string(out))
-				return
-			}
-		}
-	})
-	require.NoError(t, built.err)
-	return built.gate, built.fakeqm
+	dir := testbin.Build(t, "breakglass/cmd/pve-gate", "breakglass/internal/pvegate/testdata/fakeqm")
+	return filepath.Join(dir, "pve-gate"), filepath.Join(dir, "fakeqm")
 }
 
 // host is one stock sshd whose authorized_keys sends the test key to
