@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,24 +18,17 @@ import (
 	"text/template"
 	"time"
 
-	"breakglass/internal/testing/testbin"
 	"github.com/stretchr/testify/require"
+
+	"breakglass/internal/devstack"
+	"breakglass/internal/testing/stacktest"
+	"breakglass/internal/testing/testbin"
 )
 
-// webBin is the web binary, built once by TestMain.
-var webBin string
-
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := testbin.BuildErr("breakglass/cmd/web")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer testbin.Cleanup()
-		webBin = filepath.Join(dir, "web")
-		return m.Run()
-	}())
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // stopTimeout bounds how long a child may take to stop on SIGTERM.
@@ -117,57 +109,26 @@ func start(t *testing.T, name string, cmd *exec.Cmd) *child {
 	return c
 }
 
-// web is a running web binary.
+// web is a running web binary and its listener's host:port.
 type web struct {
-	*child
+	*stacktest.Web
 	addr string
 }
 
-// startWeb runs the real web on a loopback port with trusted as its
-// BREAKGLASS_TRUSTED_PROXIES ("" is the default: the header is off), a
-// bearer token, and a one-second stream keepalive. No claude CLI is
-// installed, so a turn ends at once with an error event; nothing here
-// needs one.
+// startWeb runs the real web (internal/testing/stacktest, both hosts down)
+// with trusted as its BREAKGLASS_TRUSTED_PROXIES ("" is the default: the
+// header is off), a bearer token, and a one-second stream keepalive. No
+// claude CLI is installed, so a turn ends at once with an error event;
+// nothing here needs one.
 func startWeb(t *testing.T, trusted, token string) *web {
 	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600))
-	cmd := exec.Command(webBin)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"BREAKGLASS_LISTEN=127.0.0.1:0",
-		"BREAKGLASS_METRICS_LISTEN=127.0.0.1:0",
-		"BREAKGLASS_SESSIONS_DIR=" + filepath.Join(dir, "sessions"),
-		"BREAKGLASS_SOCKET_DIR=" + filepath.Join(dir, "run"),
-		"BREAKGLASS_CLAUDE_BIN=" + filepath.Join(dir, "no-claude-here"),
-		"BREAKGLASS_DEVVM_HOST=127.0.0.1",
-		"BREAKGLASS_DEVVM_PORT=9",
-		"BREAKGLASS_KNOWN_HOSTS=" + filepath.Join(dir, "known_hosts"),
+	s := stacktest.New(t, stacktest.Options{PVE: devstack.PVEDown, DevvmDown: true})
+	w := s.StartWeb(t,
+		"BREAKGLASS_CLAUDE_BIN="+filepath.Join(s.Dir, "no-claude-here"),
 		"BREAKGLASS_SSE_KEEPALIVE_SECONDS=1",
-		"BREAKGLASS_TRUSTED_PROXIES=" + trusted,
-		"API_BEARER_TOKEN=" + token,
-	}
-	w := &web{child: start(t, "web", cmd)}
-	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case line, ok := <-w.lines:
-			if !ok {
-				<-w.exited
-				t.Fatalf("web exited before listening:\n%s", w.output())
-			}
-			var l struct {
-				Msg  string `json:"@message"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "web listening" {
-				w.addr = l.Addr
-				return w
-			}
-		case <-deadline:
-			t.Fatalf("web not listening after 30s:\n%s", w.output())
-		}
-	}
+		"BREAKGLASS_TRUSTED_PROXIES="+trusted,
+		"API_BEARER_TOKEN="+token)
+	return &web{Web: w, addr: strings.TrimPrefix(w.URL, "http://")}
 }
 
 // authDouble stands in for authentik's outpost: its nginx endpoint answers
