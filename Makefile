@@ -63,14 +63,21 @@ export BREAKGLASS_TEST_CLAUDE := $(CLAUDE)
 TEST_PARALLEL ?= 4
 SLOW_PACKAGES := ./ui/ ./internal/systemtest/ ./cmd/web/ ./internal/pvegate/ ./internal/claude/ ./internal/sandbox/
 
+# The binaries the tests run (internal/testing/testbin), compiled here
+# once: test processes that start together would each compile them.
+TEST_BINARIES := ./cmd/... ./internal/redteam/probe ./internal/pvegate/testdata/fakeqm ./internal/claude/testdata/fakeclaude
+
 test: deps vet
+	CGO_ENABLED=0 $(GO) build $(TEST_BINARIES)
 	$(GO) test -p $(TEST_PARALLEL) -race -count=1 $(SLOW_PACKAGES) ./...
 	@if [ -f ui/package.json ]; then cd ui && npm test; fi
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
+# vet with -race compiles the packages the way `go test -race` does, so the
+# tests reuse them (no file here is built only with or without race).
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "make: gofmt needed"; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet -race ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -191,4 +192,21 @@ func TestCommentsCiteTheProjectsDocs(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
+}
+
+// TestNothingIsBuiltOnlyWithOrWithoutRace: make vet runs go vet -race so
+// the tests reuse what it compiles; that checks the same files as a plain
+// go vet only while no file is built only with, or only without, -race.
+func TestNothingIsBuiltOnlyWithOrWithoutRace(t *testing.T) {
+	out, err := exec.Command("git", "ls-files", "*.go").Output()
+	require.NoError(t, err)
+	for _, f := range strings.Fields(string(out)) {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "//go:build") && strings.Contains(l, "race") {
+				t.Errorf("%s: %s: make vet would check it as the race build sees it", f, l)
+			}
+		}
+	}
 }

@@ -147,10 +147,17 @@ func fuzzOnce(ctx context.Context, t target, fuzztime time.Duration, workers int
 	return result{verdict: judge(string(out), err), output: string(out)}
 }
 
-// runAll runs every target, jobs at a time, each at most twice (an
-// unstable run once more); it stops at the first target that fails and
-// says which, with its output.
+// runAll runs every target (at least one), jobs at a time after the
+// first, each at most twice (an unstable run once more); it stops at the
+// first target that fails and says which, with its output.
 func runAll(ctx context.Context, targets []target, jobs int, run func(context.Context, target) result) error {
+	// The first runs alone: it compiles the instrumented standard library
+	// and dependencies that every later target reuses (two at once would
+	// both compile them on a fresh machine).
+	if err := runTarget(ctx, targets[0], run); err != nil {
+		return err
+	}
+	targets = targets[1:]
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan target)
