@@ -211,6 +211,12 @@ export function suite(getTarget) {
       await new Promise((r) => cdp.once('ServiceWorker.workerRegistrationUpdated', r));
     }
     const registrationId = regs.find((r) => !r.isDeleted && r.scopeURL === `${origin}/`).registrationId;
+    // A push delivered before the worker is active is dropped: the
+    // registration is reported while it still installs (on a busy machine,
+    // for a while).
+    await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+    });
     const push = (m) => cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(m) });
     await push({ kind: 'approval', title: 'Approval waiting: reset', body: 'The agent asks to run reset on the VM.', url: `/#/s/${sid}`, tag: `approval-${sid}` });
     await push({ kind: 'vm', title: 'VM stopped', body: 'The VM is stopped.', url: 'https://evil.example/x', tag: 'vm' });
