@@ -228,7 +228,12 @@ func TestEndToEndInChromium(t *testing.T) {
 		}
 	})
 
-	cmd := exec.Command(node, "--test", "--test-concurrency=1", "test/e2e/real.test.mjs")
+	// BREAKGLASS_E2E_ONLY=<regexp> runs only the scenarios it matches.
+	args := []string{"--test", "--test-concurrency=1"}
+	if only := os.Getenv("BREAKGLASS_E2E_ONLY"); only != "" {
+		args = append(args, "--test-name-pattern="+only)
+	}
+	cmd := exec.Command(node, append(args, "test/e2e/real.test.mjs")...)
 	cmd.Dir = filepath.Join(root, "ui")
 	cmd.Env = append(os.Environ(), "BREAKGLASS_E2E_URL="+pageURL, "BREAKGLASS_E2E_CONTROL="+ctlURL)
 	e2e := lineLogger(t, "e2e")

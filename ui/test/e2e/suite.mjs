@@ -264,6 +264,37 @@ export function suite(getTarget) {
     await page.close();
   });
 
+  // The first session shown after load may arrive after the operator
+  // opened the Sessions sheet: the sheet stays open and "New session"
+  // works. (The list is held in the browser until the sheet is open.)
+  test('sessions-sheet-opened-while-loading-stays-open', async () => {
+    const page = await browser.context.newPage();
+    let release;
+    const held = new Promise((r) => (release = r));
+    let first = true;
+    await page.route('**/api/sessions', async (route) => {
+      if (first && route.request().method() === 'GET') {
+        first = false;
+        await held;
+      }
+      await route.continue();
+    });
+    await page.goto(target.url);
+    await page.locator('textarea#prompt').waitFor({ timeout: T() });
+    // At least one session to show first.
+    assert.equal(await page.evaluate(async () => (await fetch('/api/sessions', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status), 201);
+    await page.getByRole('button', { name: 'Sessions' }).click();
+    const create = page.getByRole('button', { name: 'New session' });
+    await create.waitFor({ timeout: T() });
+    release();
+    await page.waitForFunction(() => /^#\/s\/[0-9a-f-]{36}$/.test(location.hash), null, { timeout: T() });
+    const shown = await page.evaluate(() => location.hash);
+    assert.ok(await create.isVisible(), 'the sheet the operator opened is still open');
+    await create.click();
+    await page.waitForFunction((shown) => location.hash !== shown && /^#\/s\/[0-9a-f-]{36}$/.test(location.hash), shown, { timeout: T() });
+    await page.close();
+  });
+
   test('vm-sheet-confirm', async () => {
     const { page } = await open(browser.context, target.url, target.passkey);
     const sid = await newSession(page);
