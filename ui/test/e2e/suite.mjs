@@ -217,7 +217,24 @@ export function suite(getTarget) {
     await page.evaluate(async () => {
       await navigator.serviceWorker.ready;
     });
-    const push = (m) => cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(m) });
+    const versions = [];
+    cdp.on('ServiceWorker.workerVersionUpdated', (e) => versions.push(...e.versions.map((v) => `${v.status}/${v.runningStatus}`)));
+    const tags = () => page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => n.tag));
+    // A push DevTools injects while a busy machine is still starting the
+    // worker can be lost: it is delivered again (the same tag replaces,
+    // never adds) until it shows, three times at most.
+    const push = async (m) => {
+      for (let i = 0; i < 3; i++) {
+        await cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(m) });
+        const end = Date.now() + 8000;
+        while (Date.now() < end) {
+          if ((await tags()).includes(m.tag)) return;
+          await page.waitForTimeout(100);
+        }
+        console.log(`push ${m.tag}: not shown after 8 s, delivered again (worker: ${versions.slice(-4).join(', ')})`);
+      }
+      throw new Error(`push ${m.tag} never shown (worker: ${versions.slice(-4).join(', ')})`);
+    };
     await push({ kind: 'approval', title: 'Approval waiting: reset', body: 'The agent asks to run reset on the VM.', url: `/#/s/${sid}`, tag: `approval-${sid}` });
     await push({ kind: 'vm', title: 'VM stopped', body: 'The VM is stopped.', url: 'https://evil.example/x', tag: 'vm' });
     const shown = await until('two notifications', async () => {
