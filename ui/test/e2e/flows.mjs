@@ -62,6 +62,9 @@ export async function open(context, url, passkey) {
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(url);
   await page.locator('textarea#prompt').waitFor({ timeout: T });
+  // The first load picks the session to show; a test that starts before
+  // it is done races it.
+  await page.locator('.app[data-loaded="true"]').waitFor({ timeout: T });
   return { page, dialogs, errors };
 }
 
