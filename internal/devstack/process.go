@@ -30,7 +30,8 @@ type Process struct {
 	done  chan struct{} // closed when the process has exited
 	err   error         // the exit error, valid once done is closed
 
-	watch func(line []byte) // sees each line as it is, or nil
+	// watch sees each JSON log line until it returns true (then nil).
+	watch func(logLine) bool
 
 	mu   sync.Mutex // guards tail
 	tail []byte
@@ -38,8 +39,9 @@ type Process struct {
 
 // startProcess runs bin with exactly env (no inherited environment), its
 // output prefixed with its name, in its own process group; a non-nil cred
-// runs it as cfg.RunAs, and watch (if not nil) sees each output line.
-func startProcess(name, bin string, env []string, cfg Config, out io.Writer, watch func(line []byte)) (*Process, error) {
+// runs it as cfg.RunAs, and watch (if not nil) sees each JSON log line
+// until it returns true.
+func startProcess(name, bin string, env []string, cfg Config, out io.Writer, watch func(logLine) bool) (*Process, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.RunAs}
@@ -143,7 +145,10 @@ func (p *Process) lineCopier(out io.Writer) io.WriteCloser {
 			fmt.Fprintf(out, "[%s] %s\n", p.name, sc.Text())
 			p.keep(sc.Bytes())
 			if p.watch != nil {
-				p.watch(sc.Bytes())
+				var l logLine
+				if json.Unmarshal(sc.Bytes(), &l) == nil && p.watch(l) {
+					p.watch = nil // only this goroutine reads it once started
+				}
 			}
 		}
 		_, _ = io.Copy(io.Discard, r)
@@ -162,12 +167,11 @@ func (p *Process) keep(line []byte) {
 	}
 }
 
-// jsonField is one string field of a JSON log line, or "".
-func jsonField(line []byte, name string) string {
-	var fields map[string]any
-	if json.Unmarshal(line, &fields) != nil {
-		return ""
-	}
-	v, _ := fields[name].(string)
-	return v
+// logLine holds the fields of a child's JSON log line that the stack
+// waits for.
+type logLine struct {
+	Message     string `json:"@message"`
+	Code        string `json:"code"`
+	Addr        string `json:"addr"`
+	MetricsAddr string `json:"metrics_addr"`
 }

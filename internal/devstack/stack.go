@@ -364,14 +364,12 @@ func (s *Stack) KeyholderEnv(extra ...string) []string {
 func (s *Stack) StartKeyholder(ctx context.Context, extra ...string) (*Process, error) {
 	env := s.KeyholderEnv(extra...)
 	codeSeen := make(chan string, 1)
-	watch := func(line []byte) {
-		if strings.HasPrefix(jsonField(line, "@message"), "enrollment open") {
-			code := jsonField(line, "code")
-			select {
-			case codeSeen <- code:
-			default:
-			}
+	watch := func(l logLine) bool {
+		if !strings.HasPrefix(l.Message, "enrollment open") {
+			return false
 		}
+		codeSeen <- l.Code
+		return true
 	}
 	p, err := s.start(ctx, "keyholder", env, watch, func() error {
 		return dialUnix(filepath.Join(s.SocketDir, "keyholder.sock"))
@@ -417,13 +415,12 @@ func (s *Stack) WebEnv(extra ...string) []string {
 // and answers /healthz.
 func (s *Stack) StartWeb(ctx context.Context, extra ...string) (*Web, error) {
 	addrs := make(chan [2]string, 1)
-	watch := func(line []byte) {
-		if jsonField(line, "@message") == "web listening" {
-			select {
-			case addrs <- [2]string{jsonField(line, "addr"), jsonField(line, "metrics_addr")}:
-			default:
-			}
+	watch := func(l logLine) bool {
+		if l.Message != "web listening" {
+			return false
 		}
+		addrs <- [2]string{l.Addr, l.MetricsAddr}
+		return true
 	}
 	w := &Web{}
 	p, err := s.start(ctx, "web", s.WebEnv(extra...), watch, func() error {
@@ -447,7 +444,7 @@ func (s *Stack) StartWeb(ctx context.Context, extra ...string) (*Web, error) {
 
 // start runs one of the stack's binaries and waits for ready; a child
 // that does not get ready is stopped.
-func (s *Stack) start(ctx context.Context, name string, env []string, watch func([]byte), ready func() error) (*Process, error) {
+func (s *Stack) start(ctx context.Context, name string, env []string, watch func(logLine) bool, ready func() error) (*Process, error) {
 	out := s.cfg.Out
 	if s.cfg.Readable {
 		out = readableWriter{out: out}

@@ -131,7 +131,7 @@ const ignoreTermEnv = "DEVSTACK_TEST_IGNORE_TERM"
 func TestMain(m *testing.M) {
 	if os.Getenv(ignoreTermEnv) == "1" {
 		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ignoring SIGTERM")
+		fmt.Println(`{"@message":"ignoring SIGTERM"}`)
 		select {}
 	}
 	os.Exit(m.Run())
@@ -142,7 +142,7 @@ func TestMain(m *testing.M) {
 func TestStopReportsAChildThatNeededSIGKILL(t *testing.T) {
 	lines := make(chan string, 1)
 	p, err := startProcess("stubborn", os.Args[0], []string{ignoreTermEnv + "=1"},
-		Config{StopGrace: 100 * time.Millisecond}, io.Discard, func(l []byte) { lines <- string(l) })
+		Config{StopGrace: 100 * time.Millisecond}, io.Discard, func(l logLine) bool { lines <- l.Message; return true })
 	require.NoError(t, err)
 	assert.Equal(t, "ignoring SIGTERM", <-lines)
 	err = p.Stop()
