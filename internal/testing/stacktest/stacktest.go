@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,8 +26,9 @@ import (
 const User = "alice"
 
 // Options say how a stack is built; the zero value is a healthy VM 102
-// behind the simulated Proxmox host, presence off, and an API double with
-// an empty script.
+// behind the simulated Proxmox host, presence off (a test about presence
+// starts the keyholder with its variables), and an API double with an
+// empty script.
 type Options struct {
 	// PVE is devstack.PVESimulated, PVEBlackholed or PVEDown.
 	PVE string
@@ -36,18 +36,8 @@ type Options struct {
 	DevvmDown bool
 	// Script is the API double's turns.
 	Script []apidouble.Turn
-	// Presence is the keyholder's BREAKGLASS_PRESENCE: "" means "off"
-	// here (tests about presence say "required").
-	Presence string
-	// Operators are operators-file lines enrolled before start.
-	Operators []string
-	// Origins are more WebAuthn origins the keyholder accepts.
-	Origins []string
 	// RunAs runs both binaries as this user (tests running as root).
 	RunAs *syscall.Credential
-	// WebEnv and KeyholderEnv are extra KEY=value entries, after the
-	// stack's own (a later entry wins).
-	WebEnv, KeyholderEnv []string
 	// Path is the binaries' PATH ("" = the image's, /usr/local/bin:/usr/bin:/bin).
 	Path string
 }
@@ -79,12 +69,6 @@ func New(t testing.TB, o Options) *Stack {
 	if path == "" {
 		path = "/usr/local/bin:/usr/bin:/bin"
 	}
-	presence := o.Presence
-	if presence == "" {
-		presence = "off"
-	} else if presence == "required" {
-		presence = ""
-	}
 	s, err := devstack.New(devstack.Config{
 		Listen:     "127.0.0.1:0",
 		BinDir:     bin,
@@ -93,11 +77,10 @@ func New(t testing.TB, o Options) *Stack {
 		APIBaseURL: double.URL(),
 		PVE:        o.PVE,
 		DevvmDown:  o.DevvmDown,
-		Presence:   presence,
-		Operators:  o.Operators,
-		Origins:    o.Origins,
-		RunAs:      o.RunAs,
-		WebEnv: slices.Concat([]string{
+		// Tests about presence start the keyholder with its variables.
+		Presence: "off",
+		RunAs:    o.RunAs,
+		WebEnv: []string{
 			"ANTHROPIC_API_KEY=test-key",
 			"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
 			"DISABLE_TELEMETRY=1",
@@ -105,8 +88,7 @@ func New(t testing.TB, o Options) *Stack {
 			"LANG=C.UTF-8",
 			// Nobody answers permission questions unless a test says so.
 			"BREAKGLASS_AGENT_MODE=autopilot",
-		}, o.WebEnv),
-		KeyholderEnv: o.KeyholderEnv,
+		},
 		// A binary that needs SIGKILL fails the test; under -race on a
 		// loaded machine a clean stop can take seconds.
 		StopGrace: 30 * time.Second,
